@@ -1,0 +1,1 @@
+//! Image discovery in charts and manifests (being written).

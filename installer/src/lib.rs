@@ -1,0 +1,4 @@
+//! The ferry installer as a library: the `ferry-installer` binary (the stub inside every
+//! `delivery.run`) is a thin command-line layer over these modules.
+
+pub mod registry;

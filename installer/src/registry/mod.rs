@@ -1,0 +1,1 @@
+//! Read-only OCI Distribution registry served straight out of a bundle (being written).
