@@ -1,1 +1,6 @@
-//! End-to-end tests.
+//! End-to-end tests: one binary, one module per area, each driving the real `ferry` and
+//! `ferry-installer` binaries (built by `scripts/build.sh` into `target/dist/`).
+
+mod bundle;
+mod pull;
+mod registry_serve;

@@ -1,1 +1,6 @@
-//! Helpers for the end-to-end tests.
+//! Helpers for the end-to-end tests: start real services, make real images, find the
+//! built binaries. Each helper lives in its own module so tests read as a story.
+
+pub mod bins;
+pub mod images;
+pub mod registry;
