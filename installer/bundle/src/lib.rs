@@ -22,7 +22,7 @@ pub use digest::Sha256Digest;
 pub use error::BundleError;
 pub use footer::Footer;
 pub use manifest::{BundleManifest, EntryRecord, ImageRecord};
-
+pub use reader::Bundle;
 
 /// Path of the bundle manifest inside the payload tar. It is always the last entry, so
 /// that every other entry's offset is known when it is written.

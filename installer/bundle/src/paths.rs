@@ -43,7 +43,17 @@ mod tests {
 
     #[test]
     fn refuses_escapes() {
-        for p in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b", "a/", "a\\..\\b", "a\0b"] {
+        for p in [
+            "",
+            "/etc/passwd",
+            "../x",
+            "a/../../x",
+            "a//b",
+            "a/./b",
+            "a/",
+            "a\\..\\b",
+            "a\0b",
+        ] {
             assert!(check_entry_path(p).is_err(), "{p:?} accepted");
         }
     }

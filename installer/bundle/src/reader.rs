@@ -1,1 +1,176 @@
-//! (being written)
+//! Opens a bundle in place: finds the footer at the end of the file, reads and checks
+//! `bundle.json`, and hands out byte ranges of entries. Opening costs two small reads
+//! however large the bundle is; checking every byte is [`crate::verify`]'s job.
+
+use crate::error::{BundleError, Result};
+use crate::footer::{Footer, FooterProblem, FOOTER_LEN, FORMAT_VERSION};
+use crate::manifest::{BundleManifest, EntryRecord};
+use crate::paths::check_entry_path;
+use crate::subfile::{read_exact_at, SubFile};
+use crate::Sha256Digest;
+use std::collections::HashSet;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Largest bundle.json accepted (300 images × thousands of entries fits in a few MiB).
+pub const MAX_MANIFEST: u64 = 256 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct Bundle {
+    pub path: PathBuf,
+    pub file: Arc<File>,
+    pub file_len: u64,
+    pub footer: Footer,
+    pub manifest: BundleManifest,
+}
+
+impl Bundle {
+    pub fn open(path: &Path) -> Result<Bundle> {
+        let file = File::open(path).map_err(|e| BundleError::io(path, e))?;
+        let file_len = file.metadata().map_err(|e| BundleError::io(path, e))?.len();
+        if file_len < FOOTER_LEN as u64 {
+            return Err(BundleError::NoFooter {
+                path: path.into(),
+                reason: format!("file is only {file_len} bytes"),
+            });
+        }
+        let raw = read_exact_at(&file, file_len - FOOTER_LEN as u64, FOOTER_LEN)
+            .map_err(|e| BundleError::io(path, e))?;
+        let footer = Footer::decode(&raw, file_len).map_err(|p| match p {
+            FooterProblem::Missing(reason) => BundleError::NoFooter {
+                path: path.into(),
+                reason,
+            },
+            FooterProblem::Damaged(reason) => BundleError::BadFooter {
+                path: path.into(),
+                reason,
+            },
+            FooterProblem::Version(found) => BundleError::UnsupportedVersion {
+                path: path.into(),
+                found,
+                supported: FORMAT_VERSION,
+            },
+        })?;
+        if footer.manifest_len > MAX_MANIFEST {
+            return Err(BundleError::BadManifest {
+                reason: format!(
+                    "{} bytes is larger than the {MAX_MANIFEST} allowed",
+                    footer.manifest_len
+                ),
+            });
+        }
+        let bytes = read_exact_at(
+            &file,
+            footer.payload_offset + footer.manifest_offset,
+            footer.manifest_len as usize,
+        )
+        .map_err(|e| BundleError::io(path, e))?;
+        let found = Sha256Digest::of(&bytes);
+        if found != footer.manifest_sha256 {
+            return Err(BundleError::EntryChecksum {
+                entry: crate::MANIFEST_PATH.into(),
+                expected: footer.manifest_sha256.hex(),
+                found: found.hex(),
+            });
+        }
+        let manifest: BundleManifest =
+            serde_json::from_slice(&bytes).map_err(|e| BundleError::BadManifest {
+                reason: format!("line {} column {}: {e}", e.line(), e.column()),
+            })?;
+        if manifest.format != footer.version {
+            return Err(BundleError::BadManifest {
+                reason: format!(
+                    "format {} differs from the footer's {}",
+                    manifest.format, footer.version
+                ),
+            });
+        }
+        if manifest.installer.size != footer.payload_offset {
+            return Err(BundleError::BadManifest {
+                reason: format!(
+                    "installer size {} differs from the payload offset {} in the footer",
+                    manifest.installer.size, footer.payload_offset
+                ),
+            });
+        }
+        check_layout(
+            &manifest.entries,
+            footer.manifest_offset,
+            footer.payload_len,
+        )?;
+        Ok(Bundle {
+            path: path.to_path_buf(),
+            file: Arc::new(file),
+            file_len,
+            footer,
+            manifest,
+        })
+    }
+
+    /// The payload (tar) as a stream.
+    pub fn payload(&self) -> SubFile {
+        SubFile::new(
+            self.file.clone(),
+            self.footer.payload_offset,
+            self.footer.payload_len,
+        )
+    }
+
+    /// Absolute file offset of an entry's first byte.
+    pub fn absolute_offset(&self, e: &EntryRecord) -> u64 {
+        self.footer.payload_offset + e.offset
+    }
+
+    /// An entry's stored bytes as a stream (not verified: see [`crate::verify`]).
+    pub fn open_entry(&self, e: &EntryRecord) -> SubFile {
+        SubFile::new(self.file.clone(), self.absolute_offset(e), e.size)
+    }
+
+    pub fn entry(&self, path: &str) -> Option<&EntryRecord> {
+        self.manifest.entry(path)
+    }
+}
+
+/// Cheap sanity checks of the entry table: valid unique paths, data inside the payload,
+/// sorted and non-overlapping, and none overlapping bundle.json. A bundle.json that lies
+/// in a way these cannot see is caught by comparing with the tar headers in `verify`.
+pub fn check_layout(entries: &[EntryRecord], manifest_offset: u64, payload_len: u64) -> Result<()> {
+    let mut seen = HashSet::new();
+    let mut prev_end = 0u64;
+    for e in entries {
+        check_entry_path(&e.path).map_err(|r| BundleError::entry(&e.path, r))?;
+        if !seen.insert(e.path.as_str()) || e.path == crate::MANIFEST_PATH {
+            return Err(BundleError::entry(&e.path, "listed twice in bundle.json"));
+        }
+        let end = e.offset.checked_add(e.size).filter(|&x| x <= payload_len).ok_or_else(|| {
+            BundleError::entry(
+                &e.path,
+                format!("bundle.json says offset {} size {}, which lies outside the payload ({payload_len} bytes)", e.offset, e.size),
+            )
+        })?;
+        if e.offset < prev_end + 512 {
+            return Err(BundleError::entry(
+                &e.path,
+                format!(
+                    "bundle.json says offset {}, which overlaps the previous entry or its header",
+                    e.offset
+                ),
+            ));
+        }
+        if end > manifest_offset {
+            return Err(BundleError::entry(
+                &e.path,
+                "bundle.json places it over or after bundle.json itself",
+            ));
+        }
+        if e.sha256.len() != 64 || Sha256Digest::from_hex(&e.sha256).is_none() {
+            return Err(BundleError::entry(
+                &e.path,
+                "sha256 in bundle.json is not 64 lowercase hex digits",
+            ));
+        }
+        prev_end = end;
+    }
+    Ok(())
+}

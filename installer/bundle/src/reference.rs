@@ -118,9 +118,10 @@ impl fmt::Display for Reference {
 pub fn check_tag(t: &str) -> Result<(), String> {
     let ok = !t.is_empty()
         && t.len() <= 128
-        && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && t
-            .bytes()
+        && t.bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && t.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     if ok {
         Ok(())
@@ -132,22 +133,27 @@ pub fn check_tag(t: &str) -> Result<(), String> {
 /// Repository grammar of the distribution spec: lowercase components of
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*` separated by `/`.
 pub fn check_repository(r: &str) -> Result<(), String> {
-    let bad = || Err(format!("invalid repository name {r:?} (lowercase letters, digits, and . _ - / separators)"));
+    let bad = || {
+        Err(format!(
+            "invalid repository name {r:?} (lowercase letters, digits, and . _ - / separators)"
+        ))
+    };
     if r.is_empty() || r.len() > 255 {
         return bad();
     }
     for comp in r.split('/') {
         let b = comp.as_bytes();
-        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
-            return bad();
-        }
-        if !b
-            .iter()
-            .all(|&c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'_' || c == b'-')
+        if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric()
         {
             return bad();
         }
-        if comp.contains("..") || comp.contains("___") || comp.contains("._") || comp.contains("_.") {
+        if !b.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'.' || c == b'_' || c == b'-'
+        }) {
+            return bad();
+        }
+        if comp.contains("..") || comp.contains("___") || comp.contains("._") || comp.contains("_.")
+        {
             return bad();
         }
     }
@@ -167,18 +173,38 @@ mod tests {
         assert_eq!(n("nginx"), "docker.io/library/nginx:latest");
         assert_eq!(n("nginx:1.27"), "docker.io/library/nginx:1.27");
         assert_eq!(n("bitnami/redis:7"), "docker.io/bitnami/redis:7");
-        assert_eq!(n("quay.io/argoproj/argocd:v2"), "quay.io/argoproj/argocd:v2");
+        assert_eq!(
+            n("quay.io/argoproj/argocd:v2"),
+            "quay.io/argoproj/argocd:v2"
+        );
         assert_eq!(n("localhost:5000/app"), "localhost:5000/app:latest");
         assert_eq!(n("localhost/app:1"), "localhost/app:1");
-        assert_eq!(n("index.docker.io/library/busybox"), "docker.io/library/busybox:latest");
+        assert_eq!(
+            n("index.docker.io/library/busybox"),
+            "docker.io/library/busybox:latest"
+        );
         let d = format!("sha256:{}", "a".repeat(64));
-        assert_eq!(n(&format!("registry.k8s.io/pause@{d}")), format!("registry.k8s.io/pause@{d}"));
-        assert_eq!(n(&format!("nginx:1@{d}")), format!("docker.io/library/nginx:1@{d}"));
+        assert_eq!(
+            n(&format!("registry.k8s.io/pause@{d}")),
+            format!("registry.k8s.io/pause@{d}")
+        );
+        assert_eq!(
+            n(&format!("nginx:1@{d}")),
+            format!("docker.io/library/nginx:1@{d}")
+        );
     }
 
     #[test]
     fn refuses_garbage() {
-        for bad in ["", "UPPER/case", "a@sha256:xyz", "a:b:c", "a//b", "nginx:-x", "a/../b"] {
+        for bad in [
+            "",
+            "UPPER/case",
+            "a@sha256:xyz",
+            "a:b:c",
+            "a//b",
+            "nginx:-x",
+            "a/../b",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} accepted");
         }
     }

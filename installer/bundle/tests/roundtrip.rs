@@ -1,0 +1,109 @@
+//! Writer → reader → verify → extract round trips, and every way a bundle can be damaged.
+
+use ferry_bundle::verify::check;
+use ferry_bundle::writer::BundleWriter;
+use ferry_bundle::{extract::extract, Bundle, BundleManifest, Sha256Digest};
+use std::path::{Path, PathBuf};
+
+fn build(dir: &Path) -> PathBuf {
+    let out = dir.join("b.run");
+    let stub = vec![0x7fu8; 3000];
+    let mut w = BundleWriter::create(&out, &stub[..]).unwrap();
+    let blob = vec![42u8; 100_000];
+    let d = Sha256Digest::of(&blob);
+    assert!(w.add_blob(&d, blob.len() as u64, &blob[..]).unwrap());
+    assert!(
+        !w.add_blob(&d, blob.len() as u64, &blob[..]).unwrap(),
+        "shared blob stored twice"
+    );
+    w.add_entry("files/etc/hello.txt", 5, 0o600, &b"hello"[..])
+        .unwrap();
+    let long = format!("files/{}/deep.txt", "x".repeat(200));
+    w.add_entry(&long, 3, 0o755, &b"abc"[..]).unwrap();
+    let m = BundleManifest {
+        name: "t".into(),
+        ..Default::default()
+    };
+    w.finish(m).unwrap();
+    out
+}
+
+#[test]
+fn round_trip_check_and_extract() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = build(dir.path());
+    let b = Bundle::open(&out).unwrap();
+    assert_eq!(b.manifest.entries.len(), 3);
+    assert_eq!(b.footer.payload_offset, 3000);
+    check(&b, &|_| {}).unwrap();
+    let x = dir.path().join("x");
+    let r = extract(&b, &x, &|_| {}).unwrap();
+    assert_eq!(r.files, 4);
+    assert_eq!(
+        std::fs::read(x.join("files/etc/hello.txt")).unwrap(),
+        b"hello"
+    );
+    assert!(x.join("bundle.json").exists());
+    // Standard tools read the payload.
+    let list = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("tail -c +3001 {} | tar -t", out.display()))
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        names.contains("files/etc/hello.txt") && names.contains("bundle.json"),
+        "{names}"
+    );
+}
+
+#[test]
+fn every_flipped_byte_after_the_stub_fails_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = build(dir.path());
+    let good = std::fs::read(&out).unwrap();
+    // Flip one byte at many positions across payload, headers, padding and footer.
+    let step = (good.len() - 3000) / 97;
+    let mut positions: Vec<usize> = (3000..good.len()).step_by(step.max(1)).collect();
+    positions.extend(good.len() - 160..good.len());
+    positions.push(0); // stub too
+    for pos in positions {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x20;
+        let p = dir.path().join("bad.run");
+        std::fs::write(&p, &bad).unwrap();
+        let res = Bundle::open(&p).and_then(|b| check(&b, &|_| {}).map(|_| ()));
+        assert!(res.is_err(), "flip at {pos} of {} not detected", good.len());
+    }
+}
+
+#[test]
+fn truncation_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = build(dir.path());
+    let good = std::fs::read(&out).unwrap();
+    for cut in [1usize, 100, 161, 5000, good.len() - 10] {
+        let p = dir.path().join("cut.run");
+        std::fs::write(&p, &good[..good.len() - cut]).unwrap();
+        let err = Bundle::open(&p)
+            .and_then(|b| check(&b, &|_| {}).map(|_| ()))
+            .unwrap_err();
+        assert!(!err.to_string().is_empty());
+    }
+}
+
+#[test]
+fn blob_with_wrong_digest_is_refused_and_leaves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("b.run");
+    let mut w = BundleWriter::create(&out, &b"stub"[..]).unwrap();
+    let err = w
+        .add_blob(&Sha256Digest::of(b"other"), 3, &b"abc"[..])
+        .unwrap_err();
+    assert!(err.to_string().contains("sha256"), "{err}");
+    drop(w);
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "partial file left behind"
+    );
+}
