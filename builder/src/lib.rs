@@ -1,3 +1,11 @@
 //! The ferry builder as a library: the `ferry` binary is a thin command-line layer over it.
 
+pub mod build;
+pub mod cli;
+pub mod commands;
 pub mod discover;
+pub mod image;
+pub mod kubefile;
+pub mod logging;
+pub mod progress;
+pub mod pull;

@@ -1,4 +1,9 @@
 //! The ferry installer as a library: the `ferry-installer` binary (the stub inside every
 //! `delivery.run`) is a thin command-line layer over these modules.
 
+pub mod cli;
+pub mod commands;
+pub mod locate;
+pub mod logging;
+pub mod progress;
 pub mod registry;

@@ -1,1 +1,17 @@
-fn main() {}
+//! `ferry-installer`: the stub at the front of every `delivery.run`. Parses the command
+//! line and hands off to `ferry_installer::commands`; all the work lives in the library.
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let cli = ferry_installer::cli::Cli::parse();
+    ferry_installer::logging::init(cli.quiet);
+    match ferry_installer::commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}

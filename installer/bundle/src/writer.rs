@@ -187,6 +187,10 @@ impl BundleWriter {
         };
         w.write_all(&footer.encode()).map_err(io_err)?;
         let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+        // The bundle is a program: `./delivery.run` must work straight after the build.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
         std::fs::rename(&self.partial, &self.out).map_err(io_err)?;
         self.finished = true;

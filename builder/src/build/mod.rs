@@ -1,0 +1,254 @@
+//! `ferry build`: Kubefile in, `delivery.run` out.
+//!
+//! Two stages. *Plan* reads the Kubefile and resolves everything to local bytes (image
+//! blobs as byte ranges of layouts, tarballs or the content cache; files from the
+//! context) without writing the bundle. *Write* then streams each unique blob and file
+//! once into the bundle writer, which verifies digests as the bytes pass. Failing in plan
+//! costs nothing; failing in write leaves no partial output.
+
+mod files;
+pub mod stub;
+
+use crate::image::{resolve_local, ImageSource, ResolvedImage, OCI_INDEX};
+use crate::kubefile::{Instruction, Kubefile};
+use anyhow::{bail, Context, Result};
+use ferry_bundle::manifest::{FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::reference::Reference;
+use ferry_bundle::writer::BundleWriter;
+use ferry_bundle::{BundleManifest, Footer};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    pub kubefile: PathBuf,
+    pub context: PathBuf,
+    pub output: PathBuf,
+    pub installer: Option<PathBuf>,
+    pub platform: String,
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BuildReport {
+    pub output: PathBuf,
+    pub size: u64,
+    pub images: usize,
+    pub blobs_written: usize,
+    pub blobs_shared: usize,
+    pub payload_sha256: String,
+}
+
+/// One image line of the Kubefile, before resolution.
+struct ImageSpec {
+    line: usize,
+    source: String,
+    name: Option<String>,
+}
+
+pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
+    let kf = Kubefile::read(&opts.kubefile)?;
+    let ctx = &opts.context;
+    let mut manifest = BundleManifest {
+        builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
+        platform: opts.platform.clone(),
+        ..Default::default()
+    };
+    let mut specs = Vec::new();
+    let mut copies = Vec::new();
+    for l in kf.iter() {
+        let at = || format!("{}:{}", opts.kubefile.display(), l.line);
+        match &l.ins {
+            Instruction::From(base) if base == "scratch" => {}
+            Instruction::From(base) => bail!(
+                "{}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch",
+                at()
+            ),
+            Instruction::Image { sources, name } => {
+                specs.extend(sources.iter().map(|s| ImageSpec {
+                    line: l.line,
+                    source: s.clone(),
+                    name: name.clone(),
+                }))
+            }
+            Instruction::Images(file) => {
+                let p = ctx.join(file);
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("{}: IMAGES {}", at(), p.display()))?;
+                for line in text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty() && !s.starts_with('#'))
+                {
+                    specs.push(ImageSpec {
+                        line: l.line,
+                        source: line.to_string(),
+                        name: None,
+                    });
+                }
+            }
+            Instruction::Copy { src, dest } => {
+                let planned = files::plan_copy(&ctx.join(src), dest).with_context(at)?;
+                copies.extend(planned);
+            }
+            Instruction::Label { key, value } => {
+                manifest.labels.insert(key.clone(), value.clone());
+            }
+            Instruction::Env { key, value } => {
+                manifest.env.insert(key.clone(), value.clone());
+            }
+            Instruction::Run(cmd) => manifest.hooks.push(HookRecord {
+                command: cmd.clone(),
+            }),
+            Instruction::Cluster {
+                distribution,
+                version,
+            } => {
+                manifest.cluster = Some(ferry_bundle::manifest::ClusterRecord {
+                    distribution: distribution.clone(),
+                    version: version.clone(),
+                })
+            }
+            other => bail!("{}: {other:?} is not supported by this build yet", at()),
+        }
+    }
+    manifest.name = manifest.labels.get("name").cloned().unwrap_or_else(|| {
+        opts.output
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "bundle".into())
+    });
+    manifest.version = manifest.labels.get("version").cloned().unwrap_or_default();
+
+    let images = resolve_images(&opts.kubefile, ctx, &specs)?;
+    write(opts, manifest, &images, &copies)
+}
+
+fn resolve_images(kubefile: &Path, ctx: &Path, specs: &[ImageSpec]) -> Result<Vec<ResolvedImage>> {
+    let mut by_name: BTreeMap<String, ResolvedImage> = BTreeMap::new();
+    for s in specs {
+        let at = format!("{}:{}", kubefile.display(), s.line);
+        let name = s
+            .name
+            .as_deref()
+            .map(Reference::parse)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("{at}: AS {e}"))?;
+        let src = ImageSource::parse(&s.source, ctx).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
+        let img = match &src {
+            ImageSource::Registry(r) => {
+                bail!("{at}: {r}: pulling from registries is not available in this build")
+            }
+            _ => resolve_local(&s.source, &src, name.as_ref()).with_context(|| at.clone())?,
+        };
+        let key = img.name.to_string();
+        if let Some(prev) = by_name.get(&key) {
+            if prev.root.digest != img.root.digest {
+                bail!("{at}: image name {key} is given twice with different content ({} from {}, {:?} from {})", prev.root.digest.oci(), prev.source, img.root.digest, img.source);
+            }
+            continue;
+        }
+        by_name.insert(key, img);
+    }
+    Ok(by_name.into_values().collect())
+}
+
+fn write(
+    opts: &BuildOptions,
+    mut manifest: BundleManifest,
+    images: &[ResolvedImage],
+    copies: &[files::PlannedFile],
+) -> Result<BuildReport> {
+    let stub_path = stub::locate(opts.installer.as_deref()).map_err(anyhow::Error::msg)?;
+    let stub = std::fs::File::open(&stub_path)
+        .with_context(|| format!("opening {}", stub_path.display()))?;
+    let total: u64 =
+        images.iter().map(|i| i.size()).sum::<u64>() + copies.iter().map(|c| c.size).sum::<u64>();
+    let bar = crate::progress::bytes_bar(total, "writing", opts.quiet);
+    let mut w = BundleWriter::create(&opts.output, stub)?;
+    let tmp_dir = opts
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    w.add_entry(
+        "oci/oci-layout",
+        30,
+        0o644,
+        &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
+    )?;
+    let (mut written, mut shared) = (0usize, 0usize);
+    let mut index_manifests = Vec::new();
+    for img in images {
+        for b in &img.blobs {
+            let r = b
+                .source
+                .open()
+                .with_context(|| format!("{}: reading blob {:?}", img.source, b.digest))?;
+            let added = w
+                .add_blob(&b.digest, b.size, r)
+                .with_context(|| format!("image {} (from {})", img.name, img.source))?;
+            if added {
+                written += 1
+            } else {
+                shared += 1
+            }
+            bar.inc(b.size);
+        }
+        let tag = img.name.tag.clone().unwrap_or_else(|| img.name.to_string());
+        index_manifests.push(serde_json::json!({
+            "mediaType": img.root.media_type,
+            "digest": img.root.digest.oci(),
+            "size": img.root.size,
+            "annotations": {
+                "io.containerd.image.name": img.name.to_string(),
+                "org.opencontainers.image.ref.name": tag,
+            }
+        }));
+        manifest.images.push(ImageRecord {
+            name: img.name.to_string(),
+            digest: img.root.digest.oci(),
+            media_type: img.root.media_type.clone(),
+            size: img.size(),
+            source: img.source.clone(),
+            platforms: img.platforms.clone(),
+        });
+    }
+    let index = serde_json::to_vec_pretty(
+        &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_manifests}),
+    )?;
+    w.add_entry("oci/index.json", index.len() as u64, 0o644, &index[..])?;
+    for c in copies {
+        let entry = files::entry_for(&c.dest);
+        let rec = match files::compress_if_helps(&c.src, c.size, &tmp_dir)? {
+            Some(tmp) => {
+                let len = tmp.as_file().metadata()?.len();
+                w.add_entry_as(
+                    &format!("{entry}.zst"),
+                    len,
+                    c.mode,
+                    Some("zstd"),
+                    tmp.reopen()?,
+                )?
+            }
+            None => w.add_entry(&entry, c.size, c.mode, std::fs::File::open(&c.src)?)?,
+        };
+        manifest.files.push(FileRecord {
+            entry: rec.path,
+            dest: c.dest.clone(),
+            mode: c.mode,
+        });
+        bar.inc(c.size);
+    }
+    let (footer, _): (Footer, _) = w.finish(manifest)?;
+    bar.finish_and_clear();
+    Ok(BuildReport {
+        size: footer.payload_offset + footer.payload_len + ferry_bundle::footer::FOOTER_LEN as u64,
+        output: opts.output.clone(),
+        images: images.len(),
+        blobs_written: written,
+        blobs_shared: shared,
+        payload_sha256: footer.payload_sha256.hex(),
+    })
+}

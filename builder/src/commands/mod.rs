@@ -1,0 +1,11 @@
+//! One module per `ferry` command: thin, adds context, delegates to the library.
+
+mod build;
+
+use crate::cli::{Cli, Command};
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Build(args) => build::run(&args, cli.output, cli.quiet),
+    }
+}

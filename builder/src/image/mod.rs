@@ -1,0 +1,135 @@
+//! Images as the builder sees them: a name the cluster will use, a root descriptor
+//! (manifest or index), and every blob it needs together with where its bytes are now.
+//!
+//! Whatever the source — an OCI layout, a `docker save` tarball, a registry (through the
+//! content cache) — an image resolves to byte ranges of local files or small in-memory
+//! blobs. The bundle writer then copies each unique blob once, verifying its digest.
+
+mod docker_archive;
+mod oci_layout;
+mod source;
+mod walk;
+
+pub use source::{resolve_local, ImageSource};
+pub use walk::collect_blobs;
+
+use ferry_bundle::reference::Reference;
+use ferry_bundle::Sha256Digest;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
+pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
+pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+
+pub fn is_index(media_type: &str) -> bool {
+    media_type == OCI_INDEX || media_type == DOCKER_LIST
+}
+
+/// Where a blob's bytes are before they go into the bundle.
+#[derive(Debug, Clone)]
+pub enum BlobSource {
+    /// A byte range of a local file (an OCI layout blob, a member of a tarball, a cached blob).
+    File {
+        path: PathBuf,
+        offset: u64,
+        len: u64,
+    },
+    /// Small blobs the builder made itself (e.g. a manifest for a docker-archive image).
+    Bytes(Arc<Vec<u8>>),
+}
+
+impl BlobSource {
+    pub fn whole_file(path: PathBuf, len: u64) -> Self {
+        BlobSource::File {
+            path,
+            offset: 0,
+            len,
+        }
+    }
+    /// Reads the whole blob into memory: for manifests and configs only (small).
+    pub fn read_small(&self) -> std::io::Result<Vec<u8>> {
+        const LIMIT: u64 = 16 * 1024 * 1024;
+        match self {
+            BlobSource::Bytes(b) => Ok(b.to_vec()),
+            BlobSource::File { path, offset, len } => {
+                if *len > LIMIT {
+                    return Err(std::io::Error::other(format!(
+                        "{}: manifest or config larger than 16 MiB",
+                        path.display()
+                    )));
+                }
+                let f = std::fs::File::open(path)?;
+                ferry_bundle::subfile::read_exact_at(&f, *offset, *len as usize)
+            }
+        }
+    }
+    /// Opens the blob as a stream.
+    pub fn open(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        match self {
+            BlobSource::Bytes(b) => Ok(Box::new(std::io::Cursor::new(b.clone().to_vec()))),
+            BlobSource::File { path, offset, len } => {
+                let f = std::fs::File::open(path)?;
+                Ok(Box::new(ferry_bundle::subfile::SubFile::new(
+                    Arc::new(f),
+                    *offset,
+                    *len,
+                )))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Blob {
+    pub digest: Sha256Digest,
+    pub size: u64,
+    pub media_type: String,
+    pub source: BlobSource,
+}
+
+/// An image ready to be written into a bundle.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The name the image carries on the cluster.
+    pub name: Reference,
+    /// As written in the Kubefile.
+    pub source: String,
+    pub root: Blob,
+    /// Every blob, root included, in dependency order (manifests before what they list).
+    pub blobs: Vec<Blob>,
+    pub platforms: Vec<String>,
+}
+
+impl ResolvedImage {
+    pub fn size(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{source_ref}: {message}")]
+    Invalid { source_ref: String, message: String },
+    #[error("{source_ref}: {path}: {err}")]
+    Io {
+        source_ref: String,
+        path: PathBuf,
+        #[source]
+        err: std::io::Error,
+    },
+}
+
+impl ImageError {
+    pub fn invalid(source_ref: &str, message: impl Into<String>) -> Self {
+        ImageError::Invalid {
+            source_ref: source_ref.to_string(),
+            message: message.into(),
+        }
+    }
+}

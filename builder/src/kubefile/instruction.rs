@@ -1,0 +1,155 @@
+//! One Kubefile instruction and its argument rules.
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Instruction {
+    /// `FROM scratch` or `FROM <bundle>` (layering: recorded, not yet supported by build).
+    From(String),
+    /// `CLUSTER <distribution> <version>`.
+    Cluster {
+        distribution: String,
+        version: String,
+    },
+    /// `IMAGE <source>… [AS <name>]`; `AS` only with a single source.
+    Image {
+        sources: Vec<String>,
+        name: Option<String>,
+    },
+    /// `IMAGES <file>`: one reference per line.
+    Images(String),
+    /// `APP <name> <path>`: chart dir/.tgz or manifest directory.
+    App {
+        name: String,
+        path: String,
+    },
+    Values {
+        app: String,
+        file: String,
+    },
+    Set {
+        app: String,
+        assignment: String,
+    },
+    /// `COPY <src> <dst>`: a file or directory from the context into the host's filesystem.
+    Copy {
+        src: String,
+        dest: String,
+    },
+    /// `PACKAGE deb <name>…`.
+    Package {
+        kind: String,
+        names: Vec<String>,
+    },
+    Env {
+        key: String,
+        value: String,
+    },
+    /// `RUN <command>`: hook run on the first master after the apps are deployed.
+    Run(String),
+    Label {
+        key: String,
+        value: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub line: usize,
+    pub ins: Instruction,
+}
+
+fn key_value(w: &str) -> Result<(String, String), String> {
+    match w.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("expected key=value, got {w:?}")),
+    }
+}
+
+fn exactly<'a>(
+    kw: &str,
+    args: &'a [String],
+    n: usize,
+    usage: &str,
+) -> Result<&'a [String], String> {
+    if args.len() == n {
+        Ok(args)
+    } else {
+        Err(format!("{kw} takes {n} argument(s): {usage}"))
+    }
+}
+
+impl Instruction {
+    pub fn parse(words: &[String]) -> Result<Instruction, String> {
+        let (kw, args) = words.split_first().ok_or("empty line")?;
+        let kw_up = kw.to_ascii_uppercase();
+        Ok(match kw_up.as_str() {
+            "FROM" => Instruction::From(exactly("FROM", args, 1, "FROM scratch | FROM <bundle>")?[0].clone()),
+            "CLUSTER" => {
+                let a = exactly("CLUSTER", args, 2, "CLUSTER <distribution> <version>, e.g. CLUSTER k3s v1.31.4+k3s1")?;
+                Instruction::Cluster { distribution: a[0].clone(), version: a[1].clone() }
+            }
+            "IMAGE" => {
+                let (sources, name) = match args.iter().position(|w| w.eq_ignore_ascii_case("AS")) {
+                    Some(i) => {
+                        if i != 1 || args.len() != 3 {
+                            return Err("IMAGE <source> AS <name>: AS names exactly one source".into());
+                        }
+                        (vec![args[0].clone()], Some(args[2].clone()))
+                    }
+                    None => (args.to_vec(), None),
+                };
+                if sources.is_empty() {
+                    return Err("IMAGE needs at least one image reference".into());
+                }
+                Instruction::Image { sources, name }
+            }
+            "IMAGES" => Instruction::Images(exactly("IMAGES", args, 1, "IMAGES <file>")?[0].clone()),
+            "APP" => {
+                let a = exactly("APP", args, 2, "APP <name> <chart dir, .tgz or manifest dir>")?;
+                Instruction::App { name: a[0].clone(), path: a[1].clone() }
+            }
+            "VALUES" => {
+                let a = exactly("VALUES", args, 2, "VALUES <app> <values.yaml>")?;
+                Instruction::Values { app: a[0].clone(), file: a[1].clone() }
+            }
+            "SET" => {
+                let a = exactly("SET", args, 2, "SET <app> key=value")?;
+                key_value(&a[1])?;
+                Instruction::Set { app: a[0].clone(), assignment: a[1].clone() }
+            }
+            "COPY" => {
+                let a = exactly("COPY", args, 2, "COPY <src> <absolute dest>")?;
+                if !a[1].starts_with('/') {
+                    return Err(format!("COPY destination {:?} must be an absolute path", a[1]));
+                }
+                Instruction::Copy { src: a[0].clone(), dest: a[1].clone() }
+            }
+            "PACKAGE" => {
+                if args.len() < 2 || args[0] != "deb" {
+                    return Err("PACKAGE deb <name>…".into());
+                }
+                Instruction::Package { kind: args[0].clone(), names: args[1..].to_vec() }
+            }
+            "ENV" => {
+                let a = exactly("ENV", args, 1, "ENV key=value")?;
+                let (key, value) = key_value(&a[0])?;
+                Instruction::Env { key, value }
+            }
+            "RUN" => {
+                if args.is_empty() {
+                    return Err("RUN <command>".into());
+                }
+                Instruction::Run(args.join(" "))
+            }
+            "LABEL" => {
+                let a = exactly("LABEL", args, 1, "LABEL key=value")?;
+                let (key, value) = key_value(&a[0])?;
+                Instruction::Label { key, value }
+            }
+            other => {
+                return Err(format!(
+                    "unknown instruction {other}; known: FROM CLUSTER IMAGE IMAGES APP VALUES SET COPY PACKAGE ENV RUN LABEL"
+                ))
+            }
+        })
+    }
+}

@@ -1,0 +1,164 @@
+//! The Kubefile: what to deliver, one Docker-like instruction per line.
+//!
+//! `#` starts a comment line, a trailing `\` continues a line, instruction keywords are
+//! case-insensitive. Parsing is separate from acting so that `ferry images` and
+//! `ferry build` read a Kubefile identically, and every error names `file:line`.
+//! The reference is `docs/kubefile.md`.
+
+mod instruction;
+mod lexer;
+
+pub use instruction::{Instruction, Located};
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubefileError {
+    #[error("{file}: {source}")]
+    Io {
+        file: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Syntax {
+        file: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Kubefile {
+    pub path: PathBuf,
+    pub instructions: Vec<Located>,
+}
+
+impl Kubefile {
+    pub fn read(path: &Path) -> Result<Kubefile, KubefileError> {
+        let text = std::fs::read_to_string(path).map_err(|source| KubefileError::Io {
+            file: path.into(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<Kubefile, KubefileError> {
+        let mut instructions = Vec::new();
+        for (line, words) in
+            lexer::logical_lines(text).map_err(|(line, message)| KubefileError::Syntax {
+                file: path.into(),
+                line,
+                message,
+            })?
+        {
+            let ins = Instruction::parse(&words).map_err(|message| KubefileError::Syntax {
+                file: path.into(),
+                line,
+                message,
+            })?;
+            instructions.push(Located { line, ins });
+        }
+        let k = Kubefile {
+            path: path.to_path_buf(),
+            instructions,
+        };
+        k.check_consistency()?;
+        Ok(k)
+    }
+
+    fn err(&self, line: usize, message: String) -> KubefileError {
+        KubefileError::Syntax {
+            file: self.path.clone(),
+            line,
+            message,
+        }
+    }
+
+    /// Cross-line rules: FROM first and once, VALUES/SET name a declared APP, unique APPs.
+    fn check_consistency(&self) -> Result<(), KubefileError> {
+        let mut apps = std::collections::HashSet::new();
+        for (i, l) in self.instructions.iter().enumerate() {
+            match &l.ins {
+                Instruction::From(_) if i != 0 => {
+                    return Err(self.err(l.line, "FROM must be the first instruction".into()))
+                }
+                Instruction::App { name, .. } => {
+                    if !apps.insert(name.clone()) {
+                        return Err(self.err(l.line, format!("APP {name} declared twice")));
+                    }
+                }
+                Instruction::Values { app, .. } | Instruction::Set { app, .. } => {
+                    if !apps.contains(app) {
+                        return Err(self.err(
+                            l.line,
+                            format!("no APP named {app} above this line; declare `APP {app} <path>` first"),
+                        ));
+                    }
+                }
+                Instruction::Cluster { .. }
+                    if self.instructions[..i]
+                        .iter()
+                        .any(|p| matches!(p.ins, Instruction::Cluster { .. })) =>
+                {
+                    return Err(self.err(l.line, "CLUSTER given twice".into()))
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Located> {
+        self.instructions.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Kubefile, KubefileError> {
+        Kubefile::parse(s, Path::new("Kubefile"))
+    }
+
+    #[test]
+    fn parses_every_instruction() {
+        let k = parse(
+            "# demo\nFROM scratch\nCLUSTER k3s v1.31.4+k3s1\nIMAGE nginx:1.27 quay.io/a/b:1\n\
+             IMAGE oci:./layout:app AS docker.io/library/app:1\nIMAGES images.txt\n\
+             APP web ./chart\nVALUES web v.yaml\nSET web image.tag=2\nCOPY a.sh /opt/a.sh\n\
+             ENV A=b\nRUN kubectl get pods \\\n  -A\nLABEL owner=ops\nPACKAGE deb curl jq\n",
+        )
+        .unwrap();
+        assert_eq!(k.instructions.len(), 14);
+        assert_eq!(
+            k.instructions[11].ins,
+            Instruction::Run("kubectl get pods -A".into())
+        );
+        assert_eq!(k.instructions[11].line, 12);
+        assert_eq!(
+            k.instructions[3].ins,
+            Instruction::Image {
+                sources: vec!["oci:./layout:app".into()],
+                name: Some("docker.io/library/app:1".into())
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_line() {
+        let e = parse("FROM scratch\n\nBOGUS x\n").unwrap_err().to_string();
+        assert!(e.starts_with("Kubefile:3:"), "{e}");
+        let e = parse("FROM scratch\nSET web a=b\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Kubefile:2:") && e.contains("APP web"), "{e}");
+        let e = parse("IMAGE a b AS c\n").unwrap_err().to_string();
+        assert!(e.contains("AS"), "{e}");
+        let e = parse("LABEL novalue\n").unwrap_err().to_string();
+        assert!(e.contains("key=value"), "{e}");
+        let e = parse("IMAGE \"unterminated\n").unwrap_err().to_string();
+        assert!(e.contains("Kubefile:1:"), "{e}");
+    }
+}

@@ -1,0 +1,76 @@
+//! `--info`: what the bundle carries, from bundle.json alone (two small reads, instant
+//! on any size of bundle; bundle.json itself is checked against the footer's sha256).
+
+use crate::cli::OutputFormat;
+use crate::commands::human;
+use anyhow::Result;
+use serde_json::json;
+use std::path::Path;
+use std::process::ExitCode;
+
+pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
+    let b = crate::locate::open(bundle)?;
+    let m = &b.manifest;
+    match output {
+        OutputFormat::Json => {
+            let v = json!({
+                "name": m.name,
+                "version": m.version,
+                "builder": m.builder,
+                "platform": m.platform,
+                "cluster": m.cluster,
+                "labels": m.labels,
+                "env": m.env,
+                "size": b.file_len,
+                "installer_size": m.installer.size,
+                "payload_size": b.footer.payload_len,
+                "payload_sha256": b.footer.payload_sha256.hex(),
+                "images": m.images,
+                "apps": m.apps,
+                "files": m.files,
+                "payloads": m.payloads,
+                "hooks": m.hooks,
+                "entries": m.entries.len(),
+            });
+            println!("{}", serde_json::to_string_pretty(&v)?);
+        }
+        OutputFormat::Text => {
+            println!("name:      {}", m.name);
+            if !m.version.is_empty() {
+                println!("version:   {}", m.version);
+            }
+            println!("builder:   {}", m.builder);
+            println!("platform:  {}", m.platform);
+            match &m.cluster {
+                Some(c) => println!("cluster:   {} {}", c.distribution, c.version),
+                None => println!("cluster:   none (container runtime only)"),
+            }
+            for (k, v) in &m.labels {
+                println!("label:     {k}={v}");
+            }
+            println!(
+                "size:      {} (installer {}, payload {}, {} entries)",
+                human(b.file_len),
+                human(m.installer.size),
+                human(b.footer.payload_len),
+                m.entries.len() + 1
+            );
+            println!("images ({}):", m.images.len());
+            for i in &m.images {
+                println!("  {}  {}  {}", i.name, i.digest, human(i.size));
+            }
+            for a in &m.apps {
+                println!(
+                    "app:       {} ({}, {} images)",
+                    a.name,
+                    a.kind,
+                    a.images.len()
+                );
+            }
+            for f in &m.files {
+                println!("file:      {} -> {}", f.entry, f.dest);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
