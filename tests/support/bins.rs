@@ -1,1 +1,50 @@
-//! (being written)
+//! The binaries under test. End-to-end tests run exactly what ships: `target/dist/ferry`
+//! and `target/dist/ferry-installer` as left by `scripts/build.sh` (which `scripts/test.sh`
+//! runs first). A missing binary fails the test with the command that makes it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn dist(name: &str) -> PathBuf {
+    let p = workspace().join("target/dist").join(name);
+    assert!(p.exists(), "{} is missing: run scripts/build.sh first", p.display());
+    p
+}
+
+pub fn ferry() -> PathBuf {
+    dist("ferry")
+}
+
+pub fn installer() -> PathBuf {
+    dist("ferry-installer")
+}
+
+/// Runs a command, returning its output; panics only if it cannot be started.
+pub fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Runs a command that must succeed; returns stdout.
+pub fn run_ok(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a command that must fail; returns stdout+stderr for message checks.
+pub fn run_fail(cmd: &mut Command) -> String {
+    let out = run(cmd);
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed:\n{text}");
+    text
+}

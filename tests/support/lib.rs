@@ -2,5 +2,6 @@
 //! built binaries. Each helper lives in its own module so tests read as a story.
 
 pub mod bins;
+pub mod forge;
 pub mod images;
 pub mod registry;
