@@ -131,12 +131,12 @@ mod tests {
              ENV A=b\nRUN kubectl get pods \\\n  -A\nLABEL owner=ops\nPACKAGE deb curl jq\n",
         )
         .unwrap();
-        assert_eq!(k.instructions.len(), 14);
+        assert_eq!(k.instructions.len(), 13);
         assert_eq!(
-            k.instructions[11].ins,
+            k.instructions[10].ins,
             Instruction::Run("kubectl get pods -A".into())
         );
-        assert_eq!(k.instructions[11].line, 12);
+        assert_eq!(k.instructions[10].line, 12);
         assert_eq!(
             k.instructions[3].ins,
             Instruction::Image {

@@ -1,0 +1,443 @@
+//! One repository on one registry, over HTTP: authentication, retries and status mapping.
+//!
+//! Every request goes through [`Client::send`]: it adds the current `Authorization`,
+//! answers a 401 challenge once (Basic or Bearer, see [`super::auth`]), retries connect
+//! errors, 5xx and 429 with exponential backoff (honouring `Retry-After`), and turns what is
+//! left into a [`PullError`] that names the reference and the registry. Callers only ever
+//! see 2xx responses.
+
+use super::auth::{self, Authorization, Challenge};
+use super::dockerconfig::{Credentials, DockerConfig};
+use super::endpoint::Endpoint;
+use super::error::PullError;
+use super::options::PullOptions;
+use ferry_bundle::reference::Reference;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::Duration;
+use ureq::http::Response;
+use ureq::Body;
+
+/// Longest single backoff, whatever `Retry-After` says: a build should fail, not hang.
+const MAX_DELAY: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Get,
+    Head,
+}
+
+/// An HTTP client bound to one reference's endpoint. Shared by the download threads
+/// (`&Client` is `Sync`), so a token fetched by one is used by all.
+pub struct Client {
+    agent: ureq::Agent,
+    pub endpoint: Endpoint,
+    reference: String,
+    creds: Option<Credentials>,
+    config_name: String,
+    auth: Mutex<Authorization>,
+    attempts: u32,
+    retry_delay: Duration,
+    insecure: Vec<String>,
+}
+
+impl Client {
+    pub fn new(reference: &Reference, opts: &PullOptions) -> Result<Client, PullError> {
+        let endpoint = Endpoint::resolve(reference, opts);
+        let config_path = opts
+            .docker_config
+            .clone()
+            .or_else(DockerConfig::default_path);
+        let config = DockerConfig::load(config_path.as_deref())?;
+        let creds = config.credentials_for(&endpoint.auth_host);
+        let config_name = config_path
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "~/.docker/config.json".to_string());
+        let agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(opts.connect_timeout))
+            .timeout_recv_response(Some(opts.read_timeout))
+            .timeout_per_read(Some(opts.read_timeout))
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .new_agent();
+        Ok(Client {
+            agent,
+            endpoint,
+            reference: reference.to_string(),
+            creds,
+            config_name,
+            auth: Mutex::new(Authorization::None),
+            attempts: opts.attempts.max(1),
+            retry_delay: opts.retry_delay,
+            insecure: opts.insecure_registries.clone(),
+        })
+    }
+
+    /// The reference being pulled, for messages.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+
+    /// The registry contacted, for messages (`host (mirror of docker.io)`).
+    pub fn registry(&self) -> String {
+        self.endpoint.display_host()
+    }
+
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Sends a request and returns a 2xx response; everything else becomes a `PullError`.
+    /// `what` names the object for messages (`manifest 1.27`, `blob sha256:…`).
+    pub fn send(
+        &self,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<Response<Body>, PullError> {
+        let mut answered_challenge = false;
+        loop {
+            let used = self.auth.lock().expect("auth lock").clone();
+            let (mut resp, attempts) = self.call_with_retry(what, || {
+                let mut req = match method {
+                    Method::Get => self.agent.get(url),
+                    Method::Head => self.agent.head(url),
+                };
+                if let Some(a) = accept {
+                    req = req.header("Accept", a);
+                }
+                if let Some(h) = used.header() {
+                    req = req.header("Authorization", h);
+                }
+                req.call()
+            })?;
+            let status = resp.status().as_u16();
+            match status {
+                200..=299 => return Ok(resp),
+                401 if !answered_challenge => {
+                    answered_challenge = true;
+                    self.answer_challenge(&resp, &used)?;
+                }
+                401 => {
+                    return Err(PullError::Unauthorized {
+                        reference: self.reference.clone(),
+                        registry: self.registry(),
+                        status,
+                        detail: error_detail(&mut resp),
+                        hint: self.login_hint(),
+                    })
+                }
+                403 => {
+                    return Err(PullError::Denied {
+                        reference: self.reference.clone(),
+                        registry: self.registry(),
+                    })
+                }
+                404 => {
+                    let hint = if self.endpoint.mirror_of.is_some() {
+                        format!(
+                            "; the mirror lacks it: copy it to {}/{} first",
+                            self.endpoint.host, self.endpoint.repository
+                        )
+                    } else {
+                        "; check the repository name, tag and digest".to_string()
+                    };
+                    return Err(PullError::NotFound {
+                        reference: self.reference.clone(),
+                        registry: self.registry(),
+                        what: what.to_string(),
+                        hint,
+                    });
+                }
+                _ => {
+                    let mut detail = error_detail(&mut resp);
+                    if status == 429 || status >= 500 {
+                        detail.push_str("; the registry is overloaded or failing, try again later");
+                    } else if status == 400 && self.endpoint.scheme == "http" {
+                        detail.push_str(&format!(
+                            "; if {} serves HTTPS, remove it from insecure_registries",
+                            self.endpoint.host
+                        ));
+                    }
+                    return Err(PullError::Status {
+                        reference: self.reference.clone(),
+                        registry: self.registry(),
+                        what: what.to_string(),
+                        status,
+                        attempts,
+                        detail,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Runs `call` until it gives a response that is neither 5xx nor 429, or attempts run
+    /// out; transport errors that may be transient are retried too. Returns the last
+    /// response and the number of attempts made.
+    fn call_with_retry(
+        &self,
+        what: &str,
+        call: impl Fn() -> Result<Response<Body>, ureq::Error>,
+    ) -> Result<(Response<Body>, u32), PullError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let last = attempt >= self.attempts;
+            match call() {
+                Ok(resp) => {
+                    let s = resp.status().as_u16();
+                    if (s == 429 || s >= 500) && !last {
+                        let delay = retry_after(&resp).unwrap_or_else(|| self.backoff(attempt));
+                        tracing::debug!(
+                            "{what}: {s} from {}, retrying in {delay:?}",
+                            self.registry()
+                        );
+                        std::thread::sleep(delay.min(MAX_DELAY));
+                        continue;
+                    }
+                    return Ok((resp, attempt));
+                }
+                Err(e) if transient(&e) && !last => {
+                    let delay = self.backoff(attempt);
+                    tracing::debug!("{what}: {e} ({}), retrying in {delay:?}", self.registry());
+                    std::thread::sleep(delay);
+                }
+                Err(e) => return Err(self.connect_error(&e, attempt)),
+            }
+        }
+    }
+
+    /// `retry_delay * 2^(attempt-1)`, capped.
+    pub fn backoff(&self, attempt: u32) -> Duration {
+        let factor = 1u32 << attempt.saturating_sub(1).min(16);
+        self.retry_delay.saturating_mul(factor).min(MAX_DELAY)
+    }
+
+    /// Answers a 401: works out a new `Authorization` from its challenge. If another thread
+    /// already replaced the one that failed, that newer one is simply tried.
+    fn answer_challenge(
+        &self,
+        resp: &Response<Body>,
+        used: &Authorization,
+    ) -> Result<(), PullError> {
+        let mut current = self.auth.lock().expect("auth lock");
+        if *current != *used {
+            return Ok(());
+        }
+        let challenges: Vec<Challenge> = resp
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(auth::parse_www_authenticate)
+            .collect();
+        let unauthorized = |detail: &str| PullError::Unauthorized {
+            reference: self.reference.clone(),
+            registry: self.registry(),
+            status: 401,
+            detail: detail.to_string(),
+            hint: self.login_hint(),
+        };
+        let next = match auth::preferred(&challenges) {
+            Some(c) if c.scheme == "bearer" => {
+                Authorization::Bearer(format!("Bearer {}", self.fetch_token(c)?))
+            }
+            Some(_) => auth::basic(self.creds.as_ref()).ok_or_else(|| {
+                unauthorized(": the registry wants a user name and password and none is configured")
+            })?,
+            None => return Err(unauthorized(": no usable WWW-Authenticate challenge")),
+        };
+        if next == *used {
+            return Err(unauthorized(": the registry rejected the credentials"));
+        }
+        *current = next;
+        Ok(())
+    }
+
+    /// Fetches a Bearer token from the challenge's realm, with Basic credentials if there
+    /// are any. Credentials go to a plain-HTTP realm only if that realm's host is listed as
+    /// insecure (or is the insecure registry itself), never by accident.
+    fn fetch_token(&self, challenge: &Challenge) -> Result<String, PullError> {
+        let realm = challenge.param("realm").unwrap_or("").to_string();
+        let fail = |detail: String| PullError::Token {
+            reference: self.reference.clone(),
+            registry: self.registry(),
+            realm: realm.clone(),
+            detail,
+            hint: self.login_hint(),
+        };
+        let url = auth::token_url(challenge, &self.endpoint.pull_scope())
+            .ok_or_else(|| fail("the challenge has no realm".into()))?;
+        let realm_host = url
+            .split_once("://")
+            .map(|(_, r)| r.split(['/', '?']).next().unwrap_or(""))
+            .unwrap_or("");
+        let plain = url.starts_with("http://");
+        if !plain && !url.starts_with("https://") {
+            return Err(fail("the realm is not an http(s) URL".into()));
+        }
+        let creds = self.creds.as_ref().filter(|_| {
+            !plain
+                || self
+                    .insecure
+                    .iter()
+                    .any(|h| h.eq_ignore_ascii_case(realm_host))
+        });
+        let (mut resp, _) = self.call_with_retry("token", || {
+            let mut req = self.agent.get(&url);
+            if let Some(c) = creds {
+                req = req.header("Authorization", c.basic_header());
+            }
+            req.call()
+        })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let why = if status == 401 && creds.is_some() {
+                " (credentials rejected)".to_string()
+            } else if status == 401 {
+                " (anonymous access refused)".to_string()
+            } else {
+                String::new()
+            };
+            return Err(fail(format!(
+                "HTTP {status}{why}{}",
+                error_detail(&mut resp)
+            )));
+        }
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 20)
+            .read_to_vec()
+            .map_err(|e| fail(e.to_string()))?;
+        auth::parse_token_reply(&body).map_err(fail)
+    }
+
+    /// What to do about rejected or missing credentials.
+    fn login_hint(&self) -> String {
+        let host = &self.endpoint.auth_host;
+        format!(
+            "check the credentials for {host} in {} or run `docker login {host}`",
+            self.config_name
+        )
+    }
+
+    fn connect_error(&self, e: &ureq::Error, attempts: u32) -> PullError {
+        let text = e.to_string();
+        let tls_like = matches!(e, ureq::Error::Tls(_))
+            || text.contains("InvalidContentType")
+            || text.contains("corrupt message")
+            || text.to_ascii_lowercase().contains("tls");
+        let hint = if tls_like && self.endpoint.scheme == "https" {
+            format!(
+                "; if {} serves plain HTTP, list it in insecure_registries",
+                self.endpoint.host
+            )
+        } else if matches!(e, ureq::Error::HostNotFound) {
+            "; check the host name and DNS".to_string()
+        } else {
+            "; check that the registry is running and reachable from this machine".to_string()
+        };
+        PullError::Connect {
+            reference: self.reference.clone(),
+            registry: self.registry(),
+            detail: format!("{text} (after {attempts} attempt(s))"),
+            hint,
+        }
+    }
+}
+
+/// Transport errors worth another try: the connection, not the request, was the problem.
+fn transient(e: &ureq::Error) -> bool {
+    matches!(
+        e,
+        ureq::Error::Io(_)
+            | ureq::Error::Timeout(_)
+            | ureq::Error::ConnectionFailed
+            | ureq::Error::Protocol(_)
+    )
+}
+
+/// `Retry-After: <seconds>` (the HTTP-date form is rare from registries and ignored).
+fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+    let v = resp.headers().get("retry-after")?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A short description of an error body: the Distribution spec's `errors[].code/message`
+/// if it has them, else its first line; `: …` prefixed, or empty.
+fn error_detail(resp: &mut Response<Body>) -> String {
+    let mut buf = Vec::new();
+    let _ = resp.body_mut().as_reader().take(4096).read_to_end(&mut buf);
+    describe_error_body(&buf)
+}
+
+pub(crate) fn describe_error_body(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Errors {
+        errors: Vec<Entry>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(default)]
+        code: String,
+        #[serde(default)]
+        message: String,
+    }
+    if let Ok(e) = serde_json::from_slice::<Errors>(body) {
+        let parts: Vec<String> = e
+            .errors
+            .iter()
+            .map(|x| format!("{} {}", x.code, x.message).trim().to_string())
+            .collect();
+        if !parts.is_empty() {
+            return format!(": {}", parts.join("; "));
+        }
+    }
+    let text = String::from_utf8_lossy(body);
+    let line = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("");
+    let line: String = line.chars().take(200).collect();
+    if line.is_empty() {
+        String::new()
+    } else {
+        format!(": {line}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_distribution_errors() {
+        let body =
+            br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(
+            describe_error_body(body),
+            ": MANIFEST_UNKNOWN manifest unknown"
+        );
+        assert_eq!(describe_error_body(b"\n  oops\nmore"), ": oops");
+        assert_eq!(describe_error_body(b""), "");
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let r = Reference::parse("localhost:1/x").unwrap();
+        let opts = PullOptions {
+            retry_delay: Duration::from_millis(100),
+            docker_config: Some("/nonexistent/ferry/config.json".into()),
+            ..Default::default()
+        };
+        let c = Client::new(&r, &opts).unwrap();
+        assert_eq!(c.backoff(1), Duration::from_millis(100));
+        assert_eq!(c.backoff(3), Duration::from_millis(400));
+        assert_eq!(c.backoff(40), MAX_DELAY);
+    }
+}
