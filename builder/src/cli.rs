@@ -43,9 +43,27 @@ pub struct BuildArgs {
     /// Installer stub to put in front of the payload (default: ferry-installer beside ferry).
     #[arg(long, env = "FERRY_INSTALLER")]
     pub installer: Option<PathBuf>,
-    /// Target platform of the bundle (os/arch).
-    #[arg(long, default_value = "linux/amd64")]
-    pub platform: String,
+    /// Target platform(s), os/arch[/variant][,…]. One: keep just that manifest of each
+    /// multi-platform image. Several: keep the index and those platforms' manifests.
+    #[arg(long, default_value = "linux/amd64", value_delimiter = ',')]
+    pub platform: Vec<String>,
+    /// Registry reachable over plain HTTP (host:port); only these are ever contacted without TLS.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Pull <host>'s images through a mirror while keeping their names, e.g.
+    /// docker.io=harbor.local/dockerhub.
+    #[arg(long = "registry-mirror", value_name = "HOST=MIRROR[/PATH]")]
+    pub registry_mirrors: Vec<String>,
+    /// Content cache for pulled blobs (a rebuild fetches no blob it already has).
+    #[arg(long, env = "FERRY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Supply a runtime/cluster payload from local files: <name>=<dir|file.tar.gz>.
+    #[arg(long = "payload", value_name = "NAME=PATH")]
+    pub payloads: Vec<String>,
+    /// Carry no runtime payload: an images-and-files bundle for hosts that already run
+    /// containerd or k3s (app updates, format tests).
+    #[arg(long, conflicts_with = "payloads")]
+    pub no_payload: bool,
     /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
     pub context: Option<PathBuf>,
 }

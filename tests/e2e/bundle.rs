@@ -8,11 +8,16 @@ use std::process::Command;
 
 /// Two real images (umoci, busybox-static) sharing a 4 MiB layer, in `dir/layout`.
 fn demo_images(dir: &Path) {
-    run_ok(Command::new("bash").arg(workspace().join("scripts/demo-images.sh")).arg(dir));
+    run_ok(
+        Command::new("bash")
+            .arg(workspace().join("scripts/demo-images.sh"))
+            .arg(dir),
+    );
 }
 
 fn layout_digest(dir: &Path, tag: &str) -> String {
-    let idx: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("layout/index.json")).unwrap()).unwrap();
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("layout/index.json")).unwrap()).unwrap();
     idx["manifests"]
         .as_array()
         .unwrap()
@@ -25,12 +30,21 @@ fn layout_digest(dir: &Path, tag: &str) -> String {
 fn build(dir: &Path, kubefile: &str) -> PathBuf {
     std::fs::write(dir.join("Kubefile"), kubefile).unwrap();
     let out = dir.join("delivery.run");
-    run_ok(Command::new(ferry()).args(["build", "-q", "-f"]).arg(dir.join("Kubefile")).arg("-o").arg(&out));
+    run_ok(
+        Command::new(ferry())
+            .args(["build", "-q", "--no-payload", "-f"])
+            .arg(dir.join("Kubefile"))
+            .arg("-o")
+            .arg(&out),
+    );
     out
 }
 
 fn info_json(bundle: &Path) -> serde_json::Value {
-    serde_json::from_str(&run_ok(Command::new(bundle).args(["--info", "--output", "json"]))).unwrap()
+    serde_json::from_str(&run_ok(
+        Command::new(bundle).args(["--info", "--output", "json"]),
+    ))
+    .unwrap()
 }
 
 const TWO_IMAGES: &str = "FROM scratch\nLABEL name=two\n\
@@ -45,20 +59,47 @@ fn shared_layer_is_stored_once_and_info_lists_both_images() {
     run_ok(Command::new(&out).args(["--check", "-q"]));
     let info = info_json(&out);
     let images = info["images"].as_array().unwrap();
-    let find = |n: &str| images.iter().find(|i| i["name"] == n).unwrap_or_else(|| panic!("{n} not in {info}"));
-    assert_eq!(find("docker.io/library/app-a:1")["digest"], layout_digest(t.path(), "a"));
-    assert_eq!(find("quay.io/demo/app-b:1")["digest"], layout_digest(t.path(), "b"));
+    let find = |n: &str| {
+        images
+            .iter()
+            .find(|i| i["name"] == n)
+            .unwrap_or_else(|| panic!("{n} not in {info}"))
+    };
+    assert_eq!(
+        find("docker.io/library/app-a:1")["digest"],
+        layout_digest(t.path(), "a")
+    );
+    assert_eq!(
+        find("quay.io/demo/app-b:1")["digest"],
+        layout_digest(t.path(), "b")
+    );
     // The 4 MiB layer is the largest blob of both images: exactly one entry holds it.
-    let list: Vec<serde_json::Value> =
-        serde_json::from_str(&run_ok(Command::new(&out).args(["--list", "--output", "json"]))).unwrap();
-    let big: Vec<_> = list.iter().filter(|e| e["size"].as_u64().unwrap() > 4 << 20).collect();
+    let list: Vec<serde_json::Value> = serde_json::from_str(&run_ok(
+        Command::new(&out).args(["--list", "--output", "json"]),
+    ))
+    .unwrap();
+    let big: Vec<_> = list
+        .iter()
+        .filter(|e| e["size"].as_u64().unwrap() > 4 << 20)
+        .collect();
     assert_eq!(big.len(), 1, "shared layer stored {} times", big.len());
-    let both = find("docker.io/library/app-a:1")["size"].as_u64().unwrap() + find("quay.io/demo/app-b:1")["size"].as_u64().unwrap();
-    assert!(info["payload_size"].as_u64().unwrap() < both, "payload not smaller than the two images");
+    let both = find("docker.io/library/app-a:1")["size"].as_u64().unwrap()
+        + find("quay.io/demo/app-b:1")["size"].as_u64().unwrap();
+    assert!(
+        info["payload_size"].as_u64().unwrap() < both,
+        "payload not smaller than the two images"
+    );
     // Standard tools can read the payload.
     let off = info["installer_size"].as_u64().unwrap() + 1;
-    let names = run_ok(Command::new("sh").arg("-c").arg(format!("tail -c +{off} {} | tar -t", out.display())));
-    assert!(names.contains("oci/index.json") && names.contains("bundle.json"), "{names}");
+    let names = run_ok(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("tail -c +{off} {} | tar -t", out.display())),
+    );
+    assert!(
+        names.contains("oci/index.json") && names.contains("bundle.json"),
+        "{names}"
+    );
 }
 
 #[test]
@@ -79,25 +120,48 @@ fn any_flipped_byte_or_truncation_fails_check() {
     let good = std::fs::read(&out).unwrap();
     let stub = info_json(&out)["installer_size"].as_u64().unwrap() as usize;
     let bad = t.path().join("bad.run");
-    let mut positions: Vec<usize> = (stub..good.len()).step_by((good.len() - stub) / 40).collect();
+    let mut positions: Vec<usize> = (stub..good.len())
+        .step_by((good.len() - stub) / 40)
+        .collect();
     positions.extend([good.len() - 1, good.len() - 100, good.len() - 160, 100]);
     for pos in positions {
         let mut b = good.clone();
         b[pos] ^= 0x04;
         std::fs::write(&bad, &b).unwrap();
-        let msg = run_fail(Command::new(installer()).arg("--bundle").arg(&bad).arg("--check"));
-        assert!(msg.contains("FAILED") || msg.contains("error"), "flip at {pos}: {msg}");
+        let msg = run_fail(
+            Command::new(installer())
+                .arg("--bundle")
+                .arg(&bad)
+                .arg("--check"),
+        );
+        assert!(
+            msg.contains("FAILED") || msg.contains("error"),
+            "flip at {pos}: {msg}"
+        );
     }
     for cut in [1usize, 160, 4096, good.len() / 2] {
         std::fs::write(&bad, &good[..good.len() - cut]).unwrap();
-        let msg = run_fail(Command::new(installer()).arg("--bundle").arg(&bad).arg("--check"));
-        assert!(msg.contains("footer") || msg.contains("truncated"), "cut {cut}: {msg}");
+        let msg = run_fail(
+            Command::new(installer())
+                .arg("--bundle")
+                .arg(&bad)
+                .arg("--check"),
+        );
+        assert!(
+            msg.contains("footer") || msg.contains("truncated"),
+            "cut {cut}: {msg}"
+        );
     }
 }
 
 #[test]
 fn a_file_without_footer_is_named_as_such() {
-    let msg = run_fail(Command::new(installer()).arg("--bundle").arg(installer()).arg("--info"));
+    let msg = run_fail(
+        Command::new(installer())
+            .arg("--bundle")
+            .arg(installer())
+            .arg("--info"),
+    );
     assert!(msg.contains("no ferry footer"), "{msg}");
     let msg = run_fail(Command::new(installer()).arg("--info"));
     assert!(msg.contains("carries no bundle"), "{msg}");
@@ -109,14 +173,32 @@ fn refused(name: &str, bytes: Vec<u8>, needle: &str) {
     let t = tempfile::tempdir().unwrap();
     let b = t.path().join(format!("{name}.run"));
     std::fs::write(&b, bytes).unwrap();
-    let msg = run_fail(Command::new(installer()).arg("--bundle").arg(&b).arg("--check"));
+    let msg = run_fail(
+        Command::new(installer())
+            .arg("--bundle")
+            .arg(&b)
+            .arg("--check"),
+    );
     assert!(msg.contains(needle), "{name}: --check said: {msg}");
     let target = t.path().join("x/target");
     std::fs::create_dir_all(&target).unwrap();
-    let msg = run_fail(Command::new(installer()).arg("--bundle").arg(&b).arg("--extract").arg(&target));
+    let msg = run_fail(
+        Command::new(installer())
+            .arg("--bundle")
+            .arg(&b)
+            .arg("--extract")
+            .arg(&target),
+    );
     assert!(msg.contains(needle), "{name}: --extract said: {msg}");
-    let left: Vec<_> = walk(t.path()).into_iter().filter(|p| !p.ends_with(format!("{name}.run"))).collect();
-    assert_eq!(left, vec![t.path().join("x"), target.clone()], "{name}: files written");
+    let left: Vec<_> = walk(t.path())
+        .into_iter()
+        .filter(|p| !p.ends_with(format!("{name}.run")))
+        .collect();
+    assert_eq!(
+        left,
+        vec![t.path().join("x"), target.clone()],
+        "{name}: files written"
+    );
 }
 
 fn walk(p: &Path) -> Vec<PathBuf> {
@@ -133,35 +215,107 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 }
 
 fn file(path: &str, data: &[u8]) -> Forged {
-    Forged::File { path: path.into(), data: data.to_vec() }
+    Forged::File {
+        path: path.into(),
+        data: data.to_vec(),
+    }
 }
 
 #[test]
 fn hostile_bundles_are_refused_before_anything_is_written() {
     let stub = b"\x7fELF-not-really".to_vec();
     let ok = file("files/a.txt", b"fine");
-    refused("symlink", forge(&stub, &[Forged::Symlink { path: "oci".into(), target: "/etc".into() }, file("oci/x", b"x")], |_| {}), "symbolic link");
-    refused("hardlink", forge(&stub, &[Forged::HardLink { path: "h".into(), target: "/etc/passwd".into() }], |_| {}), "hard link");
-    refused("device", forge(&stub, &[Forged::CharDevice { path: "dev".into() }], |_| {}), "device node");
-    refused("dotdot", forge(&stub, &[Forged::RawName { name: b"../../escape".to_vec(), data: b"x".to_vec() }], |_| {}), "../../escape");
-    refused("absolute", forge(&stub, &[Forged::RawName { name: b"/tmp/abs-escape".to_vec(), data: b"x".to_vec() }], |_| {}), "absolute path");
+    refused(
+        "symlink",
+        forge(
+            &stub,
+            &[
+                Forged::Symlink {
+                    path: "oci".into(),
+                    target: "/etc".into(),
+                },
+                file("oci/x", b"x"),
+            ],
+            |_| {},
+        ),
+        "symbolic link",
+    );
+    refused(
+        "hardlink",
+        forge(
+            &stub,
+            &[Forged::HardLink {
+                path: "h".into(),
+                target: "/etc/passwd".into(),
+            }],
+            |_| {},
+        ),
+        "hard link",
+    );
+    refused(
+        "device",
+        forge(&stub, &[Forged::CharDevice { path: "dev".into() }], |_| {}),
+        "device node",
+    );
+    refused(
+        "dotdot",
+        forge(
+            &stub,
+            &[Forged::RawName {
+                name: b"../../escape".to_vec(),
+                data: b"x".to_vec(),
+            }],
+            |_| {},
+        ),
+        "../../escape",
+    );
+    refused(
+        "absolute",
+        forge(
+            &stub,
+            &[Forged::RawName {
+                name: b"/tmp/abs-escape".to_vec(),
+                data: b"x".to_vec(),
+            }],
+            |_| {},
+        ),
+        "absolute path",
+    );
     refused(
         "lying-size",
-        forge(&stub, &[ok, file("files/b.txt", b"second")], |r| r[0].size = 3),
+        forge(&stub, &[ok, file("files/b.txt", b"second")], |r| {
+            r[0].size = 3
+        }),
         "files/a.txt",
     );
     refused(
         "lying-offset",
-        forge(&stub, &[file("files/a.txt", b"fine"), file("files/b.txt", b"second")], |r| r[1].offset += 512),
+        forge(
+            &stub,
+            &[file("files/a.txt", b"fine"), file("files/b.txt", b"second")],
+            |r| r[1].offset += 512,
+        ),
         "files/b.txt",
     );
     refused(
         "outside-payload",
-        forge(&stub, &[file("files/a.txt", b"fine")], |r| r[0].offset = 1 << 40),
+        forge(&stub, &[file("files/a.txt", b"fine")], |r| {
+            r[0].offset = 1 << 40
+        }),
         "outside the payload",
     );
-    refused("unlisted", forge(&stub, &[file("files/a.txt", b"fine")], |r| r.clear()), "not listed in bundle.json");
-    refused("lying-sha", forge(&stub, &[file("files/a.txt", b"fine")], |r| r[0].sha256 = "0".repeat(64)), "files/a.txt");
+    refused(
+        "unlisted",
+        forge(&stub, &[file("files/a.txt", b"fine")], |r| r.clear()),
+        "not listed in bundle.json",
+    );
+    refused(
+        "lying-sha",
+        forge(&stub, &[file("files/a.txt", b"fine")], |r| {
+            r[0].sha256 = "0".repeat(64)
+        }),
+        "files/a.txt",
+    );
 }
 
 #[test]
@@ -176,7 +330,11 @@ fn extract_never_follows_a_symlink_planted_in_the_target() {
     std::os::unix::fs::symlink(&outside, target.join("oci")).unwrap();
     let msg = run_fail(Command::new(&out).arg("--extract").arg(&target));
     assert!(msg.contains("oci"), "{msg}");
-    assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0, "wrote through the symlink");
+    assert_eq!(
+        std::fs::read_dir(&outside).unwrap().count(),
+        0,
+        "wrote through the symlink"
+    );
     // A clean target works and yields the same files a tar would.
     let clean = t.path().join("clean");
     run_ok(Command::new(&out).arg("--extract").arg(&clean).arg("-q"));

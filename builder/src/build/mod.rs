@@ -7,10 +7,12 @@
 //! costs nothing; failing in write leaves no partial output.
 
 mod files;
+pub mod payload;
 pub mod stub;
 
-use crate::image::{resolve_local, ImageSource, ResolvedImage, OCI_INDEX};
+use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage, OCI_INDEX};
 use crate::kubefile::{Instruction, Kubefile};
+use crate::pull::{pull, ContentCache, PullOptions, PullStats};
 use anyhow::{bail, Context, Result};
 use ferry_bundle::manifest::{FileRecord, HookRecord, ImageRecord};
 use ferry_bundle::reference::Reference;
@@ -27,6 +29,14 @@ pub struct BuildOptions {
     pub installer: Option<PathBuf>,
     pub platform: String,
     pub quiet: bool,
+    /// Registry pulls: platforms, mirrors, insecure registries, credentials.
+    pub pull: PullOptions,
+    /// Content cache for pulled blobs (default `~/.cache/ferry`).
+    pub cache_dir: Option<PathBuf>,
+    /// `--payload name=path` sources.
+    pub payloads: Vec<(String, PathBuf)>,
+    /// Build without any runtime payload (`--no-payload`).
+    pub no_payload: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -37,6 +47,8 @@ pub struct BuildReport {
     pub blobs_written: usize,
     pub blobs_shared: usize,
     pub payload_sha256: String,
+    /// Registry blobs downloaded by this build / found in the content cache.
+    pub pulled: PullStats,
 }
 
 /// One image line of the Kubefile, before resolution.
@@ -120,12 +132,54 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     });
     manifest.version = manifest.labels.get("version").cloned().unwrap_or_default();
 
-    let images = resolve_images(&opts.kubefile, ctx, &specs)?;
-    write(opts, manifest, &images, &copies)
+    let (images, pulled) = resolve_images(opts, ctx, &specs)?;
+    let payload_files = plan_payloads(opts, &manifest)?;
+    let mut report = write(opts, manifest, &images, &copies, &payload_files)?;
+    report.pulled = pulled;
+    Ok(report)
 }
 
-fn resolve_images(kubefile: &Path, ctx: &Path, specs: &[ImageSpec]) -> Result<Vec<ResolvedImage>> {
+/// Which payload the bundle needs and its files. Runtime-only bundles need `containerd`;
+/// `CLUSTER <distro>` needs the payload of that name.
+fn plan_payloads(
+    opts: &BuildOptions,
+    manifest: &BundleManifest,
+) -> Result<Vec<(String, Vec<payload::PayloadFile>)>> {
+    let needed = match &manifest.cluster {
+        Some(c) => c.distribution.clone(),
+        None => "containerd".to_string(),
+    };
+    let mut out = Vec::new();
+    for (name, src) in &opts.payloads {
+        if name != &needed {
+            bail!("--payload {name}: this bundle needs the {needed} payload, not {name}");
+        }
+        let scratch = opts
+            .output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .join(".ferry-scratch");
+        out.push((name.clone(), payload::collect(name, src, &scratch)?));
+    }
+    if out.is_empty() && !opts.no_payload {
+        bail!(
+            "this bundle needs the {needed} payload (the runtime the host will run); pass --payload {needed}=<dir|file.tar.gz> \
+             (see payloads/{needed}/README.md; scripts/containerd-payload.sh assembles one from local packages)"
+        );
+    }
+    Ok(out)
+}
+
+fn resolve_images(
+    opts: &BuildOptions,
+    ctx: &Path,
+    specs: &[ImageSpec],
+) -> Result<(Vec<ResolvedImage>, PullStats)> {
+    let kubefile = &opts.kubefile;
     let mut by_name: BTreeMap<String, ResolvedImage> = BTreeMap::new();
+    let mut stats = PullStats::default();
+    let mut cache: Option<ContentCache> = None;
     for s in specs {
         let at = format!("{}:{}", kubefile.display(), s.line);
         let name = s
@@ -137,7 +191,28 @@ fn resolve_images(kubefile: &Path, ctx: &Path, specs: &[ImageSpec]) -> Result<Ve
         let src = ImageSource::parse(&s.source, ctx).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         let img = match &src {
             ImageSource::Registry(r) => {
-                bail!("{at}: {r}: pulling from registries is not available in this build")
+                if cache.is_none() {
+                    cache = Some(match &opts.cache_dir {
+                        Some(d) => ContentCache::open(d.clone())?,
+                        None => ContentCache::open_default()?,
+                    });
+                }
+                let c = cache.as_ref().unwrap();
+                let p = pull(r, &opts.pull, c).with_context(|| at.clone())?;
+                stats.add(&p.stats);
+                let blob = |d: &crate::pull::Descriptor| Blob {
+                    digest: d.digest,
+                    size: d.size,
+                    media_type: d.media_type.clone(),
+                    source: BlobSource::whole_file(c.blob_path(&d.digest), d.size),
+                };
+                ResolvedImage {
+                    name: name.clone().unwrap_or_else(|| r.clone()),
+                    source: s.source.clone(),
+                    root: blob(&p.root),
+                    blobs: p.blobs.iter().map(blob).collect(),
+                    platforms: p.platforms.clone(),
+                }
             }
             _ => resolve_local(&s.source, &src, name.as_ref()).with_context(|| at.clone())?,
         };
@@ -150,7 +225,7 @@ fn resolve_images(kubefile: &Path, ctx: &Path, specs: &[ImageSpec]) -> Result<Ve
         }
         by_name.insert(key, img);
     }
-    Ok(by_name.into_values().collect())
+    Ok((by_name.into_values().collect(), stats))
 }
 
 fn write(
@@ -158,12 +233,18 @@ fn write(
     mut manifest: BundleManifest,
     images: &[ResolvedImage],
     copies: &[files::PlannedFile],
+    payloads: &[(String, Vec<payload::PayloadFile>)],
 ) -> Result<BuildReport> {
     let stub_path = stub::locate(opts.installer.as_deref()).map_err(anyhow::Error::msg)?;
     let stub = std::fs::File::open(&stub_path)
         .with_context(|| format!("opening {}", stub_path.display()))?;
-    let total: u64 =
-        images.iter().map(|i| i.size()).sum::<u64>() + copies.iter().map(|c| c.size).sum::<u64>();
+    let total: u64 = images.iter().map(|i| i.size()).sum::<u64>()
+        + copies.iter().map(|c| c.size).sum::<u64>()
+        + payloads
+            .iter()
+            .flat_map(|p| &p.1)
+            .map(|f| f.size)
+            .sum::<u64>();
     let bar = crate::progress::bytes_bar(total, "writing", opts.quiet);
     let mut w = BundleWriter::create(&opts.output, stub)?;
     let tmp_dir = opts
@@ -221,25 +302,27 @@ fn write(
     w.add_entry("oci/index.json", index.len() as u64, 0o644, &index[..])?;
     for c in copies {
         let entry = files::entry_for(&c.dest);
-        let rec = match files::compress_if_helps(&c.src, c.size, &tmp_dir)? {
-            Some(tmp) => {
-                let len = tmp.as_file().metadata()?.len();
-                w.add_entry_as(
-                    &format!("{entry}.zst"),
-                    len,
-                    c.mode,
-                    Some("zstd"),
-                    tmp.reopen()?,
-                )?
-            }
-            None => w.add_entry(&entry, c.size, c.mode, std::fs::File::open(&c.src)?)?,
-        };
+        let rec = add_maybe_compressed(&mut w, &entry, &c.src, c.size, c.mode, &tmp_dir)?;
         manifest.files.push(FileRecord {
             entry: rec.path,
             dest: c.dest.clone(),
             mode: c.mode,
         });
         bar.inc(c.size);
+    }
+    for (name, pfiles) in payloads {
+        let mut rec = ferry_bundle::manifest::PayloadRecord {
+            name: name.clone(),
+            version: String::new(),
+            files: BTreeMap::new(),
+        };
+        for f in pfiles {
+            let entry = payload::entry_for(name, &f.role);
+            let r = add_maybe_compressed(&mut w, &entry, &f.src, f.size, f.mode, &tmp_dir)?;
+            rec.files.insert(f.role.clone(), r.path);
+            bar.inc(f.size);
+        }
+        manifest.payloads.push(rec);
     }
     let (footer, _): (Footer, _) = w.finish(manifest)?;
     bar.finish_and_clear();
@@ -250,5 +333,35 @@ fn write(
         blobs_written: written,
         blobs_shared: shared,
         payload_sha256: footer.payload_sha256.hex(),
+        pulled: PullStats::default(),
+    })
+}
+
+/// Adds a file, zstd-compressed as `<entry>.zst` when that helps (see `files`).
+fn add_maybe_compressed(
+    w: &mut BundleWriter,
+    entry: &str,
+    src: &Path,
+    size: u64,
+    mode: u32,
+    tmp_dir: &Path,
+) -> Result<ferry_bundle::EntryRecord> {
+    Ok(match files::compress_if_helps(src, size, tmp_dir)? {
+        Some(tmp) => {
+            let len = tmp.as_file().metadata()?.len();
+            w.add_entry_as(
+                &format!("{entry}.zst"),
+                len,
+                mode,
+                Some("zstd"),
+                tmp.reopen()?,
+            )?
+        }
+        None => w.add_entry(
+            entry,
+            size,
+            mode,
+            std::fs::File::open(src).with_context(|| format!("reading {}", src.display()))?,
+        )?,
     })
 }

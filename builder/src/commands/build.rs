@@ -13,25 +13,58 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."))
     });
+    let mut pull = crate::pull::PullOptions::default();
+    pull.platforms = args
+        .platform
+        .iter()
+        .map(|p| {
+            p.parse()
+                .map_err(|e| anyhow::anyhow!("--platform {p}: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    pull.insecure_registries = args.insecure_registries.clone();
+    pull.mirrors = args
+        .registry_mirrors
+        .iter()
+        .map(|m| {
+            m.parse()
+                .map_err(|e| anyhow::anyhow!("--registry-mirror {m}: {e}"))
+        })
+        .collect::<Result<_>>()?;
+    let payloads = args
+        .payloads
+        .iter()
+        .map(|p| crate::build::payload::parse_arg(p))
+        .collect::<Result<_>>()?;
     let opts = BuildOptions {
         kubefile: args.kubefile.clone(),
         context,
         output: args.out.clone(),
         installer: args.installer.clone(),
-        platform: args.platform.clone(),
+        platform: args
+            .platform
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "linux/amd64".into()),
         quiet,
+        pull,
+        cache_dir: args.cache_dir.clone(),
+        payloads,
+        no_payload: args.no_payload,
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
     match output {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
         OutputFormat::Text if !quiet => println!(
-            "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once) in {:.1}s",
+            "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s",
             r.output.display(),
             r.size,
             r.images,
             r.blobs_written,
             r.blobs_shared,
+            r.pulled.blobs_fetched,
+            r.pulled.blobs_reused,
             started.elapsed().as_secs_f64()
         ),
         OutputFormat::Text => {}

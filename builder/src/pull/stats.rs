@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 /// What one pull (or, summed with [`PullStats::add`], a whole build) transferred.
 /// Manifests and indexes count as blobs: they are stored in the cache like any other.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct PullStats {
     /// Blobs downloaded from the registry.
     pub blobs_fetched: u64,
