@@ -36,8 +36,36 @@ pub struct Cli {
     /// Only print errors (and requested data); no progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub install: InstallArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Options of installing (and of plan/status/reset, which must agree on where things are).
+#[derive(Debug, Args, Clone)]
+pub struct InstallArgs {
+    /// Install under this prefix instead of `/` (several "hosts" on one machine in tests).
+    #[arg(long, global = true, default_value = "/", value_name = "DIR")]
+    pub root: PathBuf,
+    /// Data directory on the host (staged bundle, journal, containerd state).
+    #[arg(long, global = true, value_name = "DIR")]
+    pub data_dir: Option<String>,
+    /// This node's IP as other nodes reach it (default: the default route's interface).
+    #[arg(long, global = true)]
+    pub node_ip: Option<String>,
+    /// Port of the local registry (loopback, plain HTTP, used by this node's runtime).
+    #[arg(long, global = true, default_value_t = 5050)]
+    pub registry_port: u16,
+    /// Do not ask for confirmation.
+    #[arg(long, short = 'y', global = true)]
+    pub yes: bool,
+    /// Turn a failing preflight check into a warning (repeatable; names as in the table).
+    #[arg(long, global = true, value_name = "CHECK")]
+    pub skip_preflight: Vec<String>,
+    /// Longest wait for services and workloads to become healthy, in seconds.
+    #[arg(long, global = true, default_value_t = 120)]
+    pub wait_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -48,8 +76,33 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Install the bundle on this host (the default when no command is given).
+    Install,
+    /// Show every file the install would write and every command it would run; change nothing.
+    Plan,
+    /// Run the preflight checks only.
+    Preflight,
+    /// Show what is installed: phases, registry, containerd, services, join command.
+    Status,
+    /// Stop what ferry started and remove everything it installed, and nothing else.
+    Reset,
+    /// (internal) Run a service under ferry's supervisor.
+    #[command(hide = true)]
+    Supervise(SuperviseArgs),
     /// Serve the bundle's images as a read-only OCI registry, in the foreground.
     Registry(RegistryArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SuperviseArgs {
+    #[arg(long)]
+    pub name: String,
+    #[arg(long)]
+    pub pid_file: PathBuf,
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[arg(last = true, required = true)]
+    pub argv: Vec<String>,
 }
 
 #[derive(Debug, Args)]

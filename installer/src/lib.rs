@@ -3,7 +3,11 @@
 
 pub mod cli;
 pub mod commands;
+pub mod host;
+pub mod install;
+pub mod k3s;
 pub mod locate;
 pub mod logging;
 pub mod progress;
 pub mod registry;
+pub mod service;

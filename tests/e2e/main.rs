@@ -2,5 +2,6 @@
 //! `ferry-installer` binaries (built by `scripts/build.sh` into `target/dist/`).
 
 mod bundle;
+mod install;
 mod pull;
 mod registry_serve;

@@ -2,16 +2,24 @@
 //! and `target/dist/ferry-installer` as left by `scripts/build.sh` (which `scripts/test.sh`
 //! runs first). A missing binary fails the test with the command that makes it.
 
+use std::borrow::BorrowMut;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn dist(name: &str) -> PathBuf {
     let p = workspace().join("target/dist").join(name);
-    assert!(p.exists(), "{} is missing: run scripts/build.sh first", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build.sh first",
+        p.display()
+    );
     p
 }
 
@@ -24,13 +32,16 @@ pub fn installer() -> PathBuf {
 }
 
 /// Runs a command, returning its output; panics only if it cannot be started.
-pub fn run(cmd: &mut Command) -> Output {
-    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+pub fn run(mut cmd: impl BorrowMut<Command>) -> Output {
+    let cmd = cmd.borrow_mut();
+    cmd.output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
 }
 
 /// Runs a command that must succeed; returns stdout.
-pub fn run_ok(cmd: &mut Command) -> String {
-    let out = run(cmd);
+pub fn run_ok(mut cmd: impl BorrowMut<Command>) -> String {
+    let cmd = cmd.borrow_mut();
+    let out = run(&mut *cmd);
     assert!(
         out.status.success(),
         "{cmd:?} failed with {}\nstdout:\n{}\nstderr:\n{}",
@@ -42,9 +53,17 @@ pub fn run_ok(cmd: &mut Command) -> String {
 }
 
 /// Runs a command that must fail; returns stdout+stderr for message checks.
-pub fn run_fail(cmd: &mut Command) -> String {
-    let out = run(cmd);
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(!out.status.success(), "{cmd:?} succeeded but should have failed:\n{text}");
+pub fn run_fail(mut cmd: impl BorrowMut<Command>) -> String {
+    let cmd = cmd.borrow_mut();
+    let out = run(&mut *cmd);
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should have failed:\n{text}"
+    );
     text
 }

@@ -83,7 +83,15 @@ pub fn check_structure(b: &Bundle) -> Result<Vec<TarEntry>> {
 /// Full check: structure, installer stub, every entry and the whole payload.
 /// `progress` is called with the number of bytes hashed so far (of `b.file_len`).
 pub fn check(b: &Bundle, progress: &dyn Fn(u64)) -> Result<CheckReport> {
+    check_and_copy(b, progress, None)
+}
+
+/// [`check`], also writing every byte of the file, in order, to `sink`: staging copies
+/// the bundle in the same single read that verifies it (a USB stick is read once).
+/// The caller must discard what `sink` received if this returns an error.
+pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut dyn std::io::Write>) -> Result<CheckReport> {
     check_structure(b)?;
+    let sink_err = |e: std::io::Error| BundleError::Other(format!("writing the copy: {e}"));
     let file = b.file.clone();
     let io = |e| BundleError::io(&b.path, e);
 
@@ -95,6 +103,9 @@ pub fn check(b: &Bundle, progress: &dyn Fn(u64)) -> Result<CheckReport> {
         let n = ((b.footer.payload_offset - pos) as usize).min(CHUNK);
         file.read_exact_at(&mut buf[..n], pos).map_err(io)?;
         h.update(&buf[..n]);
+        if let Some(w) = sink.as_mut() {
+            w.write_all(&buf[..n]).map_err(sink_err)?;
+        }
         pos += n as u64;
         progress(pos);
     }
@@ -131,6 +142,9 @@ pub fn check(b: &Bundle, progress: &dyn Fn(u64)) -> Result<CheckReport> {
             let chunk = Arc::new(chunk);
             if tx.send(chunk.clone()).is_err() {
                 break;
+            }
+            if let Some(w) = sink.as_mut() {
+                w.write_all(&chunk).map_err(sink_err)?;
             }
             // Hash the parts of this chunk that belong to entries.
             let (cs, ce) = (p, p + n as u64);
@@ -176,6 +190,10 @@ pub fn check(b: &Bundle, progress: &dyn Fn(u64)) -> Result<CheckReport> {
             expected: b.footer.payload_sha256.hex(),
             found: whole.hex(),
         });
+    }
+    if let Some(w) = sink.as_mut() {
+        let footer = crate::subfile::read_exact_at(&file, base + len, crate::footer::FOOTER_LEN).map_err(io)?;
+        w.write_all(&footer).map_err(sink_err)?;
     }
     progress(b.file_len);
     Ok(CheckReport {

@@ -4,6 +4,7 @@
 mod check;
 mod extract;
 mod info;
+mod install;
 mod list;
 mod registry;
 
@@ -25,9 +26,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(dir) = &cli.extract {
         return extract::run(bundle, dir, cli.quiet);
     }
+    let i = &cli.install;
     match cli.command {
         Some(Command::Registry(args)) => registry::run(bundle, &args),
-        None => anyhow::bail!("installing is not implemented yet in this build; use --info, --list, --check, --extract or registry (see --help)"),
+        Some(Command::Install) | None => install::install(bundle, i, cli.output, cli.quiet),
+        Some(Command::Plan) => install::plan(bundle, i, cli.output),
+        Some(Command::Preflight) => install::preflight(bundle, i, cli.output),
+        Some(Command::Status) => install::status(i, cli.output),
+        Some(Command::Reset) => install::reset(i, cli.output, cli.quiet),
+        Some(Command::Supervise(a)) => {
+            let env = a.env.iter().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect::<Vec<_>>();
+            crate::service::supervise(&a.name, &a.pid_file, &env, &a.argv)?;
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

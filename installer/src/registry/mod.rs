@@ -1,1 +1,45 @@
-//! Read-only OCI Distribution registry served straight out of a bundle (being written).
+//! The installer's read-only OCI Distribution registry, served straight out of the bundle.
+//!
+//! Images stay where the bundle put them: every blob is a byte range of the staged
+//! `delivery.run` (or a file of an OCI layout), sent with `sendfile(2)`. The server is a
+//! small blocking HTTP/1.1 implementation on `std::net` with a bounded thread pool: the API
+//! is a handful of GET/HEAD routes, and the installer must stay a small static binary
+//! (DESIGN §5 has the measurements that chose this over hyper).
+//!
+//! Image names are never rewritten. containerd, configured with a `hosts.toml` mirror per
+//! upstream host, sends `?ns=<upstream host>`, and the registry resolves the repository
+//! within that host, so `docker.io/library/x` and `quay.io/library/x` stay distinct.
+//! Clients that cannot send `ns` use `/v2/<host>/<repository>/…` or an unambiguous
+//! repository path.
+//!
+//! Layout: [`store`] (what is served) is built by `load` from images and blob locations
+//! (or by `layout` from an OCI layout); `routes` answers requests using `path`, `names`,
+//! `range` and `pagination`; `server` runs connections over `http`, `body` and a `pool`,
+//! generic over a [`Transport`] so TLS can be added. Blobs are checked against their
+//! digest on first use (`verify`).
+
+mod body;
+mod errors;
+mod http;
+mod layout;
+mod load;
+mod names;
+mod oci;
+mod pagination;
+mod path;
+mod pool;
+mod range;
+mod routes;
+mod server;
+mod store;
+mod transport;
+mod verify;
+
+#[cfg(test)]
+mod tests;
+
+pub use errors::{ApiError, ErrorCode, RegistryError};
+pub use layout::{CONTAINERD_NAME, OCI_REF_NAME};
+pub use server::{serve, RunningServer, ServeOptions};
+pub use store::{BlobLocation, ImageStore, StoredImage};
+pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, Transport};

@@ -1,0 +1,195 @@
+//! Preflight: everything that would make an install fail half-way, checked before
+//! anything is written. Printed as a table (check, result, how to fix), or JSON.
+//! A failing check stops the install unless named in `--skip-preflight`.
+
+use crate::host::Host;
+use serde::Serialize;
+use std::net::TcpListener;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+    Skipped,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    pub fix: String,
+}
+
+pub struct Inputs<'a> {
+    pub host: &'a Host,
+    /// Bytes the staged copy needs (0 when already staged).
+    pub stage_bytes: u64,
+    pub platform: &'a str,
+    pub ports: Vec<u16>,
+    /// k3s needs more memory, a default route and br_netfilter; containerd alone does not.
+    pub cluster: bool,
+    /// The payload sha256 of the bundle; an install of another bundle is "earlier install".
+    pub bundle_sha256: &'a str,
+    pub skip: &'a [String],
+}
+
+fn check(name: &'static str, ok: bool, fail_status: Status, detail: String, fix: &str) -> Check {
+    Check {
+        name,
+        status: if ok { Status::Pass } else { fail_status },
+        detail,
+        fix: if ok { String::new() } else { fix.to_string() },
+    }
+}
+
+pub fn run(i: &Inputs) -> Vec<Check> {
+    let mut out = Vec::new();
+    let euid = nix::unistd::geteuid();
+    out.push(check("root", euid.is_root(), Status::Fail, format!("euid {euid}"), "run as root (sudo ./delivery.run)"));
+
+    let uname = nix::sys::utsname::uname().ok();
+    let machine = uname.as_ref().map(|u| u.machine().to_string_lossy().into_owned()).unwrap_or_default();
+    let arch = match machine.as_str() {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        m => m,
+    };
+    let want = i.platform.split('/').nth(1).unwrap_or("amd64");
+    out.push(check("arch", arch == want, Status::Fail, format!("host {machine}, bundle {}", i.platform), "use the bundle built for this host's architecture"));
+
+    let release = uname.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let ver: Vec<u32> = release.split(|c: char| !c.is_ascii_digit()).take(2).filter_map(|s| s.parse().ok()).collect();
+    let kernel_ok = ver.len() == 2 && (ver[0], ver[1]) >= (4, 15);
+    out.push(check("kernel", kernel_ok, Status::Fail, release.clone(), "containerd needs Linux ≥ 4.15"));
+
+    let cg2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let cg1 = std::path::Path::new("/sys/fs/cgroup/memory").exists();
+    out.push(check(
+        "cgroups",
+        cg2 || cg1,
+        Status::Fail,
+        if cg2 { "v2".into() } else if cg1 { "v1".into() } else { "none mounted".into() },
+        "mount cgroups (cgroup2 on /sys/fs/cgroup)",
+    ));
+
+    let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
+    out.push(check("overlayfs", fs.contains("overlay"), Status::Fail, "overlay in /proc/filesystems".into(), "modprobe overlay"));
+    let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    let br = modules.contains("br_netfilter") || std::path::Path::new("/proc/sys/net/bridge").exists();
+    out.push(check(
+        "br_netfilter",
+        br,
+        if i.cluster { Status::Fail } else { Status::Warn },
+        "bridge netfilter for pod networking".into(),
+        "modprobe br_netfilter; echo br_netfilter > /etc/modules-load.d/ferry.conf",
+    ));
+    let fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false);
+    out.push(check(
+        "ip_forward",
+        fwd,
+        if i.cluster { Status::Fail } else { Status::Warn },
+        "net.ipv4.ip_forward".into(),
+        "sysctl -w net.ipv4.ip_forward=1 (and persist in /etc/sysctl.d/)",
+    ));
+
+    let data = i.host.path(&i.host.data_dir);
+    let mut probe = data.clone();
+    while !probe.exists() {
+        match probe.parent() {
+            Some(p) => probe = p.to_path_buf(),
+            None => break,
+        }
+    }
+    let free = nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64).unwrap_or(0);
+    let need = i.stage_bytes + 512 * 1024 * 1024;
+    out.push(check(
+        "disk",
+        free >= need,
+        Status::Fail,
+        format!("{} free at {}, need {}", gib(free), probe.display(), gib(need)),
+        "free space or pass --data-dir on a larger disk",
+    ));
+
+    let mem = meminfo_available();
+    let need_mem: u64 = if i.cluster { 2 << 30 } else { 512 << 20 };
+    out.push(check("memory", mem >= need_mem, Status::Warn, format!("{} available, want {}", gib(mem), gib(need_mem)), "add memory or stop other workloads"));
+
+    for &port in &i.ports {
+        let free = TcpListener::bind(("0.0.0.0", port)).is_ok();
+        let ours = crate::service::running_pid(i.host, "registry").is_some();
+        out.push(check(
+            "ports",
+            free || ours,
+            Status::Fail,
+            format!("tcp {port} {}", if free { "free" } else if ours { "used by ferry" } else { "in use" }),
+            "stop what listens there, or choose another --registry-port",
+        ));
+    }
+
+    let route = has_default_route();
+    out.push(check(
+        "default_route",
+        route,
+        if i.cluster { Status::Fail } else { Status::Warn },
+        if route { "present".into() } else { "none".into() },
+        "add one even on an isolated network (k3s refuses to start without it): ip route add default via <gw>",
+    ));
+
+    let earlier = crate::install::journal::Journal::load(&i.host.path(&i.host.journal())).ok().flatten();
+    let (ok, detail) = match &earlier {
+        None => (true, "none".to_string()),
+        Some(j) if j.bundle_sha256 == i.bundle_sha256 => (true, format!("{} (same bundle: resuming)", j.bundle_name)),
+        Some(j) => (false, format!("bundle {} is installed", j.bundle_name)),
+    };
+    out.push(check("earlier_install", ok, Status::Fail, detail, "run `./delivery.run reset` first (upgrades come later)"));
+
+    for c in &mut out {
+        if c.status == Status::Fail && i.skip.iter().any(|s| s == c.name) {
+            c.status = Status::Skipped;
+        }
+    }
+    out
+}
+
+pub fn failed(checks: &[Check]) -> Vec<&Check> {
+    checks.iter().filter(|c| c.status == Status::Fail).collect()
+}
+
+pub fn table(checks: &[Check]) -> String {
+    let mut s = format!("{:<16} {:<8} {:<48} {}\n", "CHECK", "RESULT", "DETAIL", "HOW TO FIX");
+    for c in checks {
+        let r = match c.status {
+            Status::Pass => "ok",
+            Status::Warn => "warn",
+            Status::Fail => "FAIL",
+            Status::Skipped => "skipped",
+        };
+        s.push_str(&format!("{:<16} {:<8} {:<48} {}\n", c.name, r, c.detail, c.fix));
+    }
+    s
+}
+
+fn gib(n: u64) -> String {
+    format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
+}
+
+fn meminfo_available() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemAvailable:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map(|kib| kib * 1024)
+        .unwrap_or(0)
+}
+
+pub fn has_default_route() -> bool {
+    std::fs::read_to_string("/proc/net/route")
+        .map(|s| s.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some("00000000")))
+        .unwrap_or(false)
+}

@@ -1,0 +1,286 @@
+//! The slice of HTTP/1.1 the registry speaks: request heads in, responses out.
+//!
+//! Requests are parsed with `httparse` from a fixed buffer, so a head larger than the
+//! cap is refused (431) without growing memory. Bodies are never read: the API is
+//! GET/HEAD only, so a request that announces a body is answered and the connection
+//! closed. Reads wait in short slices so that an idle keep-alive connection can be let
+//! go as soon as the server wants its worker back (backlog, shutdown, idle timeout),
+//! while a client that trickles a request head gets a hard deadline (408).
+
+use super::body::send_file_range;
+use super::errors::ApiError;
+use super::transport::Transport;
+use std::fs::File;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long one blocking read waits before the idle policy is consulted again.
+pub const READ_SLICE: Duration = Duration::from_millis(200);
+const MAX_HEADERS: usize = 64;
+
+/// A parsed request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub method: String,
+    pub target: String,
+    /// 0 for HTTP/1.0, 1 for HTTP/1.1.
+    pub minor_version: u8,
+    pub range: Option<String>,
+    /// Whether the client lets the connection live after this response.
+    pub keep_alive: bool,
+    /// The request announced a body (which is never read).
+    pub has_body: bool,
+}
+
+/// Why no request could be read.
+#[derive(Debug)]
+pub enum ReadError {
+    /// The peer closed, or the idle policy let the connection go: close silently.
+    Closed,
+    /// 431: the head does not fit the buffer.
+    TooLarge,
+    /// 400.
+    Malformed(String),
+    /// 408: a head was started but not finished in time.
+    Timeout,
+    Io(io::Error),
+}
+
+/// Reads request heads from one connection, keeping bytes of pipelined requests.
+pub struct RequestReader {
+    buf: Vec<u8>,
+    filled: usize,
+}
+
+impl RequestReader {
+    pub fn new(max_head: usize) -> Self {
+        RequestReader {
+            buf: vec![0; max_head],
+            filled: 0,
+        }
+    }
+
+    /// Reads the next request head. While nothing of it has arrived, `let_go(idle)` is
+    /// asked every [`READ_SLICE`] whether to give up on the connection; once a byte has
+    /// arrived, the whole head must arrive within `head_timeout`.
+    pub fn next<T: Transport>(
+        &mut self,
+        io: &mut T,
+        head_timeout: Duration,
+        let_go: &dyn Fn(Duration) -> bool,
+    ) -> Result<Request, ReadError> {
+        let idle_since = Instant::now();
+        let mut head_started: Option<Instant> = (self.filled > 0).then(Instant::now);
+        io.set_read_timeout(Some(READ_SLICE))
+            .map_err(ReadError::Io)?;
+        loop {
+            if self.filled > 0 {
+                if let Some((req, used)) = self.parse()? {
+                    self.buf.copy_within(used..self.filled, 0);
+                    self.filled -= used;
+                    return Ok(req);
+                }
+                if self.filled == self.buf.len() {
+                    return Err(ReadError::TooLarge);
+                }
+            }
+            match io.read(&mut self.buf[self.filled..]) {
+                Ok(0) if self.filled == 0 => return Err(ReadError::Closed),
+                Ok(0) => {
+                    return Err(ReadError::Io(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "connection closed in the middle of a request head",
+                    )))
+                }
+                Ok(n) => {
+                    self.filled += n;
+                    head_started.get_or_insert_with(Instant::now);
+                }
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    match head_started {
+                        None if let_go(idle_since.elapsed()) => return Err(ReadError::Closed),
+                        Some(t) if t.elapsed() > head_timeout => return Err(ReadError::Timeout),
+                        _ => {}
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadError::Io(e)),
+            }
+        }
+    }
+
+    fn parse(&self) -> Result<Option<(Request, usize)>, ReadError> {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        let used = match req.parse(&self.buf[..self.filled]) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooLarge),
+            Err(e) => return Err(ReadError::Malformed(format!("malformed request: {e}"))),
+        };
+        let minor_version = req.version.unwrap_or(1);
+        let mut out = Request {
+            method: req.method.unwrap_or_default().to_string(),
+            target: req.path.unwrap_or_default().to_string(),
+            minor_version,
+            range: None,
+            keep_alive: minor_version >= 1,
+            has_body: false,
+        };
+        for h in req.headers.iter() {
+            let value = std::str::from_utf8(h.value)
+                .map_err(|_| ReadError::Malformed(format!("header {} is not UTF-8", h.name)))?
+                .trim();
+            if h.name.eq_ignore_ascii_case("range") {
+                out.range = Some(value.to_string());
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                for token in value.split(',').map(str::trim) {
+                    if token.eq_ignore_ascii_case("close") {
+                        out.keep_alive = false;
+                    } else if token.eq_ignore_ascii_case("keep-alive") && minor_version == 0 {
+                        out.keep_alive = true;
+                    }
+                }
+            } else if h.name.eq_ignore_ascii_case("content-length") {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| ReadError::Malformed(format!("bad Content-Length {value:?}")))?;
+                out.has_body |= n > 0;
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                out.has_body = true;
+            }
+        }
+        Ok(Some((out, used)))
+    }
+}
+
+/// A response body.
+#[derive(Debug)]
+pub enum Body {
+    Bytes(Vec<u8>),
+    Shared(Arc<[u8]>),
+    /// `len` bytes at `offset` of `file`.
+    File {
+        file: File,
+        offset: u64,
+        len: u64,
+    },
+}
+
+impl Body {
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        match self {
+            Body::Bytes(b) => b.len() as u64,
+            Body::Shared(b) => b.len() as u64,
+            Body::File { len, .. } => *len,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    /// Headers other than `Content-Length` and `Connection`, which are computed.
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Body,
+}
+
+pub const API_VERSION_HEADER: (&str, &str) = ("Docker-Distribution-API-Version", "registry/2.0");
+
+impl Response {
+    pub fn new(status: u16, body: Body) -> Self {
+        Response {
+            status,
+            headers: vec![(API_VERSION_HEADER.0, API_VERSION_HEADER.1.to_string())],
+            body,
+        }
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    pub fn json(status: u16, body: Vec<u8>) -> Self {
+        Response::new(status, Body::Bytes(body)).header("Content-Type", "application/json")
+    }
+    pub fn error(e: &ApiError) -> Self {
+        let r = Response::json(e.status, e.body());
+        if e.status == 405 {
+            r.header("Allow", "GET, HEAD")
+        } else {
+            r
+        }
+    }
+    #[cfg(test)]
+    pub fn get_header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        206 => "Partial Content",
+        400 => "Bad Request",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        414 => "URI Too Long",
+        416 => "Range Not Satisfiable",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+/// Writes `resp` (headers only when `head_only`); returns the body bytes sent.
+pub fn write_response<T: Transport>(
+    io: &mut T,
+    resp: &Response,
+    head_only: bool,
+    close: bool,
+    use_sendfile: bool,
+) -> io::Result<u64> {
+    let mut out = Vec::with_capacity(256);
+    write!(out, "HTTP/1.1 {} {}\r\n", resp.status, reason(resp.status))?;
+    for (name, value) in &resp.headers {
+        write!(out, "{name}: {value}\r\n")?;
+    }
+    write!(out, "Content-Length: {}\r\n", resp.body.len())?;
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if head_only {
+        io.write_all(&out)?;
+        return Ok(0);
+    }
+    match &resp.body {
+        Body::Bytes(b) => {
+            out.extend_from_slice(b);
+            io.write_all(&out)?;
+            Ok(b.len() as u64)
+        }
+        Body::Shared(b) => {
+            out.extend_from_slice(b);
+            io.write_all(&out)?;
+            Ok(b.len() as u64)
+        }
+        Body::File { file, offset, len } => {
+            io.write_all(&out)?;
+            send_file_range(io, file, *offset, *len, use_sendfile)?;
+            Ok(*len)
+        }
+    }
+}

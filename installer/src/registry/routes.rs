@@ -1,0 +1,239 @@
+//! The pull side of the OCI Distribution API, one function per endpoint.
+//!
+//! Every function maps a parsed request to a [`Response`] or an [`ApiError`] and never
+//! touches the socket, so the whole API is testable without a server. Write methods are
+//! refused with 405 `UNSUPPORTED` before anything else is looked at.
+
+use super::errors::{ApiError, ErrorCode};
+use super::http::{Body, Request, Response};
+use super::names::normalise_host;
+use super::oci::{Index, OCI_INDEX};
+use super::pagination::{link, paginate, parse_n};
+use super::path::{parse_path, split_target, Endpoint, ManifestRef, Query, MAX_TARGET_LEN};
+use super::range::ByteRange;
+use super::store::{BlobRef, ImageStore};
+use ferry_bundle::Sha256Digest;
+use serde::Serialize;
+use std::fs::File;
+
+/// Answers one request.
+pub fn handle(store: &ImageStore, req: &Request) -> Response {
+    match route(store, req) {
+        Ok(r) => r,
+        Err(e) => Response::error(&e),
+    }
+}
+
+fn route(store: &ImageStore, req: &Request) -> Result<Response, ApiError> {
+    if req.method != "GET" && req.method != "HEAD" {
+        return Err(ApiError::read_only(&req.method));
+    }
+    if req.target.len() > MAX_TARGET_LEN {
+        return Err(ApiError::new(
+            414,
+            ErrorCode::NameInvalid,
+            format!("request target longer than {MAX_TARGET_LEN} bytes"),
+        ));
+    }
+    let (path, query) = split_target(&req.target);
+    let query = Query::parse(query)?;
+    match parse_path(path)? {
+        Endpoint::Base => Ok(Response::json(200, b"{}".to_vec())),
+        Endpoint::Catalog => catalog(store, &query),
+        Endpoint::Manifest { name, reference } => manifest(store, &name, &query, &reference),
+        Endpoint::Blob { name, digest } => {
+            blob(store, &name, &query, &digest, req.range.as_deref())
+        }
+        Endpoint::Tags { name } => tags(store, &name, &query),
+        Endpoint::Referrers { name, digest } => referrers(store, &name, &query, &digest),
+    }
+}
+
+fn etag(digest: &Sha256Digest) -> String {
+    format!("\"{}\"", digest.oci())
+}
+
+fn manifest(
+    store: &ImageStore,
+    name: &str,
+    query: &Query,
+    reference: &ManifestRef,
+) -> Result<Response, ApiError> {
+    let (key, repo) = store.resolve(name, query.ns.as_deref())?;
+    let digest = match reference {
+        ManifestRef::Tag(tag) => *repo.tags.get(tag).ok_or_else(|| {
+            ApiError::manifest_unknown(format!("{}:{tag} is not in this bundle", key.full_name()))
+        })?,
+        ManifestRef::Digest(d) if repo.manifests.contains(d) => *d,
+        ManifestRef::Digest(d) => {
+            return Err(ApiError::manifest_unknown(format!(
+                "{}@{} is not in this bundle",
+                key.full_name(),
+                d.oci()
+            )))
+        }
+    };
+    let m = store.manifest(&digest).ok_or_else(|| {
+        ApiError::manifest_unknown(format!("manifest {} is not loaded", digest.oci()))
+    })?;
+    Ok(Response::new(200, Body::Shared(m.bytes.clone()))
+        .header("Content-Type", m.media_type.clone())
+        .header("Docker-Content-Digest", digest.oci())
+        .header("ETag", etag(&digest)))
+}
+
+fn blob(
+    store: &ImageStore,
+    name: &str,
+    query: &Query,
+    digest: &Sha256Digest,
+    range: Option<&str>,
+) -> Result<Response, ApiError> {
+    let (key, repo) = store.resolve(name, query.ns.as_deref())?;
+    let found = store.blob(repo, digest).ok_or_else(|| {
+        ApiError::blob_unknown(format!(
+            "blob {} is not in repository {}",
+            digest.oci(),
+            key.full_name()
+        ))
+    })?;
+    let total = match &found {
+        BlobRef::Manifest(m) => m.bytes.len() as u64,
+        BlobRef::File(b) => {
+            b.verdict.check(digest, &b.location)?;
+            b.location.len
+        }
+    };
+    let (status, start, len) = match ByteRange::parse(range, total) {
+        ByteRange::Full => (200, 0, total),
+        ByteRange::Partial { start, end } => (206, start, end - start + 1),
+        ByteRange::Unsatisfiable => {
+            return Ok(Response::error(&ApiError::new(
+                416,
+                ErrorCode::RangeInvalid,
+                format!(
+                    "range {:?} is outside blob {} of {total} bytes",
+                    range.unwrap_or(""),
+                    digest.oci()
+                ),
+            ))
+            .header("Content-Range", format!("bytes */{total}")))
+        }
+    };
+    let body = match found {
+        BlobRef::Manifest(m) => {
+            Body::Bytes(m.bytes[start as usize..(start + len) as usize].to_vec())
+        }
+        BlobRef::File(b) => {
+            let file = File::open(&b.location.path).map_err(|e| {
+                ApiError::new(
+                    500,
+                    ErrorCode::BlobUnknown,
+                    format!(
+                        "blob {} cannot be opened at {}: {e}",
+                        digest.oci(),
+                        b.location.path.display()
+                    ),
+                )
+            })?;
+            Body::File {
+                file,
+                offset: b.location.offset + start,
+                len,
+            }
+        }
+    };
+    let mut resp = Response::new(status, body)
+        .header("Content-Type", "application/octet-stream")
+        .header("Docker-Content-Digest", digest.oci())
+        .header("Accept-Ranges", "bytes")
+        .header("ETag", etag(digest))
+        .header("Cache-Control", "max-age=31536000");
+    if status == 206 {
+        resp = resp.header(
+            "Content-Range",
+            format!("bytes {start}-{}/{total}", start + len - 1),
+        );
+    }
+    Ok(resp)
+}
+
+fn tags(store: &ImageStore, name: &str, query: &Query) -> Result<Response, ApiError> {
+    let (_, repo) = store.resolve(name, query.ns.as_deref())?;
+    let n = parse_n(query.n.as_deref())?;
+    let page = paginate(
+        repo.tags.keys().map(String::as_str),
+        n,
+        query.last.as_deref(),
+    );
+    #[derive(Serialize)]
+    struct TagList<'a> {
+        name: &'a str,
+        tags: &'a [&'a str],
+    }
+    let body = serde_json::to_vec(&TagList {
+        name,
+        tags: &page.items,
+    })
+    .unwrap_or_default();
+    let mut resp = Response::json(200, body);
+    if let (Some(n), Some(last)) = (n, page.next_last) {
+        let base = format!("/v2/{name}/tags/list");
+        resp = resp.header("Link", link(&base, n, last, query.ns.as_deref()));
+    }
+    Ok(resp)
+}
+
+fn catalog(store: &ImageStore, query: &Query) -> Result<Response, ApiError> {
+    let n = parse_n(query.n.as_deref())?;
+    let mut names: Vec<String> = match &query.ns {
+        Some(ns) => {
+            let host = normalise_host(ns).ok_or_else(|| {
+                ApiError::name_invalid(format!("ns={ns:?} is not a registry host"))
+            })?;
+            store
+                .repos
+                .keys()
+                .filter(|k| k.host == host)
+                .map(|k| k.repository.clone())
+                .collect()
+        }
+        None => store.repositories(),
+    };
+    names.sort();
+    let page = paginate(names.iter().map(String::as_str), n, query.last.as_deref());
+    #[derive(Serialize)]
+    struct Catalog<'a> {
+        repositories: &'a [&'a str],
+    }
+    let body = serde_json::to_vec(&Catalog {
+        repositories: &page.items,
+    })
+    .unwrap_or_default();
+    let mut resp = Response::json(200, body);
+    if let (Some(n), Some(last)) = (n, page.next_last) {
+        resp = resp.header("Link", link("/v2/_catalog", n, last, query.ns.as_deref()));
+    }
+    Ok(resp)
+}
+
+fn referrers(
+    store: &ImageStore,
+    name: &str,
+    query: &Query,
+    subject: &Sha256Digest,
+) -> Result<Response, ApiError> {
+    let (_, repo) = store.resolve(name, query.ns.as_deref())?;
+    let filter = query.artifact_type.as_deref().filter(|t| !t.is_empty());
+    let body = serde_json::to_vec(&Index {
+        schema_version: 2,
+        media_type: OCI_INDEX,
+        manifests: store.referrers(repo, subject, filter),
+    })
+    .unwrap_or_default();
+    let mut resp = Response::new(200, Body::Bytes(body)).header("Content-Type", OCI_INDEX);
+    if filter.is_some() {
+        resp = resp.header("OCI-Filters-Applied", "artifactType");
+    }
+    Ok(resp)
+}
