@@ -9,12 +9,26 @@ use ferry_bundle::Sha256Digest;
 
 /// One raw tar entry to forge.
 pub enum Forged {
-    File { path: String, data: Vec<u8> },
-    Symlink { path: String, target: String },
-    HardLink { path: String, target: String },
-    CharDevice { path: String },
+    File {
+        path: String,
+        data: Vec<u8>,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+    HardLink {
+        path: String,
+        target: String,
+    },
+    CharDevice {
+        path: String,
+    },
     /// A regular file whose header name is written raw (bypassing the tar crate's checks).
-    RawName { name: Vec<u8>, data: Vec<u8> },
+    RawName {
+        name: Vec<u8>,
+        data: Vec<u8>,
+    },
 }
 
 /// Builds `stub ++ tar(entries ++ bundle.json) ++ footer`. `lie` may edit the entry table
@@ -73,11 +87,15 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
             }
         }
     }
+    let true_ranges: Vec<(u64, u64)> = records.iter().map(|r| (r.offset, r.size)).collect();
     lie(&mut records);
     let manifest = BundleManifest {
         format: FORMAT_VERSION,
         name: "forged".into(),
-        installer: StubRecord { size: stub.len() as u64, sha256: Sha256Digest::of(stub).hex() },
+        installer: StubRecord {
+            size: stub.len() as u64,
+            sha256: Sha256Digest::of(stub).hex(),
+        },
         entries: records,
         ..Default::default()
     };
@@ -88,6 +106,14 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
     tar.append_data(&mut h, "bundle.json", &json[..]).unwrap();
     let manifest_offset = tar.get_ref().len() as u64 - (json.len() as u64).div_ceil(512) * 512;
     let payload = tar.into_inner().unwrap();
+    // The gaps hash covers every byte outside the (true) entries and bundle.json.
+    let mut inside = vec![false; payload.len()];
+    for (o, n) in true_ranges.iter().chain(std::iter::once(&(manifest_offset, json.len() as u64))) {
+        for b in &mut inside[*o as usize..(*o + *n) as usize] {
+            *b = true;
+        }
+    }
+    let gap_bytes: Vec<u8> = payload.iter().zip(&inside).filter(|(_, i)| !**i).map(|(b, _)| *b).collect();
     let footer = Footer {
         version: FORMAT_VERSION,
         payload_offset: stub.len() as u64,
@@ -96,6 +122,7 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
         manifest_offset,
         manifest_len: json.len() as u64,
         manifest_sha256: Sha256Digest::of(&json),
+        gaps_sha256: Sha256Digest::of(&gap_bytes),
     };
     let mut out = stub.to_vec();
     out.extend_from_slice(&payload);

@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::sync_channel;
-use std::sync::Arc;
+use std::io::Write;
 
 const CHUNK: usize = 4 << 20;
 
@@ -80,20 +80,29 @@ pub fn check_structure(b: &Bundle) -> Result<Vec<TarEntry>> {
     Ok(entries)
 }
 
-/// Full check: structure, installer stub, every entry and the whole payload.
-/// `progress` is called with the number of bytes hashed so far (of `b.file_len`).
+/// Full check: structure, installer stub, every entry, bundle.json and the gaps between
+/// entries — every byte of the file, each hashed once. `progress` is called with the
+/// number of bytes read so far (of `b.file_len`).
 pub fn check(b: &Bundle, progress: &dyn Fn(u64)) -> Result<CheckReport> {
     check_and_copy(b, progress, None)
+}
+
+/// A payload range with its own expected hash.
+struct Range {
+    path: String,
+    offset: u64,
+    size: u64,
+    sha256: String,
 }
 
 /// [`check`], also writing every byte of the file, in order, to `sink`: staging copies
 /// the bundle in the same single read that verifies it (a USB stick is read once).
 /// The caller must discard what `sink` received if this returns an error.
-pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut dyn std::io::Write>) -> Result<CheckReport> {
+pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut dyn Write>) -> Result<CheckReport> {
     check_structure(b)?;
-    let sink_err = |e: std::io::Error| BundleError::Other(format!("writing the copy: {e}"));
     let file = b.file.clone();
     let io = |e| BundleError::io(&b.path, e);
+    let sink_err = |e: std::io::Error| BundleError::Other(format!("writing the copy: {e}"));
 
     // Stub: small, hashed first.
     let mut h = Sha256::new();
@@ -111,93 +120,120 @@ pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut 
     }
     let stub = Sha256Digest(h.finalize().into());
     if stub.hex() != b.manifest.installer.sha256 {
-        return Err(BundleError::StubChecksum {
-            expected: b.manifest.installer.sha256.clone(),
-            found: stub.hex(),
-        });
+        return Err(BundleError::StubChecksum { expected: b.manifest.installer.sha256.clone(), found: stub.hex() });
     }
 
-    // Payload: a reader feeds chunks to the whole-payload hasher thread and to us.
-    let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(4);
-    let whole = std::thread::spawn(move || {
-        let mut h = Sha256::new();
-        for chunk in rx {
-            h.update(&chunk[..]);
-        }
-        Sha256Digest(h.finalize().into())
+    // Payload: this thread reads (and copies); one hasher thread hashes each byte once,
+    // into its entry's hash or into the gaps hash.
+    let mut ranges: Vec<Range> = b
+        .manifest
+        .entries
+        .iter()
+        .map(|e| Range { path: e.path.clone(), offset: e.offset, size: e.size, sha256: e.sha256.clone() })
+        .collect();
+    ranges.push(Range {
+        path: crate::MANIFEST_PATH.into(),
+        offset: b.footer.manifest_offset,
+        size: b.footer.manifest_len,
+        sha256: b.footer.manifest_sha256.hex(),
     });
-    let mut entries: Vec<&crate::EntryRecord> = b.manifest.entries.iter().collect();
-    entries.sort_by_key(|e| e.offset);
-    let mut idx = 0usize;
-    let mut cur: Option<Sha256> = None;
-    let mut first_bad: Option<BundleError> = None;
+    ranges.sort_by_key(|r| r.offset);
+    let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(4);
+    // Buffers go back to the reader once hashed: no 4 MiB allocation per chunk.
+    let (back_tx, back_rx) = sync_channel::<Vec<u8>>(8);
+    let hasher = std::thread::spawn(move || hash_ranges(rx, back_tx, ranges));
     let base = b.footer.payload_offset;
     let len = b.footer.payload_len;
     let mut p = 0u64;
-    let result = (|| -> Result<()> {
+    let read = (|| -> Result<()> {
         while p < len {
             let n = ((len - p) as usize).min(CHUNK);
-            let mut chunk = vec![0u8; n];
+            let mut chunk = back_rx.try_recv().unwrap_or_else(|_| vec![0u8; CHUNK]);
+            chunk.truncate(n);
             file.read_exact_at(&mut chunk, base + p).map_err(io)?;
-            let chunk = Arc::new(chunk);
-            if tx.send(chunk.clone()).is_err() {
-                break;
-            }
             if let Some(w) = sink.as_mut() {
                 w.write_all(&chunk).map_err(sink_err)?;
             }
-            // Hash the parts of this chunk that belong to entries.
-            let (cs, ce) = (p, p + n as u64);
-            while idx < entries.len() {
-                let e = entries[idx];
-                let (es, ee) = (e.offset, e.offset + e.size);
-                if es >= ce {
-                    break;
-                }
-                let s = es.max(cs);
-                let t = ee.min(ce);
-                let hh = cur.get_or_insert_with(Sha256::new);
-                if t > s {
-                    hh.update(&chunk[(s - cs) as usize..(t - cs) as usize]);
-                }
-                if ee <= ce {
-                    let got = Sha256Digest(cur.take().unwrap().finalize().into());
-                    if got.hex() != e.sha256 && first_bad.is_none() {
-                        first_bad = Some(BundleError::EntryChecksum {
-                            entry: e.path.clone(),
-                            expected: e.sha256.clone(),
-                            found: got.hex(),
-                        });
-                    }
-                    idx += 1;
-                } else {
-                    break;
-                }
+            if tx.send((p, chunk)).is_err() {
+                break;
             }
-            p = ce;
+            p += n as u64;
             progress(base + p);
         }
         Ok(())
     })();
     drop(tx);
-    let whole = whole.join().expect("hasher thread");
-    result?;
+    let (first_bad, gaps) = hasher.join().expect("hasher thread");
+    read?;
     if let Some(e) = first_bad {
         return Err(e);
     }
-    if whole != b.footer.payload_sha256 {
-        return Err(BundleError::PayloadChecksum {
-            expected: b.footer.payload_sha256.hex(),
-            found: whole.hex(),
-        });
+    if gaps != b.footer.gaps_sha256 {
+        return Err(BundleError::Other(format!(
+            "payload: the bytes between entries (tar headers, padding, end marker) do not match the footer's gaps sha256 \
+             (expected {}, found {}); the bundle is damaged — copy it again",
+            b.footer.gaps_sha256.hex(),
+            gaps.hex()
+        )));
     }
     if let Some(w) = sink.as_mut() {
         let footer = crate::subfile::read_exact_at(&file, base + len, crate::footer::FOOTER_LEN).map_err(io)?;
         w.write_all(&footer).map_err(sink_err)?;
     }
     progress(b.file_len);
-    Ok(CheckReport {
-        entries: b.manifest.entries.len() + 1,
-        bytes: b.file_len,
-    })
+    Ok(CheckReport { entries: b.manifest.entries.len() + 1, bytes: b.file_len })
+}
+
+/// Hashes chunks `(payload offset, bytes)` arriving in order: bytes inside a range go to
+/// that range's hash, all others to the gaps hash. Returns the first mismatching range
+/// (as an error) and the gaps digest.
+fn hash_ranges(
+    rx: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    back: std::sync::mpsc::SyncSender<Vec<u8>>,
+    ranges: Vec<Range>,
+) -> (Option<BundleError>, Sha256Digest) {
+    let mut gaps = Sha256::new();
+    let mut idx = 0usize;
+    let mut cur: Option<Sha256> = None;
+    let mut first_bad = None;
+    for (start, chunk) in rx {
+        let end = start + chunk.len() as u64;
+        let mut at = start;
+        while at < end {
+            let slice = |a: u64, z: u64| &chunk[(a - start) as usize..(z - start) as usize];
+            match ranges.get(idx) {
+                Some(r) if at >= r.offset => {
+                    let stop = (r.offset + r.size).min(end);
+                    cur.get_or_insert_with(Sha256::new).update(slice(at, stop));
+                    at = stop;
+                    if at == r.offset + r.size {
+                        let got = Sha256Digest(cur.take().unwrap().finalize().into()).hex();
+                        if got != r.sha256 && first_bad.is_none() {
+                            first_bad = Some(BundleError::EntryChecksum { entry: r.path.clone(), expected: r.sha256.clone(), found: got });
+                        }
+                        idx += 1;
+                    }
+                }
+                Some(r) => {
+                    let stop = r.offset.min(end);
+                    gaps.update(slice(at, stop));
+                    at = stop;
+                    // An empty range starting here is complete at once.
+                    if r.size == 0 && at == r.offset {
+                        let got = Sha256Digest(Sha256::new().finalize().into()).hex();
+                        if got != r.sha256 && first_bad.is_none() {
+                            first_bad = Some(BundleError::EntryChecksum { entry: r.path.clone(), expected: r.sha256.clone(), found: got });
+                        }
+                        idx += 1;
+                    }
+                }
+                None => {
+                    gaps.update(slice(at, end));
+                    at = end;
+                }
+            }
+        }
+        let _ = back.try_send(chunk);
+    }
+    (first_bad, Sha256Digest(gaps.finalize().into()))
 }

@@ -1,21 +1,25 @@
 //! Writes a bundle: stub, then payload tar, then footer, in one sequential pass.
 //!
-//! Everything streams: entry data is copied from its source while being hashed, the payload
-//! hash and every entry's offset come from a counting, hashing writer around the output, and
-//! `bundle.json` is written last so that it can record every other entry's offset. The file
-//! is written as `<out>.partial` and renamed into place only by [`BundleWriter::finish`];
-//! dropping a writer early (on any error) removes the partial file.
+//! Everything streams: entry data is copied from its source while being hashed, and the
+//! writer frames the tar itself so that it knows which bytes are entry data and which are
+//! gaps (headers, padding, end marker): the former are hashed per entry, the latter into
+//! the footer's gaps hash, the whole into the payload hash. `bundle.json` is written last
+//! so that it can record every other entry's offset. The file is written as
+//! `<out>.partial` and renamed into place only by [`BundleWriter::finish`]; dropping a
+//! writer early (on any error) removes the partial file.
 //!
-//! Tar headers are deterministic (mode from the caller, mtime 0, uid/gid 0, no user names),
-//! so the same inputs give the same bytes. GNU headers carry sizes over 8 GiB in base-256.
+//! Tar headers are GNU and deterministic (mode from the caller, mtime 0, uid/gid 0, no
+//! user names), so the same inputs give the same bytes. Sizes over 8 GiB use base-256;
+//! paths over 100 bytes a GNU `L` long-name record.
 
-use crate::digest::{HashingReader, HashingWriter, Sha256Digest};
+use crate::digest::{HashingReader, Sha256Digest};
 use crate::error::{BundleError, Result};
 use crate::footer::{Footer, FORMAT_VERSION};
 use crate::manifest::{BundleManifest, EntryRecord, StubRecord};
 use crate::paths::check_entry_path;
 use crate::tarscan::padded;
 use crate::MANIFEST_PATH;
+use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -23,14 +27,39 @@ use std::path::{Path, PathBuf};
 
 const OUT_BUF: usize = 1 << 20;
 
+/// The output with the three hashes the format needs.
+struct Out {
+    w: BufWriter<File>,
+    payload: Sha256,
+    gaps: Sha256,
+    pos: u64,
+}
+
+impl Out {
+    fn gap(&mut self, b: &[u8]) -> io::Result<()> {
+        self.w.write_all(b)?;
+        self.payload.update(b);
+        self.gaps.update(b);
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+    fn data(&mut self, b: &[u8]) -> io::Result<()> {
+        self.w.write_all(b)?;
+        self.payload.update(b);
+        self.pos += b.len() as u64;
+        Ok(())
+    }
+}
+
 pub struct BundleWriter {
-    tar: Option<tar::Builder<HashingWriter<BufWriter<File>>>>,
-    out: PathBuf,
+    out: Out,
+    dest: PathBuf,
     partial: PathBuf,
     stub: StubRecord,
     entries: Vec<EntryRecord>,
     paths: HashSet<String>,
     finished: bool,
+    buf: Vec<u8>,
 }
 
 impl BundleWriter {
@@ -43,42 +72,62 @@ impl BundleWriter {
             .truncate(true)
             .open(&partial)
             .map_err(|e| BundleError::io(&partial, e))?;
-        let mut w = BufWriter::with_capacity(OUT_BUF, file);
-        let mut stub = HashingReader::new(stub);
-        let res = io::copy(&mut stub, &mut w);
         let mut me = BundleWriter {
-            tar: None,
-            out: out.to_path_buf(),
+            out: Out { w: BufWriter::with_capacity(OUT_BUF, file), payload: Sha256::new(), gaps: Sha256::new(), pos: 0 },
+            dest: out.to_path_buf(),
             partial: partial.clone(),
             stub: StubRecord::default(),
             entries: Vec::new(),
             paths: HashSet::new(),
             finished: false,
+            buf: vec![0u8; 1 << 20],
         };
-        res.map_err(|e| BundleError::io(&partial, e))?;
+        let mut stub = HashingReader::new(stub);
+        io::copy(&mut stub, &mut me.out.w).map_err(|e| BundleError::io(&partial, e))?;
         let (sha, size) = stub.finish();
-        me.stub = StubRecord {
-            size,
-            sha256: sha.hex(),
-        };
-        let mut tar = tar::Builder::new(HashingWriter::new(w));
-        tar.mode(tar::HeaderMode::Deterministic);
-        me.tar = Some(tar);
+        me.stub = StubRecord { size, sha256: sha.hex() };
         Ok(me)
     }
 
-    fn tar(&mut self) -> &mut tar::Builder<HashingWriter<BufWriter<File>>> {
-        self.tar.as_mut().expect("writer used after finish")
+    fn io_err(&self) -> impl Fn(io::Error) -> BundleError + '_ {
+        move |e| BundleError::io(&self.partial, e)
+    }
+
+    /// Writes the header block(s) for a regular file.
+    fn header(&mut self, path: &str, size: u64, mode: u32) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        if path.len() > 100 {
+            let mut l = tar::Header::new_gnu();
+            l.as_gnu_mut().unwrap().name[..13].copy_from_slice(b"././@LongLink");
+            l.set_mode(0o644);
+            l.set_mtime(0);
+            l.set_uid(0);
+            l.set_gid(0);
+            l.set_size(path.len() as u64 + 1);
+            l.set_entry_type(tar::EntryType::GNULongName);
+            l.set_cksum();
+            self.out.gap(l.as_bytes())?;
+            let mut name = path.as_bytes().to_vec();
+            name.push(0);
+            let pad = padded(name.len() as u64) as usize - name.len();
+            name.extend(std::iter::repeat_n(0u8, pad));
+            self.out.gap(&name)?;
+            h.as_old_mut().name.copy_from_slice(&path.as_bytes()[..100]);
+        } else {
+            h.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+        }
+        h.set_mode(mode & 0o777);
+        h.set_mtime(0);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_size(size);
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_cksum();
+        self.out.gap(h.as_bytes())
     }
 
     /// Appends one entry of exactly `size` bytes read from `data`. Returns its record.
-    pub fn add_entry(
-        &mut self,
-        path: &str,
-        size: u64,
-        mode: u32,
-        data: impl Read,
-    ) -> Result<EntryRecord> {
+    pub fn add_entry(&mut self, path: &str, size: u64, mode: u32, data: impl Read) -> Result<EntryRecord> {
         self.add_entry_as(path, size, mode, None, data)
     }
 
@@ -90,37 +139,45 @@ impl BundleWriter {
         size: u64,
         mode: u32,
         compression: Option<&str>,
-        data: impl Read,
+        mut data: impl Read,
     ) -> Result<EntryRecord> {
         check_entry_path(path).map_err(|e| BundleError::entry(path, e))?;
         if path == MANIFEST_PATH || !self.paths.insert(path.to_string()) {
             return Err(BundleError::entry(path, "entry added twice"));
         }
-        let mut header = tar::Header::new_gnu();
-        header.set_size(size);
-        header.set_mode(mode & 0o777);
-        header.set_mtime(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        let mut src = HashingReader::new(data.take(size));
-        let partial = self.partial.clone();
-        self.tar()
-            .append_data(&mut header, path, &mut src)
-            .map_err(|e| BundleError::io(&partial, e))?;
-        let (sha, n) = src.finish();
-        if n != size {
+        self.header(path, size, mode).map_err(self.io_err())?;
+        let offset = self.out.pos;
+        let mut h = Sha256::new();
+        let mut left = size;
+        let mut buf = std::mem::take(&mut self.buf);
+        let res = (|| -> io::Result<()> {
+            while left > 0 {
+                let want = (buf.len() as u64).min(left) as usize;
+                let n = data.read(&mut buf[..want])?;
+                if n == 0 {
+                    break;
+                }
+                h.update(&buf[..n]);
+                self.out.data(&buf[..n])?;
+                left -= n as u64;
+            }
+            Ok(())
+        })();
+        self.buf = buf;
+        res.map_err(|e| BundleError::entry(path, format!("reading source: {e}")))?;
+        if left > 0 {
             return Err(BundleError::entry(
                 path,
-                format!(
-                    "source gave {n} bytes, {size} were expected (did it change while being read?)"
-                ),
+                format!("source gave {} bytes, {size} were expected (did it change while being read?)", size - left),
             ));
         }
-        let end = self.tar().get_ref().position();
+        let pad = (padded(size) - size) as usize;
+        self.out.gap(&[0u8; 512][..pad]).map_err(self.io_err())?;
         let rec = EntryRecord {
             path: path.to_string(),
             size,
-            sha256: sha.hex(),
-            offset: end - padded(size),
+            sha256: Sha256Digest(h.finalize().into()).hex(),
+            offset,
             compression: compression.map(str::to_string),
             mode: mode & 0o777,
         };
@@ -139,11 +196,7 @@ impl BundleWriter {
         }
         let rec = self.add_entry(&path, size, 0o644, data)?;
         if rec.sha256 != digest.hex() {
-            return Err(BundleError::EntryChecksum {
-                entry: format!("blob {digest:?}"),
-                expected: digest.hex(),
-                found: rec.sha256,
-            });
+            return Err(BundleError::EntryChecksum { entry: format!("blob {digest:?}"), expected: digest.hex(), found: rec.sha256 });
         }
         Ok(true)
     }
@@ -153,8 +206,8 @@ impl BundleWriter {
     }
 
     /// Bytes of payload written so far.
-    pub fn payload_position(&mut self) -> u64 {
-        self.tar().get_ref().position()
+    pub fn payload_position(&self) -> u64 {
+        self.out.pos
     }
 
     /// Writes bundle.json (with `entries` and `installer` filled in), the tar end marker and
@@ -166,33 +219,32 @@ impl BundleWriter {
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         let partial = self.partial.clone();
         let io_err = |e| BundleError::io(&partial, e);
-        let mut tar = self.tar.take().expect("finish once");
-        let mut header = tar::Header::new_gnu();
-        header.set_size(json.len() as u64);
-        header.set_mode(0o644);
-        header.set_mtime(0);
-        tar.append_data(&mut header, MANIFEST_PATH, &json[..])
-            .map_err(io_err)?;
-        let manifest_offset = tar.get_ref().position() - padded(json.len() as u64);
-        let hw = tar.into_inner().map_err(io_err)?;
-        let (mut w, payload_sha, payload_len) = hw.finish();
+        self.header(MANIFEST_PATH, json.len() as u64, 0o644).map_err(io_err)?;
+        let manifest_offset = self.out.pos;
+        // bundle.json's bytes are covered by the footer's manifest hash, not the gaps hash.
+        self.out.data(&json).map_err(io_err)?;
+        let pad = (padded(json.len() as u64) - json.len() as u64) as usize;
+        self.out.gap(&[0u8; 512][..pad]).map_err(io_err)?;
+        self.out.gap(&[0u8; 1024]).map_err(io_err)?;
+        let payload_len = self.out.pos;
         let footer = Footer {
             version: FORMAT_VERSION,
             payload_offset: self.stub.size,
             payload_len,
-            payload_sha256: payload_sha,
+            payload_sha256: Sha256Digest(std::mem::take(&mut self.out.payload).finalize().into()),
             manifest_offset,
             manifest_len: json.len() as u64,
             manifest_sha256: Sha256Digest::of(&json),
+            gaps_sha256: Sha256Digest(std::mem::take(&mut self.out.gaps).finalize().into()),
         };
-        w.write_all(&footer.encode()).map_err(io_err)?;
-        let file = w.into_inner().map_err(|e| io_err(e.into_error()))?;
+        self.out.w.write_all(&footer.encode()).map_err(io_err)?;
+        self.out.w.flush().map_err(io_err)?;
+        let file = self.out.w.get_ref();
         // The bundle is a program: `./delivery.run` must work straight after the build.
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o755))
-            .map_err(io_err)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o755)).map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
-        std::fs::rename(&self.partial, &self.out).map_err(io_err)?;
+        std::fs::rename(&self.partial, &self.dest).map_err(io_err)?;
         self.finished = true;
         Ok((footer, manifest))
     }

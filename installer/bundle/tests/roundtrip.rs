@@ -65,7 +65,7 @@ fn every_flipped_byte_after_the_stub_fails_check() {
     // Flip one byte at many positions across payload, headers, padding and footer.
     let step = (good.len() - 3000) / 97;
     let mut positions: Vec<usize> = (3000..good.len()).step_by(step.max(1)).collect();
-    positions.extend(good.len() - 160..good.len());
+    positions.extend(good.len() - ferry_bundle::footer::FOOTER_LEN..good.len());
     positions.push(0); // stub too
     for pos in positions {
         let mut bad = good.clone();
