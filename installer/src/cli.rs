@@ -57,6 +57,15 @@ pub struct InstallArgs {
     /// Port of the local registry (loopback, plain HTTP, used by this node's runtime).
     #[arg(long, global = true, default_value_t = 5050)]
     pub registry_port: u16,
+    /// TLS port other nodes use for the registry and the join channel.
+    #[arg(long, global = true, default_value_t = 5443)]
+    pub join_port: u16,
+    /// Join the cluster of this master (`ip:port`, as printed by its install).
+    #[arg(long, value_name = "MASTER")]
+    pub join: Option<String>,
+    /// Join token printed by the master's install (`K10…::…`).
+    #[arg(long, requires = "join", env = "FERRY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,
@@ -107,7 +116,23 @@ pub struct SuperviseArgs {
 
 #[derive(Debug, Args)]
 pub struct RegistryArgs {
-    /// Address to listen on.
+    /// Address to listen on (plain HTTP; for this node's runtime).
     #[arg(long, default_value = "127.0.0.1:5050")]
     pub listen: String,
+    /// Also serve TLS here, for other nodes: the registry and the join channel.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_listen: Option<String>,
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// CA served to joining nodes (they check its hash against their token).
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// File holding the join token; its secret authenticates joining nodes.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+    /// Address joining nodes use for this registry (`ip:port`), told to them in join info.
+    #[arg(long)]
+    pub advertise: Option<String>,
 }

@@ -71,6 +71,14 @@ impl Host {
     pub fn token_file(&self) -> String {
         format!("{ETC_DIR}/token")
     }
+    /// The cluster CA, server certificate and keys (`ca.pem`, `ca.key`, `server.pem`, `server.key`).
+    pub fn pki(&self, name: &str) -> String {
+        format!("{ETC_DIR}/pki/{name}")
+    }
+    /// A bare copy of the installer (no payload) that joined nodes run services with.
+    pub fn installer_copy(&self) -> String {
+        format!("{}/ferry-installer", self.data_dir)
+    }
 
     /// Every directory tree ferry owns on the host; `reset` removes these whole.
     pub fn owned_trees(&self) -> Vec<String> {

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod commands;
 pub mod host;
 pub mod install;
+pub mod join;
 pub mod k3s;
 pub mod locate;
 pub mod logging;

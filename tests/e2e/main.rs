@@ -3,5 +3,6 @@
 
 mod bundle;
 mod install;
+mod join;
 mod pull;
 mod registry_serve;

@@ -20,6 +20,7 @@ fn ctx(bundle: Option<&Path>, i: &InstallArgs, quiet: bool) -> Result<InstallCtx
         bundle: crate::locate::open(bundle)?,
         node_ip: i.node_ip.clone().unwrap_or_else(install::netinfo::default_node_ip),
         registry_port: i.registry_port,
+        join_port: i.join_port,
         wait_timeout: Duration::from_secs(i.wait_timeout),
         skip_preflight: i.skip_preflight.clone(),
         quiet,
@@ -124,6 +125,25 @@ pub fn reset(i: &InstallArgs, output: OutputFormat, quiet: bool) -> Result<ExitC
             "reset: stopped {:?}, detached {} mounts, removed {} paths",
             r.services_stopped, r.unmounted, r.removed
         ),
+        OutputFormat::Text => {}
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn join(master: &str, i: &InstallArgs, output: OutputFormat, quiet: bool) -> Result<ExitCode> {
+    let token = i.token.as_deref().ok_or_else(|| anyhow::anyhow!("--join needs --token (printed by the master's install)"))?;
+    let token = crate::join::token::Token::parse(token).map_err(anyhow::Error::msg)?;
+    let o = crate::join::node::JoinOptions {
+        master: master.to_string(),
+        token,
+        wait_timeout: Duration::from_secs(i.wait_timeout),
+        skip_preflight: i.skip_preflight.clone(),
+        quiet: quiet || output == OutputFormat::Json,
+    };
+    let j = crate::join::node::join(&host(i), &o)?;
+    match output {
+        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json!({"ok": true, "role": j.role, "registry": j.registry_url, "phases": j.phases}))?),
+        OutputFormat::Text if !quiet => println!("joined {master}: containerd pulls from {}", j.registry_url),
         OutputFormat::Text => {}
     }
     Ok(ExitCode::SUCCESS)

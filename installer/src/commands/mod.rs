@@ -27,6 +27,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         return extract::run(bundle, dir, cli.quiet);
     }
     let i = &cli.install;
+    if let Some(master) = &i.join {
+        return install::join(master, i, cli.output, cli.quiet);
+    }
     match cli.command {
         Some(Command::Registry(args)) => registry::run(bundle, &args),
         Some(Command::Install) | None => install::install(bundle, i, cli.output, cli.quiet),

@@ -1,7 +1,9 @@
-//! `registry`: serve the bundle's images read-only, in the foreground.
+//! `registry`: serve the bundle's images read-only, in the foreground: plain HTTP on
+//! loopback for this node's runtime, and optionally TLS for other nodes together with the
+//! join channel.
 
 use crate::cli::RegistryArgs;
-use crate::registry::{serve, BlobLocation, ImageStore, ServeOptions, StoredImage};
+use crate::registry::{BlobLocation, ImageStore, RunningServer, ServeOptions, StoredImage};
 use anyhow::{Context, Result};
 use ferry_bundle::reference::Reference;
 use ferry_bundle::{Bundle, Sha256Digest};
@@ -34,9 +36,32 @@ pub fn store_from_bundle(b: &Bundle) -> Result<ImageStore> {
 
 pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
     let b = crate::locate::open(bundle)?;
-    let store = Arc::new(store_from_bundle(&b)?);
-    let listener = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    let mut store = store_from_bundle(&b)?;
+    if let (Some(ca), Some(token_file)) = (&args.ca, &args.token_file) {
+        let token = std::fs::read_to_string(token_file).with_context(|| format!("reading {}", token_file.display()))?;
+        let token = crate::join::token::Token::parse(&token).map_err(anyhow::Error::msg)?;
+        let js = crate::join::server::JoinServer {
+            bundle: b.clone(),
+            ca_pem: std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
+            secret: token.secret,
+            advertise: args.advertise.clone().or_else(|| args.tls_listen.clone()).unwrap_or_default(),
+        };
+        store = store.with_extension(js.into_extension());
+    }
+    let store = Arc::new(store);
+    let plain = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    let _tls = match (&args.tls_listen, &args.tls_cert, &args.tls_key) {
+        (Some(addr), Some(cert), Some(key)) => {
+            let cfg = crate::join::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("TLS material {} / {}", cert.display(), key.display()))?;
+            let l = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+            tracing::info!("serving TLS (registry + join channel) on {addr}");
+            Some(RunningServer::start_with(store.clone(), l, ServeOptions::default(), crate::join::acceptor::TlsAcceptor(cfg))?)
+        }
+        _ => None,
+    };
     tracing::info!("serving {} images of {} on {}", b.manifest.images.len(), b.path.display(), args.listen);
-    serve(store, listener, ServeOptions::default())?;
+    crate::registry::serve(store, plain, ServeOptions::default())?;
     Ok(ExitCode::SUCCESS)
 }

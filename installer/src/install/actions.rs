@@ -14,6 +14,8 @@ pub enum Content {
     Entry { entry: String, compression: Option<String>, size: u64, sha256: String },
     /// The whole bundle, copied and verified in one pass.
     Bundle { size: u64, payload_sha256: String },
+    /// Made at install time (keys, certificates, the join token): `what` names it.
+    Generated { what: String },
 }
 
 impl Content {
@@ -28,6 +30,7 @@ impl Content {
                 "(binary: bundle entry {entry}{}, {size} bytes stored, sha256 {sha256})",
                 if compression.is_some() { ", zstd-decompressed" } else { "" }
             ),
+            Content::Generated { what } => format!("(generated at install: {what})"),
             Content::Bundle { size, payload_sha256 } => {
                 format!("(this bundle, {size} bytes, payload sha256 {payload_sha256}, verified while copied)")
             }

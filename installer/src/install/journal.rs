@@ -32,6 +32,9 @@ pub struct Journal {
     pub registry_port: u16,
     #[serde(default)]
     pub join_command: String,
+    /// Registry this node's runtime pulls from (joined nodes: the master's, over TLS).
+    #[serde(default)]
+    pub registry_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

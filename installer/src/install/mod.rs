@@ -35,6 +35,8 @@ pub struct InstallCtx {
     pub bundle: Bundle,
     pub node_ip: String,
     pub registry_port: u16,
+    /// TLS port other nodes use for the registry and the join channel.
+    pub join_port: u16,
     pub wait_timeout: Duration,
     pub skip_preflight: Vec<String>,
     pub quiet: bool,
@@ -73,24 +75,48 @@ pub fn plan_phases(ctx: &InstallCtx) -> Vec<PhasePlan> {
         .collect();
     plans.push(PhasePlan { phase: "files".into(), files, ..Default::default() });
     let staged = ctx.service_exe().display().to_string();
+    let gen = |what: &str| Content::Generated { what: what.into() };
+    let pki = |n: &str| host.path(&host.pki(n)).display().to_string();
     plans.push(PhasePlan {
         phase: "registry".into(),
+        files: vec![
+            FileAction { path: host.pki("ca.pem"), mode: 0o644, content: gen("cluster CA certificate (ECDSA P-256)") },
+            FileAction { path: host.pki("ca.key"), mode: 0o600, content: gen("cluster CA key") },
+            FileAction { path: host.pki("server.pem"), mode: 0o644, content: gen(&format!("registry certificate for {} signed by the CA", ctx.node_ip)) },
+            FileAction { path: host.pki("server.key"), mode: 0o600, content: gen("registry key") },
+            FileAction { path: host.token_file(), mode: 0o600, content: gen("join token K10<sha256 of ca.pem>::<32 random bytes, hex>") },
+        ],
         services: vec![ServiceSpec {
             name: "registry".into(),
-            argv: vec![staged.clone(), "registry".into(), "--listen".into(), ctx.registry_addr(), "--bundle".into(), staged],
+            argv: vec![
+                staged.clone(),
+                "registry".into(),
+                "--listen".into(),
+                ctx.registry_addr(),
+                "--tls-listen".into(),
+                format!("0.0.0.0:{}", ctx.join_port),
+                "--tls-cert".into(),
+                pki("server.pem"),
+                "--tls-key".into(),
+                pki("server.key"),
+                "--ca".into(),
+                pki("ca.pem"),
+                "--token-file".into(),
+                host.path(&host.token_file()).display().to_string(),
+                "--advertise".into(),
+                format!("{}:{}", ctx.node_ip, ctx.join_port),
+                "--bundle".into(),
+                staged,
+            ],
             env: vec![],
         }],
         ..Default::default()
     });
-    let hosts = runtime::upstream_hosts(ctx);
+    let hosts = runtime::upstream_hosts(&ctx.bundle);
     if !ctx.has_cluster() {
-        plans.push(runtime::plan(ctx, &hosts, &format!("http://{}", ctx.registry_addr()), None));
+        plans.push(runtime::plan(host, runtime::payload_files(&ctx.bundle), &hosts, &format!("http://{}", ctx.registry_addr()), None));
     }
-    plans.push(PhasePlan {
-        phase: "join_info".into(),
-        files: vec![FileAction { path: host.token_file(), mode: 0o600, content: Content::text("(32 random bytes, hex, generated at install)") }],
-        ..Default::default()
-    });
+    plans.push(PhasePlan { phase: "join_info".into(), ..Default::default() });
     plans
 }
 
@@ -117,7 +143,7 @@ pub fn preflight(ctx: &InstallCtx) -> Vec<preflight::Check> {
         host: &ctx.host,
         stage_bytes,
         platform: &ctx.bundle.manifest.platform,
-        ports: vec![ctx.registry_port],
+        ports: vec![ctx.registry_port, ctx.join_port],
         cluster: ctx.has_cluster(),
         bundle_sha256: &ctx.bundle.footer.payload_sha256.hex(),
         skip: &ctx.skip_preflight,
@@ -188,7 +214,7 @@ pub fn install(ctx: &InstallCtx) -> Result<Outcome> {
     r.map_err(anyhow::Error::msg)?;
 
     let token = std::fs::read_to_string(host.path(&host.token_file())).unwrap_or_default();
-    j.join_command = format!("./delivery.run --join {}:{} --token {}", ctx.node_ip, ctx.registry_port, token.trim());
+    j.join_command = format!("./delivery.run --join {}:{} --token {}", ctx.node_ip, ctx.join_port, token.trim());
     j.save(&journal_path)?;
     Ok(Outcome { journal: j, checks })
 }
@@ -220,12 +246,16 @@ fn record_touched(j: &mut Journal, host: &Host, tx: &Transaction) {
 fn execute(ctx: &InstallCtx, staged: &Bundle, plan: &PhasePlan, j: &mut Journal) -> Result<()> {
     let host = &ctx.host;
     let mut tx = Transaction::new();
+    let mut generated: Option<std::collections::BTreeMap<String, Vec<u8>>> = None;
     for f in &plan.files {
         let dest = host.path(&f.path);
         let mut reader: Box<dyn Read> = match &f.content {
-            Content::Text { text } if f.path == host.token_file() => {
-                let _ = text;
-                Box::new(std::io::Cursor::new(existing_or_new_token(&dest)?))
+            Content::Generated { .. } => {
+                if generated.is_none() {
+                    generated = Some(generate_secrets(ctx)?);
+                }
+                let bytes = generated.as_ref().unwrap().get(&f.path).cloned().with_context(|| format!("nothing generated for {}", f.path))?;
+                Box::new(std::io::Cursor::new(bytes))
             }
             Content::Text { text } => Box::new(std::io::Cursor::new(text.clone().into_bytes())),
             Content::Entry { entry, compression, .. } => {
@@ -256,15 +286,31 @@ fn execute(ctx: &InstallCtx, staged: &Bundle, plan: &PhasePlan, j: &mut Journal)
     Ok(())
 }
 
-fn existing_or_new_token(dest: &std::path::Path) -> Result<Vec<u8>> {
-    if let Ok(t) = std::fs::read(dest) {
-        if !t.is_empty() {
-            return Ok(t);
+/// The CA, registry certificate, keys and join token: reused if an earlier (interrupted)
+/// run made them, so a resumed install keeps the token it may already have printed.
+fn generate_secrets(ctx: &InstallCtx) -> Result<std::collections::BTreeMap<String, Vec<u8>>> {
+    let host = &ctx.host;
+    let names = ["ca.pem", "ca.key", "server.pem", "server.key"];
+    let mut out = std::collections::BTreeMap::new();
+    let existing: Vec<Option<Vec<u8>>> = names.iter().map(|n| std::fs::read(host.path(&host.pki(n))).ok()).collect();
+    let token_existing = std::fs::read(host.path(&host.token_file())).ok();
+    if existing.iter().all(Option::is_some) && token_existing.is_some() {
+        for (n, b) in names.iter().zip(existing) {
+            out.insert(host.pki(n), b.unwrap());
         }
+        out.insert(host.token_file(), token_existing.unwrap());
+        return Ok(out);
     }
-    let mut b = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(hex::encode(b).into_bytes())
+    let pki = crate::join::pki::generate(&[ctx.node_ip.clone(), "127.0.0.1".into()]).context("generating the cluster CA")?;
+    let mut secret = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
+    let token = crate::join::token::Token { ca_hash: crate::join::pki::ca_hash(pki.ca_pem.as_bytes()), secret: hex::encode(secret) };
+    out.insert(host.pki("ca.pem"), pki.ca_pem.into_bytes());
+    out.insert(host.pki("ca.key"), pki.ca_key_pem.into_bytes());
+    out.insert(host.pki("server.pem"), pki.server_pem.into_bytes());
+    out.insert(host.pki("server.key"), pki.server_key_pem.into_bytes());
+    out.insert(host.token_file(), token.to_string().into_bytes());
+    Ok(out)
 }
 
 fn check_health(ctx: &InstallCtx) -> Result<(), String> {

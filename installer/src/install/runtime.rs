@@ -3,14 +3,13 @@
 //! `resolve`), names untouched: containerd sends `?ns=<host>` to the mirror.
 
 use super::actions::{Content, FileAction, PhasePlan, ServiceSpec};
-use super::InstallCtx;
 use crate::host::Host;
 use ferry_bundle::reference::Reference;
 use std::collections::BTreeSet;
 
 /// Every registry host the bundle's images name (docker.io, quay.io, …), sorted.
-pub fn upstream_hosts(ctx: &InstallCtx) -> BTreeSet<String> {
-    ctx.bundle.manifest.images.iter().filter_map(|i| Reference::parse(&i.name).ok()).map(|r| r.host).collect()
+pub fn upstream_hosts(bundle: &ferry_bundle::Bundle) -> BTreeSet<String> {
+    bundle.manifest.images.iter().filter_map(|i| Reference::parse(&i.name).ok()).map(|r| r.host).collect()
 }
 
 /// `hosts.toml` for one upstream host (containerd's registry host configuration).
@@ -43,37 +42,43 @@ pub fn containerd_config(host: &Host) -> String {
     )
 }
 
+/// The runtime payload's files of a bundle as (role, content) pairs.
+pub fn payload_files(bundle: &ferry_bundle::Bundle) -> Vec<(String, Content)> {
+    let m = &bundle.manifest;
+    m.payloads
+        .iter()
+        .filter(|p| p.name == "containerd")
+        .flat_map(|p| p.files.iter())
+        .filter_map(|(role, entry)| {
+            let rec = m.entry(entry)?;
+            Some((
+                role.clone(),
+                Content::Entry { entry: rec.path.clone(), compression: rec.compression.clone(), size: rec.size, sha256: rec.sha256.clone() },
+            ))
+        })
+        .collect()
+}
+
 /// Files and the containerd service for the runtime phase. `mirror_url` is the local
-/// registry (`http://127.0.0.1:<port>`) on the first node, the master's over TLS on others.
-pub fn plan(ctx: &InstallCtx, hosts: &BTreeSet<String>, mirror_url: &str, ca_file: Option<&str>) -> PhasePlan {
-    let host = &ctx.host;
+/// registry (`http://127.0.0.1:<port>`) on the first node, the master's over TLS on others
+/// (then `ca_file` is the pinned CA, as a host path).
+pub fn plan(host: &Host, payload: Vec<(String, Content)>, hosts: &BTreeSet<String>, mirror_url: &str, ca_file: Option<&str>) -> PhasePlan {
     let mut files = Vec::new();
-    if let Some(p) = ctx.bundle.manifest.payloads.iter().find(|p| p.name == "containerd") {
-        for (role, entry) in &p.files {
-            let Some(rec) = ctx.bundle.manifest.entry(entry) else { continue };
-            let (dir, name) = match role.split_once('/') {
-                Some(("bin", n)) => (format!("{}/bin", crate::host::OPT_DIR), n),
-                Some(("cni", n)) => (host.cni_dir(), n),
-                _ => continue,
-            };
-            files.push(FileAction {
-                path: format!("{dir}/{name}"),
-                mode: 0o755,
-                content: Content::Entry {
-                    entry: rec.path.clone(),
-                    compression: rec.compression.clone(),
-                    size: rec.size,
-                    sha256: rec.sha256.clone(),
-                },
-            });
-        }
+    for (role, content) in payload {
+        let (dir, name) = match role.split_once('/') {
+            Some(("bin", n)) => (format!("{}/bin", crate::host::OPT_DIR), n.to_string()),
+            Some(("cni", n)) => (host.cni_dir(), n.to_string()),
+            _ => continue,
+        };
+        files.push(FileAction { path: format!("{dir}/{name}"), mode: 0o755, content });
     }
     files.push(FileAction { path: host.containerd_config(), mode: 0o644, content: Content::text(containerd_config(host)) });
+    let ca = ca_file.map(|c| host.path(c).display().to_string());
     for h in hosts {
         files.push(FileAction {
             path: format!("{}/{h}/hosts.toml", host.hosts_dir()),
             mode: 0o644,
-            content: Content::text(hosts_toml(h, mirror_url, ca_file)),
+            content: Content::text(hosts_toml(h, mirror_url, ca.as_deref())),
         });
     }
     let bin = host.path(&format!("{}/bin", crate::host::OPT_DIR)).display().to_string();

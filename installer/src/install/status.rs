@@ -58,9 +58,13 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
         role: j.role.clone(),
         node_ip: j.node_ip.clone(),
         phases: j.phases.clone(),
-        registry: RegistryStatus {
-            url: format!("http://{addr}"),
-            healthy: j.registry_port != 0 && crate::install::health::registry_ok(&addr).is_ok(),
+        registry: if j.role == "join" {
+            RegistryStatus { url: j.registry_url.clone(), healthy: master_registry_ok(host, &j.registry_url) }
+        } else {
+            RegistryStatus {
+                url: format!("http://{addr}"),
+                healthy: j.registry_port != 0 && crate::install::health::registry_ok(&addr).is_ok(),
+            }
         },
         containerd: ContainerdStatus {
             address: host.path(&host.containerd_socket()).display().to_string(),
@@ -91,4 +95,11 @@ pub fn text(s: &Status) -> String {
         out.push_str(&format!("join:       {}\n", s.join_command));
     }
     out
+}
+
+/// A joined node's registry is the master's, over TLS with the pinned CA.
+fn master_registry_ok(host: &Host, url: &str) -> bool {
+    let Ok(ca) = std::fs::read(host.path(&host.pki("ca.pem"))) else { return false };
+    let Ok(cfg) = crate::join::tls::pinned_client(&ca) else { return false };
+    crate::join::client::get(cfg, url.trim_start_matches("https://"), "/v2/", None).is_ok_and(|r| r.status == 200)
 }

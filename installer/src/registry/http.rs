@@ -27,6 +27,8 @@ pub struct Request {
     /// 0 for HTTP/1.0, 1 for HTTP/1.1.
     pub minor_version: u8,
     pub range: Option<String>,
+    /// `Authorization` header, for the join channel's endpoints (the OCI API ignores it).
+    pub authorization: Option<String>,
     /// Whether the client lets the connection live after this response.
     pub keep_alive: bool,
     /// The request announced a body (which is never read).
@@ -130,6 +132,7 @@ impl RequestReader {
             target: req.path.unwrap_or_default().to_string(),
             minor_version,
             range: None,
+            authorization: None,
             keep_alive: minor_version >= 1,
             has_body: false,
         };
@@ -139,6 +142,8 @@ impl RequestReader {
                 .trim();
             if h.name.eq_ignore_ascii_case("range") {
                 out.range = Some(value.to_string());
+            } else if h.name.eq_ignore_ascii_case("authorization") {
+                out.authorization = Some(value.to_string());
             } else if h.name.eq_ignore_ascii_case("connection") {
                 for token in value.split(',').map(str::trim) {
                     if token.eq_ignore_ascii_case("close") {

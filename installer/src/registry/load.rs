@@ -307,6 +307,7 @@ impl Loader {
             manifests: self.manifests,
             blobs,
             referrers,
+            extension: None,
         };
         tracing::info!(
             repositories = store.repos.len(),

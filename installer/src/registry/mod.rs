@@ -41,5 +41,6 @@ mod tests;
 pub use errors::{ApiError, ErrorCode, RegistryError};
 pub use layout::{CONTAINERD_NAME, OCI_REF_NAME};
 pub use server::{serve, RunningServer, ServeOptions};
-pub use store::{BlobLocation, ImageStore, StoredImage};
+pub use http::{Body, Request, Response};
+pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, StoredImage};
 pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, Transport};

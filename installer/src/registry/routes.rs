@@ -25,6 +25,11 @@ pub fn handle(store: &ImageStore, req: &Request) -> Response {
 }
 
 fn route(store: &ImageStore, req: &Request) -> Result<Response, ApiError> {
+    if let Some(ext) = &store.extension {
+        if req.target.starts_with("/ferry/") && req.method == "GET" {
+            return Ok((ext.0)(req).unwrap_or_else(|| Response::json(404, b"{}".to_vec())));
+        }
+    }
     if req.method != "GET" && req.method != "HEAD" {
         return Err(ApiError::read_only(&req.method));
     }

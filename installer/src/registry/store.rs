@@ -97,6 +97,21 @@ pub struct ImageStore {
     pub(crate) blobs: HashMap<Sha256Digest, Blob>,
     /// Subject digest → manifests naming it as `subject`, sorted.
     pub(crate) referrers: HashMap<Sha256Digest, Vec<Sha256Digest>>,
+    /// Routes outside the OCI API (the join channel under `/ferry/`), if any.
+    pub(crate) extension: Option<Extension>,
+}
+
+/// Answers requests under `/ferry/`; `None` means "not found".
+pub type ExtensionFn = dyn Fn(&super::http::Request) -> Option<super::http::Response> + Send + Sync;
+
+/// A boxed [`ExtensionFn`] (a newtype so that [`ImageStore`] stays `Debug`).
+#[derive(Clone)]
+pub struct Extension(pub std::sync::Arc<ExtensionFn>);
+
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Extension")
+    }
 }
 
 impl ImageStore {
@@ -113,6 +128,12 @@ impl ImageStore {
             loader.add_image(image)?;
         }
         Ok(loader.finish())
+    }
+
+    /// Adds routes under `/ferry/` (the join channel) to this store's server.
+    pub fn with_extension(mut self, e: Extension) -> Self {
+        self.extension = Some(e);
+        self
     }
 
     /// Full names (`host/repository`) of every repository, sorted.

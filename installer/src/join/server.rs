@@ -1,0 +1,62 @@
+//! The master's side of the join channel: routes under `/ferry/v1/` added to the
+//! registry's TLS listener. The CA is public (its hash is what tokens pin); join info and
+//! bundle entries need the token's secret, compared in constant time.
+
+use super::protocol::{join_info, CACERTS, ENTRY_PREFIX, JOIN};
+use crate::registry::{Body, Extension, Request, Response};
+use ferry_bundle::Bundle;
+use std::sync::Arc;
+
+pub struct JoinServer {
+    pub bundle: Bundle,
+    pub ca_pem: Vec<u8>,
+    pub secret: String,
+    /// `ip:port` nodes reach the TLS registry at.
+    pub advertise: String,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl JoinServer {
+    fn authorized(&self, req: &Request) -> bool {
+        req.authorization
+            .as_deref()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .is_some_and(|s| constant_time_eq(s.trim().as_bytes(), self.secret.as_bytes()))
+    }
+
+    pub fn handle(&self, req: &Request) -> Option<Response> {
+        let path = req.target.split('?').next().unwrap_or("");
+        if path == CACERTS {
+            return Some(Response::new(200, Body::Bytes(self.ca_pem.clone())).header("Content-Type", "application/x-pem-file"));
+        }
+        if !self.authorized(req) {
+            return Some(Response::json(401, br#"{"error":"join token secret required"}"#.to_vec()));
+        }
+        if path == JOIN {
+            let info = join_info(&self.bundle, &format!("https://{}", self.advertise));
+            return Some(Response::json(200, serde_json::to_vec(&info).expect("json")));
+        }
+        if let Some(entry) = path.strip_prefix(ENTRY_PREFIX) {
+            // Only runtime payload files are handed out, not arbitrary entries.
+            let info = join_info(&self.bundle, "");
+            if !info.files.iter().any(|f| f.entry == entry) {
+                return Some(Response::json(404, br#"{"error":"no such payload file"}"#.to_vec()));
+            }
+            let rec = self.bundle.entry(entry)?;
+            let file = std::fs::File::open(&self.bundle.path).ok()?;
+            return Some(
+                Response::new(200, Body::File { file, offset: self.bundle.absolute_offset(rec), len: rec.size })
+                    .header("Content-Type", "application/octet-stream"),
+            );
+        }
+        None
+    }
+
+    pub fn into_extension(self) -> Extension {
+        let me = Arc::new(self);
+        Extension(Arc::new(move |req: &Request| me.handle(req)))
+    }
+}
