@@ -30,6 +30,23 @@ pub enum OutputFormat {
 pub enum Command {
     /// Build a delivery.run from a Kubefile.
     Build(BuildArgs),
+    /// List the images a Kubefile needs: IMAGE lines and what discovery finds in its APPs.
+    Images(ImagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImagesArgs {
+    /// The Kubefile to read.
+    #[arg(short = 'f', long = "file", default_value = "Kubefile")]
+    pub kubefile: PathBuf,
+    /// Show every file and object that references this image (as written or normalised).
+    #[arg(long, value_name = "IMAGE")]
+    pub why: Option<String>,
+    /// Count candidates (image-like strings outside pod specs) as images.
+    #[arg(long)]
+    pub include_candidates: bool,
+    /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
+    pub context: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -64,6 +81,9 @@ pub struct BuildArgs {
     /// containerd or k3s (app updates, format tests).
     #[arg(long, conflicts_with = "payloads")]
     pub no_payload: bool,
+    /// Also carry images that discovery found only as candidates (args, env, ConfigMaps, CRs).
+    #[arg(long)]
+    pub include_candidates: bool,
     /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
     pub context: Option<PathBuf>,
 }

@@ -1,6 +1,7 @@
 //! End-to-end tests: one binary, one module per area, each driving the real `ferry` and
 //! `ferry-installer` binaries (built by `scripts/build.sh` into `target/dist/`).
 
+mod apps;
 mod bundle;
 mod install;
 mod join;

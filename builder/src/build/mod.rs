@@ -6,6 +6,7 @@
 //! once into the bundle writer, which verifies digests as the bytes pass. Failing in plan
 //! costs nothing; failing in write leaves no partial output.
 
+pub mod apps;
 mod files;
 pub mod payload;
 pub mod stub;
@@ -37,6 +38,8 @@ pub struct BuildOptions {
     pub payloads: Vec<(String, PathBuf)>,
     /// Build without any runtime payload (`--no-payload`).
     pub no_payload: bool,
+    /// Also carry images that discovery only found as candidates.
+    pub include_candidates: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -68,6 +71,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     };
     let mut specs = Vec::new();
     let mut copies = Vec::new();
+    let mut app_specs: Vec<apps::AppSpec> = Vec::new();
     for l in kf.iter() {
         let at = || format!("{}:{}", opts.kubefile.display(), l.line);
         match &l.ins {
@@ -121,6 +125,21 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
                     version: version.clone(),
                 })
             }
+            Instruction::App { name, path } => app_specs.push(apps::AppSpec {
+                name: name.clone(),
+                path: ctx.join(path),
+                values: vec![],
+                set: vec![],
+                line: l.line,
+            }),
+            Instruction::Values { app, file } => {
+                let a = app_specs.iter_mut().find(|a| &a.name == app).expect("checked by the parser");
+                a.values.push(ctx.join(file));
+            }
+            Instruction::Set { app, assignment } => {
+                let a = app_specs.iter_mut().find(|a| &a.name == app).expect("checked by the parser");
+                a.set.push(assignment.clone());
+            }
             other => bail!("{}: {other:?} is not supported by this build yet", at()),
         }
     }
@@ -132,9 +151,20 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     });
     manifest.version = manifest.labels.get("version").cloned().unwrap_or_default();
 
+    let mut planned_apps = Vec::new();
+    for a in &app_specs {
+        let p = apps::discover(a).with_context(|| format!("{}:{}", opts.kubefile.display(), a.line))?;
+        for w in &p.discovery.warnings {
+            tracing::warn!("APP {}: {w}", a.name);
+        }
+        for (r, _) in apps::image_refs(&p, opts.include_candidates)? {
+            specs.push(ImageSpec { line: a.line, source: r.to_string(), name: None });
+        }
+        planned_apps.push(p);
+    }
     let (images, pulled) = resolve_images(opts, ctx, &specs)?;
     let payload_files = plan_payloads(opts, &manifest)?;
-    let mut report = write(opts, manifest, &images, &copies, &payload_files)?;
+    let mut report = write(opts, manifest, &images, &copies, &payload_files, &planned_apps)?;
     report.pulled = pulled;
     Ok(report)
 }
@@ -234,6 +264,7 @@ fn write(
     images: &[ResolvedImage],
     copies: &[files::PlannedFile],
     payloads: &[(String, Vec<payload::PayloadFile>)],
+    planned_apps: &[apps::PlannedApp],
 ) -> Result<BuildReport> {
     let stub_path = stub::locate(opts.installer.as_deref()).map_err(anyhow::Error::msg)?;
     let stub = std::fs::File::open(&stub_path)
@@ -310,6 +341,9 @@ fn write(
         });
         bar.inc(c.size);
     }
+    for app in planned_apps {
+        manifest.apps.push(write_app(&mut w, app, &tmp_dir)?);
+    }
     for (name, pfiles) in payloads {
         let mut rec = ferry_bundle::manifest::PayloadRecord {
             name: name.clone(),
@@ -364,4 +398,47 @@ fn add_maybe_compressed(
             std::fs::File::open(src).with_context(|| format!("reading {}", src.display()))?,
         )?,
     })
+}
+
+/// Carries one app: its chart as a `.tgz` (packed here from a directory) or its manifest
+/// files, plus its values files; records it with the images discovery found.
+fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Result<ferry_bundle::manifest::AppRecord> {
+    use crate::discover::AppKind;
+    let name = &app.spec.name;
+    let base = format!("{}/apps/{name}", ferry_bundle::FILES_DIR);
+    let add_file = |w: &mut BundleWriter, entry: &str, src: &Path| -> Result<String> {
+        let size = std::fs::metadata(src)?.len();
+        let f = std::fs::File::open(src).with_context(|| format!("APP {name}: reading {}", src.display()))?;
+        Ok(w.add_entry(entry, size, 0o644, f)?.path)
+    };
+    let (kind, path) = match app.kind {
+        AppKind::ChartDir => {
+            let tmp = tempfile::Builder::new().suffix(".tgz").tempfile_in(tmp_dir)?;
+            apps::pack_chart(&app.spec.path, tmp.path())?;
+            ("chart", add_file(w, &format!("{base}/chart.tgz"), tmp.path())?)
+        }
+        AppKind::ChartArchive => ("chart", add_file(w, &format!("{base}/chart.tgz"), &app.spec.path)?),
+        AppKind::ManifestFile => {
+            let fname = app.spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "manifest.yaml".into());
+            add_file(w, &format!("{base}/manifests/{fname}"), &app.spec.path)?;
+            ("manifests", format!("{base}/manifests"))
+        }
+        AppKind::ManifestDir => {
+            for f in files::plan_copy(&app.spec.path, "/")? {
+                let ext = f.src.extension().and_then(|e| e.to_str()).unwrap_or("");
+                if matches!(ext, "yaml" | "yml" | "json") {
+                    add_file(w, &format!("{base}/manifests{}", f.dest.trim_end_matches('/')), &f.src)?;
+                }
+            }
+            ("manifests", format!("{base}/manifests"))
+        }
+    };
+    let mut values = Vec::new();
+    for (i, v) in app.spec.values.iter().enumerate() {
+        values.push(add_file(w, &format!("{base}/values-{i}.yaml"), v)?);
+    }
+    let mut images: Vec<String> = app.discovery.images.iter().filter_map(|f| Reference::parse(&f.image).ok()).map(|r| r.to_string()).collect();
+    images.sort();
+    images.dedup();
+    Ok(ferry_bundle::manifest::AppRecord { name: name.clone(), kind: kind.into(), path, values, set: app.spec.set.clone(), images })
 }

@@ -51,6 +51,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         cache_dir: args.cache_dir.clone(),
         payloads,
         no_payload: args.no_payload,
+        include_candidates: args.include_candidates,
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
