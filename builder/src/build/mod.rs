@@ -133,11 +133,17 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
                 line: l.line,
             }),
             Instruction::Values { app, file } => {
-                let a = app_specs.iter_mut().find(|a| &a.name == app).expect("checked by the parser");
+                let a = app_specs
+                    .iter_mut()
+                    .find(|a| &a.name == app)
+                    .expect("checked by the parser");
                 a.values.push(ctx.join(file));
             }
             Instruction::Set { app, assignment } => {
-                let a = app_specs.iter_mut().find(|a| &a.name == app).expect("checked by the parser");
+                let a = app_specs
+                    .iter_mut()
+                    .find(|a| &a.name == app)
+                    .expect("checked by the parser");
                 a.set.push(assignment.clone());
             }
             other => bail!("{}: {other:?} is not supported by this build yet", at()),
@@ -153,18 +159,30 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
 
     let mut planned_apps = Vec::new();
     for a in &app_specs {
-        let p = apps::discover(a).with_context(|| format!("{}:{}", opts.kubefile.display(), a.line))?;
+        let p =
+            apps::discover(a).with_context(|| format!("{}:{}", opts.kubefile.display(), a.line))?;
         for w in &p.discovery.warnings {
             tracing::warn!("APP {}: {w}", a.name);
         }
         for (r, _) in apps::image_refs(&p, opts.include_candidates)? {
-            specs.push(ImageSpec { line: a.line, source: r.to_string(), name: None });
+            specs.push(ImageSpec {
+                line: a.line,
+                source: r.to_string(),
+                name: None,
+            });
         }
         planned_apps.push(p);
     }
     let (images, pulled) = resolve_images(opts, ctx, &specs)?;
     let payload_files = plan_payloads(opts, &manifest)?;
-    let mut report = write(opts, manifest, &images, &copies, &payload_files, &planned_apps)?;
+    let mut report = write(
+        opts,
+        manifest,
+        &images,
+        &copies,
+        &payload_files,
+        &planned_apps,
+    )?;
     report.pulled = pulled;
     Ok(report)
 }
@@ -402,24 +420,42 @@ fn add_maybe_compressed(
 
 /// Carries one app: its chart as a `.tgz` (packed here from a directory) or its manifest
 /// files, plus its values files; records it with the images discovery found.
-fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Result<ferry_bundle::manifest::AppRecord> {
+fn write_app(
+    w: &mut BundleWriter,
+    app: &apps::PlannedApp,
+    tmp_dir: &Path,
+) -> Result<ferry_bundle::manifest::AppRecord> {
     use crate::discover::AppKind;
     let name = &app.spec.name;
     let base = format!("{}/apps/{name}", ferry_bundle::FILES_DIR);
     let add_file = |w: &mut BundleWriter, entry: &str, src: &Path| -> Result<String> {
         let size = std::fs::metadata(src)?.len();
-        let f = std::fs::File::open(src).with_context(|| format!("APP {name}: reading {}", src.display()))?;
+        let f = std::fs::File::open(src)
+            .with_context(|| format!("APP {name}: reading {}", src.display()))?;
         Ok(w.add_entry(entry, size, 0o644, f)?.path)
     };
     let (kind, path) = match app.kind {
         AppKind::ChartDir => {
-            let tmp = tempfile::Builder::new().suffix(".tgz").tempfile_in(tmp_dir)?;
+            let tmp = tempfile::Builder::new()
+                .suffix(".tgz")
+                .tempfile_in(tmp_dir)?;
             apps::pack_chart(&app.spec.path, tmp.path())?;
-            ("chart", add_file(w, &format!("{base}/chart.tgz"), tmp.path())?)
+            (
+                "chart",
+                add_file(w, &format!("{base}/chart.tgz"), tmp.path())?,
+            )
         }
-        AppKind::ChartArchive => ("chart", add_file(w, &format!("{base}/chart.tgz"), &app.spec.path)?),
+        AppKind::ChartArchive => (
+            "chart",
+            add_file(w, &format!("{base}/chart.tgz"), &app.spec.path)?,
+        ),
         AppKind::ManifestFile => {
-            let fname = app.spec.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "manifest.yaml".into());
+            let fname = app
+                .spec
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "manifest.yaml".into());
             add_file(w, &format!("{base}/manifests/{fname}"), &app.spec.path)?;
             ("manifests", format!("{base}/manifests"))
         }
@@ -427,7 +463,11 @@ fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Re
             for f in files::plan_copy(&app.spec.path, "/")? {
                 let ext = f.src.extension().and_then(|e| e.to_str()).unwrap_or("");
                 if matches!(ext, "yaml" | "yml" | "json") {
-                    add_file(w, &format!("{base}/manifests{}", f.dest.trim_end_matches('/')), &f.src)?;
+                    add_file(
+                        w,
+                        &format!("{base}/manifests{}", f.dest.trim_end_matches('/')),
+                        &f.src,
+                    )?;
                 }
             }
             ("manifests", format!("{base}/manifests"))
@@ -437,8 +477,21 @@ fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Re
     for (i, v) in app.spec.values.iter().enumerate() {
         values.push(add_file(w, &format!("{base}/values-{i}.yaml"), v)?);
     }
-    let mut images: Vec<String> = app.discovery.images.iter().filter_map(|f| Reference::parse(&f.image).ok()).map(|r| r.to_string()).collect();
+    let mut images: Vec<String> = app
+        .discovery
+        .images
+        .iter()
+        .filter_map(|f| Reference::parse(&f.image).ok())
+        .map(|r| r.to_string())
+        .collect();
     images.sort();
     images.dedup();
-    Ok(ferry_bundle::manifest::AppRecord { name: name.clone(), kind: kind.into(), path, values, set: app.spec.set.clone(), images })
+    Ok(ferry_bundle::manifest::AppRecord {
+        name: name.clone(),
+        kind: kind.into(),
+        path,
+        values,
+        set: app.spec.set.clone(),
+        images,
+    })
 }

@@ -13,8 +13,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let mut pull = crate::pull::PullOptions::default();
-    pull.platforms = args
+    let platforms = args
         .platform
         .iter()
         .map(|p| {
@@ -22,8 +21,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("--platform {p}: {e}"))
         })
         .collect::<Result<_>>()?;
-    pull.insecure_registries = args.insecure_registries.clone();
-    pull.mirrors = args
+    let mirrors = args
         .registry_mirrors
         .iter()
         .map(|m| {
@@ -31,6 +29,12 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("--registry-mirror {m}: {e}"))
         })
         .collect::<Result<_>>()?;
+    let pull = crate::pull::PullOptions {
+        platforms,
+        mirrors,
+        insecure_registries: args.insecure_registries.clone(),
+        ..Default::default()
+    };
     let payloads = args
         .payloads
         .iter()

@@ -32,38 +32,83 @@ struct Listing {
 
 pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
     let ctx = args.context.clone().unwrap_or_else(|| {
-        args.kubefile.parent().filter(|p| !p.as_os_str().is_empty()).map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."))
+        args.kubefile
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("."))
     });
     let kf = Kubefile::read(&args.kubefile)?;
-    let mut l = Listing { images: BTreeMap::new(), candidates: BTreeMap::new(), warnings: vec![] };
+    let mut l = Listing {
+        images: BTreeMap::new(),
+        candidates: BTreeMap::new(),
+        warnings: vec![],
+    };
     let kfname = args.kubefile.display().to_string();
     let mut app_specs: Vec<AppSpec> = Vec::new();
-    let add = |map: &mut BTreeMap<String, Vec<Origin>>, key: String, o: Origin| map.entry(key).or_default().push(o);
+    let add = |map: &mut BTreeMap<String, Vec<Origin>>, key: String, o: Origin| {
+        map.entry(key).or_default().push(o)
+    };
     for li in kf.iter() {
         let at = format!("{kfname}:{}", li.line);
         match &li.ins {
             Instruction::Image { sources, name } => {
                 for s in sources {
                     let key = match name {
-                        Some(n) => Reference::parse(n).map(|r| r.to_string()).unwrap_or_else(|_| n.clone()),
-                        None => Reference::parse(s).map(|r| r.to_string()).unwrap_or_else(|_| s.clone()),
+                        Some(n) => Reference::parse(n)
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|_| n.clone()),
+                        None => Reference::parse(s)
+                            .map(|r| r.to_string())
+                            .unwrap_or_else(|_| s.clone()),
                     };
-                    add(&mut l.images, key, Origin { via: "IMAGE".into(), written: s.clone(), file: at.clone(), object: None, field: None, candidate: false });
+                    add(
+                        &mut l.images,
+                        key,
+                        Origin {
+                            via: "IMAGE".into(),
+                            written: s.clone(),
+                            file: at.clone(),
+                            object: None,
+                            field: None,
+                            candidate: false,
+                        },
+                    );
                 }
             }
             Instruction::Images(file) => {
                 let p = ctx.join(file);
-                let text = std::fs::read_to_string(&p).with_context(|| format!("{at}: IMAGES {}", p.display()))?;
+                let text = std::fs::read_to_string(&p)
+                    .with_context(|| format!("{at}: IMAGES {}", p.display()))?;
                 for (n, line) in text.lines().enumerate() {
                     let s = line.trim();
                     if s.is_empty() || s.starts_with('#') {
                         continue;
                     }
-                    let key = Reference::parse(s).map_err(|e| anyhow::anyhow!("{}:{}: {e}", p.display(), n + 1))?.to_string();
-                    add(&mut l.images, key, Origin { via: "IMAGES".into(), written: s.into(), file: format!("{}:{}", p.display(), n + 1), object: None, field: None, candidate: false });
+                    let key = Reference::parse(s)
+                        .map_err(|e| anyhow::anyhow!("{}:{}: {e}", p.display(), n + 1))?
+                        .to_string();
+                    add(
+                        &mut l.images,
+                        key,
+                        Origin {
+                            via: "IMAGES".into(),
+                            written: s.into(),
+                            file: format!("{}:{}", p.display(), n + 1),
+                            object: None,
+                            field: None,
+                            candidate: false,
+                        },
+                    );
                 }
             }
-            Instruction::App { name, path } => app_specs.push(AppSpec { name: name.clone(), path: ctx.join(path), values: vec![], set: vec![], line: li.line }),
+            Instruction::App { name, path } => app_specs.push(AppSpec {
+                name: name.clone(),
+                path: ctx.join(path),
+                values: vec![],
+                set: vec![],
+                line: li.line,
+            }),
             Instruction::Values { app, file } => {
                 if let Some(a) = app_specs.iter_mut().find(|a| &a.name == app) {
                     a.values.push(ctx.join(file));
@@ -79,14 +124,40 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
     }
     for a in &app_specs {
         let p = apps::discover(a).with_context(|| format!("{kfname}:{}", a.line))?;
-        l.warnings.extend(p.discovery.warnings.iter().map(|w| format!("APP {}: {w}", a.name)));
-        for (f, cand) in p.discovery.images.iter().map(|f| (f, false)).chain(p.discovery.candidates.iter().map(|f| (f, true))) {
-            let key = Reference::parse(&f.image).map(|r| r.to_string()).unwrap_or_else(|_| f.image.clone());
+        l.warnings.extend(
+            p.discovery
+                .warnings
+                .iter()
+                .map(|w| format!("APP {}: {w}", a.name)),
+        );
+        for (f, cand) in p
+            .discovery
+            .images
+            .iter()
+            .map(|f| (f, false))
+            .chain(p.discovery.candidates.iter().map(|f| (f, true)))
+        {
+            let key = Reference::parse(&f.image)
+                .map(|r| r.to_string())
+                .unwrap_or_else(|_| f.image.clone());
             let object = match (&f.kind, &f.name) {
-                (Some(k), Some(n)) => Some(format!("{k} {}{n}", f.namespace.as_ref().map(|ns| format!("{ns}/")).unwrap_or_default())),
+                (Some(k), Some(n)) => Some(format!(
+                    "{k} {}{n}",
+                    f.namespace
+                        .as_ref()
+                        .map(|ns| format!("{ns}/"))
+                        .unwrap_or_default()
+                )),
                 _ => None,
             };
-            let o = Origin { via: format!("APP {}", a.name), written: f.image.clone(), file: f.file.clone(), object, field: Some(f.field.clone()), candidate: cand };
+            let o = Origin {
+                via: format!("APP {}", a.name),
+                written: f.image.clone(),
+                file: f.file.clone(),
+                object,
+                field: Some(f.field.clone()),
+                candidate: cand,
+            };
             if cand && !args.include_candidates {
                 add(&mut l.candidates, key, o);
             } else {
@@ -95,13 +166,24 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
         }
     }
     if let Some(why) = &args.why {
-        let key = Reference::parse(why).map(|r| r.to_string()).unwrap_or_else(|_| why.clone());
-        let hits: Vec<&Origin> = l.images.get(&key).into_iter().chain(l.candidates.get(&key)).flatten().collect();
+        let key = Reference::parse(why)
+            .map(|r| r.to_string())
+            .unwrap_or_else(|_| why.clone());
+        let hits: Vec<&Origin> = l
+            .images
+            .get(&key)
+            .into_iter()
+            .chain(l.candidates.get(&key))
+            .flatten()
+            .collect();
         if hits.is_empty() {
             anyhow::bail!("{why} ({key}) is not referenced by {kfname}");
         }
         match output {
-            OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"image": key, "origins": hits}))?),
+            OutputFormat::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(&serde_json::json!({"image": key, "origins": hits}))?
+            ),
             OutputFormat::Text => {
                 println!("{key}");
                 for o in hits {

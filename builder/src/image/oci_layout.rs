@@ -79,7 +79,7 @@ pub fn resolve(
             Reference::parse(&own).map_err(|e| ImageError::invalid(source_ref, e))?
         }
     };
-    let digest = parse_digest(source_ref, &desc.digest().to_string())?;
+    let digest = parse_digest(source_ref, desc.digest().as_ref())?;
     let lookup = |d: &ferry_bundle::Sha256Digest| {
         let p = dir.join("blobs/sha256").join(d.hex());
         std::fs::metadata(&p)

@@ -1,8 +1,11 @@
 //! Splits Kubefile text into logical lines of words: comments and blank lines dropped,
 //! `\` continuations joined (reported at their first line), double-quoted words kept whole.
 
-/// Returns `(first line number, words)` for every logical line.
-pub fn logical_lines(text: &str) -> Result<Vec<(usize, Vec<String>)>, (usize, String)> {
+/// A logical line: its first physical line number and its words.
+pub type LogicalLine = (usize, Vec<String>);
+
+/// Returns every logical line, or `(line number, message)` for the first bad one.
+pub fn logical_lines(text: &str) -> Result<Vec<LogicalLine>, (usize, String)> {
     let mut out = Vec::new();
     let mut pending: Option<(usize, String)> = None;
     for (i, raw) in text.lines().enumerate() {

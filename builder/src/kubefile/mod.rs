@@ -83,18 +83,18 @@ impl Kubefile {
                 Instruction::From(_) if i != 0 => {
                     return Err(self.err(l.line, "FROM must be the first instruction".into()))
                 }
-                Instruction::App { name, .. } => {
-                    if !apps.insert(name.clone()) {
-                        return Err(self.err(l.line, format!("APP {name} declared twice")));
-                    }
+                Instruction::App { name, .. } if !apps.insert(name.clone()) => {
+                    return Err(self.err(l.line, format!("APP {name} declared twice")));
                 }
-                Instruction::Values { app, .. } | Instruction::Set { app, .. } => {
-                    if !apps.contains(app) {
-                        return Err(self.err(
-                            l.line,
-                            format!("no APP named {app} above this line; declare `APP {app} <path>` first"),
-                        ));
-                    }
+                Instruction::Values { app, .. } | Instruction::Set { app, .. }
+                    if !apps.contains(app) =>
+                {
+                    return Err(self.err(
+                        l.line,
+                        format!(
+                            "no APP named {app} above this line; declare `APP {app} <path>` first"
+                        ),
+                    ));
                 }
                 Instruction::Cluster { .. }
                     if self.instructions[..i]

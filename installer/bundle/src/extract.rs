@@ -130,10 +130,10 @@ fn dir_at(root: &OwnedFd, rel: &str, created: &mut Vec<(PathBuf, bool)>) -> io::
             Mode::empty(),
         )
         .map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::Other,
-                format!("{}: {e} (a symlink or file is in the way)", sofar.display()),
-            )
+            io::Error::other(format!(
+                "{}: {e} (a symlink or file is in the way)",
+                sofar.display()
+            ))
         })?;
     }
     Ok(cur)

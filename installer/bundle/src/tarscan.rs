@@ -167,9 +167,9 @@ pub fn scan(payload: &mut SubFile) -> Result<Vec<TarEntry>> {
             }
             _ => {
                 let what = if typ.is_symlink() {
-                    format!("symbolic link to {:?}", link(&header))
+                    format!("symbolic link to {:?}", link(header))
                 } else if typ.is_hard_link() {
-                    format!("hard link to {:?}", link(&header))
+                    format!("hard link to {:?}", link(header))
                 } else if typ.is_character_special() || typ.is_block_special() {
                     "device node".to_string()
                 } else if typ.is_fifo() {

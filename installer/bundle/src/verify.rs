@@ -13,9 +13,9 @@ use crate::tarscan::{scan, TarEntry, TarKind};
 use crate::Sha256Digest;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
+use std::io::Write;
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::sync_channel;
-use std::io::Write;
 
 const CHUNK: usize = 4 << 20;
 
@@ -98,7 +98,11 @@ struct Range {
 /// [`check`], also writing every byte of the file, in order, to `sink`: staging copies
 /// the bundle in the same single read that verifies it (a USB stick is read once).
 /// The caller must discard what `sink` received if this returns an error.
-pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut dyn Write>) -> Result<CheckReport> {
+pub fn check_and_copy(
+    b: &Bundle,
+    progress: &dyn Fn(u64),
+    mut sink: Option<&mut dyn Write>,
+) -> Result<CheckReport> {
     check_structure(b)?;
     let file = b.file.clone();
     let io = |e| BundleError::io(&b.path, e);
@@ -120,7 +124,10 @@ pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut 
     }
     let stub = Sha256Digest(h.finalize().into());
     if stub.hex() != b.manifest.installer.sha256 {
-        return Err(BundleError::StubChecksum { expected: b.manifest.installer.sha256.clone(), found: stub.hex() });
+        return Err(BundleError::StubChecksum {
+            expected: b.manifest.installer.sha256.clone(),
+            found: stub.hex(),
+        });
     }
 
     // Payload: this thread reads (and copies); one hasher thread hashes each byte once,
@@ -129,7 +136,12 @@ pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut 
         .manifest
         .entries
         .iter()
-        .map(|e| Range { path: e.path.clone(), offset: e.offset, size: e.size, sha256: e.sha256.clone() })
+        .map(|e| Range {
+            path: e.path.clone(),
+            offset: e.offset,
+            size: e.size,
+            sha256: e.sha256.clone(),
+        })
         .collect();
     ranges.push(Range {
         path: crate::MANIFEST_PATH.into(),
@@ -177,11 +189,15 @@ pub fn check_and_copy(b: &Bundle, progress: &dyn Fn(u64), mut sink: Option<&mut 
         )));
     }
     if let Some(w) = sink.as_mut() {
-        let footer = crate::subfile::read_exact_at(&file, base + len, crate::footer::FOOTER_LEN).map_err(io)?;
+        let footer = crate::subfile::read_exact_at(&file, base + len, crate::footer::FOOTER_LEN)
+            .map_err(io)?;
         w.write_all(&footer).map_err(sink_err)?;
     }
     progress(b.file_len);
-    Ok(CheckReport { entries: b.manifest.entries.len() + 1, bytes: b.file_len })
+    Ok(CheckReport {
+        entries: b.manifest.entries.len() + 1,
+        bytes: b.file_len,
+    })
 }
 
 /// Hashes chunks `(payload offset, bytes)` arriving in order: bytes inside a range go to
@@ -209,7 +225,11 @@ fn hash_ranges(
                     if at == r.offset + r.size {
                         let got = Sha256Digest(cur.take().unwrap().finalize().into()).hex();
                         if got != r.sha256 && first_bad.is_none() {
-                            first_bad = Some(BundleError::EntryChecksum { entry: r.path.clone(), expected: r.sha256.clone(), found: got });
+                            first_bad = Some(BundleError::EntryChecksum {
+                                entry: r.path.clone(),
+                                expected: r.sha256.clone(),
+                                found: got,
+                            });
                         }
                         idx += 1;
                     }
@@ -222,7 +242,11 @@ fn hash_ranges(
                     if r.size == 0 && at == r.offset {
                         let got = Sha256Digest(Sha256::new().finalize().into()).hex();
                         if got != r.sha256 && first_bad.is_none() {
-                            first_bad = Some(BundleError::EntryChecksum { entry: r.path.clone(), expected: r.sha256.clone(), found: got });
+                            first_bad = Some(BundleError::EntryChecksum {
+                                entry: r.path.clone(),
+                                expected: r.sha256.clone(),
+                                found: got,
+                            });
                         }
                         idx += 1;
                     }

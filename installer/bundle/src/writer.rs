@@ -73,7 +73,12 @@ impl BundleWriter {
             .open(&partial)
             .map_err(|e| BundleError::io(&partial, e))?;
         let mut me = BundleWriter {
-            out: Out { w: BufWriter::with_capacity(OUT_BUF, file), payload: Sha256::new(), gaps: Sha256::new(), pos: 0 },
+            out: Out {
+                w: BufWriter::with_capacity(OUT_BUF, file),
+                payload: Sha256::new(),
+                gaps: Sha256::new(),
+                pos: 0,
+            },
             dest: out.to_path_buf(),
             partial: partial.clone(),
             stub: StubRecord::default(),
@@ -85,7 +90,10 @@ impl BundleWriter {
         let mut stub = HashingReader::new(stub);
         io::copy(&mut stub, &mut me.out.w).map_err(|e| BundleError::io(&partial, e))?;
         let (sha, size) = stub.finish();
-        me.stub = StubRecord { size, sha256: sha.hex() };
+        me.stub = StubRecord {
+            size,
+            sha256: sha.hex(),
+        };
         Ok(me)
     }
 
@@ -127,7 +135,13 @@ impl BundleWriter {
     }
 
     /// Appends one entry of exactly `size` bytes read from `data`. Returns its record.
-    pub fn add_entry(&mut self, path: &str, size: u64, mode: u32, data: impl Read) -> Result<EntryRecord> {
+    pub fn add_entry(
+        &mut self,
+        path: &str,
+        size: u64,
+        mode: u32,
+        data: impl Read,
+    ) -> Result<EntryRecord> {
         self.add_entry_as(path, size, mode, None, data)
     }
 
@@ -168,7 +182,10 @@ impl BundleWriter {
         if left > 0 {
             return Err(BundleError::entry(
                 path,
-                format!("source gave {} bytes, {size} were expected (did it change while being read?)", size - left),
+                format!(
+                    "source gave {} bytes, {size} were expected (did it change while being read?)",
+                    size - left
+                ),
             ));
         }
         let pad = (padded(size) - size) as usize;
@@ -196,7 +213,11 @@ impl BundleWriter {
         }
         let rec = self.add_entry(&path, size, 0o644, data)?;
         if rec.sha256 != digest.hex() {
-            return Err(BundleError::EntryChecksum { entry: format!("blob {digest:?}"), expected: digest.hex(), found: rec.sha256 });
+            return Err(BundleError::EntryChecksum {
+                entry: format!("blob {digest:?}"),
+                expected: digest.hex(),
+                found: rec.sha256,
+            });
         }
         Ok(true)
     }
@@ -219,7 +240,8 @@ impl BundleWriter {
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
         let partial = self.partial.clone();
         let io_err = |e| BundleError::io(&partial, e);
-        self.header(MANIFEST_PATH, json.len() as u64, 0o644).map_err(io_err)?;
+        self.header(MANIFEST_PATH, json.len() as u64, 0o644)
+            .map_err(io_err)?;
         let manifest_offset = self.out.pos;
         // bundle.json's bytes are covered by the footer's manifest hash, not the gaps hash.
         self.out.data(&json).map_err(io_err)?;
@@ -242,7 +264,8 @@ impl BundleWriter {
         let file = self.out.w.get_ref();
         // The bundle is a program: `./delivery.run` must work straight after the build.
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o755)).map_err(io_err)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o755))
+            .map_err(io_err)?;
         file.sync_all().map_err(io_err)?;
         std::fs::rename(&self.partial, &self.dest).map_err(io_err)?;
         self.finished = true;

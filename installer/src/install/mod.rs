@@ -294,11 +294,11 @@ fn generate_secrets(ctx: &InstallCtx) -> Result<std::collections::BTreeMap<Strin
     let mut out = std::collections::BTreeMap::new();
     let existing: Vec<Option<Vec<u8>>> = names.iter().map(|n| std::fs::read(host.path(&host.pki(n))).ok()).collect();
     let token_existing = std::fs::read(host.path(&host.token_file())).ok();
-    if existing.iter().all(Option::is_some) && token_existing.is_some() {
+    if let (true, Some(token)) = (existing.iter().all(Option::is_some), token_existing) {
         for (n, b) in names.iter().zip(existing) {
-            out.insert(host.pki(n), b.unwrap());
+            out.insert(host.pki(n), b.unwrap_or_default());
         }
-        out.insert(host.token_file(), token_existing.unwrap());
+        out.insert(host.token_file(), token);
         return Ok(out);
     }
     let pki = crate::join::pki::generate(&[ctx.node_ip.clone(), "127.0.0.1".into()]).context("generating the cluster CA")?;

@@ -103,7 +103,7 @@ pub fn run(i: &Inputs) -> Vec<Check> {
             None => break,
         }
     }
-    let free = nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() as u64 * s.fragment_size() as u64).unwrap_or(0);
+    let free = nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() * s.fragment_size()).unwrap_or(0);
     let need = i.stage_bytes + 512 * 1024 * 1024;
     out.push(check(
         "disk",
