@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 // ---------------------------------------------------------------- helpers
 
 const CHILD_ENV: &str = "FERRY_REGISTRY_CHILD_LAYOUT";
+const CHILD_PORT_FILE_ENV: &str = "FERRY_REGISTRY_CHILD_PORT_FILE";
 
 struct Image {
     name: &'static str,
@@ -713,7 +714,8 @@ fn podman_pulls_through_a_registries_conf_mirror() {
 // ---------------------------------------------------------------- load
 
 /// Not a test on its own: the registry process of `hundred_concurrent_clients…`, so its
-/// peak RSS is the server's alone. Serves until stdin closes.
+/// peak RSS is the server's alone. Writes its port to a file (libtest may capture
+/// stdout) and serves until stdin closes.
 #[test]
 fn child_registry_process() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
@@ -722,8 +724,10 @@ fn child_registry_process() {
     let store = ImageStore::from_oci_layout(Path::new(&dir)).unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let server = RunningServer::start(Arc::new(store), listener, ServeOptions::default()).unwrap();
-    println!("PORT={}", server.local_addr().port());
-    std::io::stdout().flush().unwrap();
+    let port_file = PathBuf::from(std::env::var(CHILD_PORT_FILE_ENV).unwrap());
+    let tmp = port_file.with_extension("tmp");
+    std::fs::write(&tmp, server.local_addr().port().to_string()).unwrap();
+    std::fs::rename(&tmp, &port_file).unwrap();
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
     server.stop().unwrap();
@@ -741,24 +745,30 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 #[test]
 fn hundred_concurrent_clients_pull_every_blob() {
     let Some(l) = layout() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let port_file = tmp.path().join("port");
     let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_registry_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(["--exact", "child_registry_process", "--test-threads=1"])
         .env(CHILD_ENV, &l.dir)
+        .env(CHILD_PORT_FILE_ENV, &port_file)
         .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
+        .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let deadline = Instant::now() + Duration::from_secs(30);
     let port: u16 = loop {
-        let line = lines.next().expect("child printed its port").unwrap();
-        if let Some(p) = line.strip_prefix("PORT=") {
+        if let Ok(p) = std::fs::read_to_string(&port_file) {
             break p.parse().unwrap();
         }
+        assert!(
+            Instant::now() < deadline,
+            "the registry child did not start"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the registry child exited"
+        );
+        std::thread::sleep(Duration::from_millis(50));
     };
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let pid = child.id();

@@ -39,8 +39,8 @@ mod verify;
 mod tests;
 
 pub use errors::{ApiError, ErrorCode, RegistryError};
+pub use http::{Body, Request, Response};
 pub use layout::{CONTAINERD_NAME, OCI_REF_NAME};
 pub use server::{serve, RunningServer, ServeOptions};
-pub use http::{Body, Request, Response};
 pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, StoredImage};
 pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, Transport};

@@ -139,6 +139,9 @@ impl Drop for RunningServer {
     }
 }
 
+/// How long a new connection may stay silent while others wait for a worker.
+const FRESH_GRACE: Duration = Duration::from_secs(2);
+
 struct Ctx {
     opts: ServeOptions,
     stop: Arc<AtomicBool>,
@@ -215,7 +218,7 @@ fn serve_connection<T: Transport>(store: &ImageStore, io: &mut T, peer: SocketAd
         let let_go = |idle: Duration| {
             ctx.stop.load(Ordering::Relaxed)
                 || idle >= opts.idle_timeout
-                || (served > 0 && ctx.backlog.waiting() > 0)
+                || ((served > 0 || idle >= FRESH_GRACE) && ctx.backlog.waiting() > 0)
         };
         let req = match reader.next(io, opts.head_timeout, &let_go) {
             Ok(req) => req,

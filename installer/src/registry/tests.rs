@@ -160,6 +160,7 @@ fn req(method: &str, target: &str, range: Option<&str>) -> Request {
         target: target.to_string(),
         minor_version: 1,
         range: range.map(str::to_string),
+        authorization: None,
         keep_alive: true,
         has_body: false,
     }
@@ -854,4 +855,126 @@ fn stop_closes_idle_keep_alive_connections() {
 fn error_codes_are_spec_strings() {
     assert_eq!(ErrorCode::NameUnknown.as_str(), "NAME_UNKNOWN");
     assert_eq!(ErrorCode::Unsupported.as_str(), "UNSUPPORTED");
+}
+
+/// A small deterministic generator, so the fuzz tests are reproducible.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn random_targets_and_ranges_never_panic_or_5xx() {
+    let f = fixture();
+    let digest = f.docker.1.oci();
+    let pieces = [
+        "/v2/",
+        "/v2",
+        "/",
+        "library",
+        "app",
+        "quay.io",
+        "docker.io",
+        "manifests",
+        "blobs",
+        "tags",
+        "list",
+        "referrers",
+        "_catalog",
+        "..",
+        ".",
+        "%",
+        "%2F",
+        "%3A",
+        "%zz",
+        "sha256:",
+        &digest,
+        "1",
+        "?",
+        "&",
+        "ns=",
+        "n=",
+        "last=",
+        "artifactType=",
+        "quay.io",
+        "é",
+        "A",
+        ":",
+        "-",
+        "__",
+        "uploads",
+    ];
+    let ranges = [
+        "bytes=",
+        "0",
+        "-",
+        "5",
+        ",",
+        "99999999999999999999",
+        "=",
+        " ",
+        "x",
+    ];
+    let mut rng = XorShift(0x9E37_79B9_7F4A_7C15);
+    for _ in 0..20_000 {
+        let target: String = (0..rng.next() % 12).map(|_| rng.pick(&pieces)).collect();
+        let range: String = (0..rng.next() % 5).map(|_| rng.pick(&ranges)).collect();
+        let method = rng.pick(&["GET", "HEAD", "PUT"]);
+        let (r, body) = call(
+            &f.store,
+            method,
+            &target,
+            Some(&range).filter(|r| !r.is_empty()).map(|x| x.as_str()),
+        );
+        assert!(
+            r.status < 500,
+            "{method} {target:?} range {range:?}: {}",
+            String::from_utf8_lossy(&body)
+        );
+        if r.status >= 400 && method != "HEAD" {
+            assert!(!error_code(&body).is_empty());
+        }
+    }
+}
+
+#[test]
+fn random_bytes_on_the_socket_do_not_hurt_the_server() {
+    let opts = ServeOptions {
+        head_timeout: Duration::from_millis(300),
+        ..ServeOptions::default()
+    };
+    let (server, _f) = start(fixture(), opts);
+    let addr = server.local_addr();
+    let mut rng = XorShift(42);
+    for i in 0..200 {
+        let len = (rng.next() % 600) as usize;
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if i % 2 == 0 {
+            // Mostly-valid heads with random bytes in the target and headers.
+            let mut head = b"GET /v2/".to_vec();
+            head.extend_from_slice(&bytes);
+            head.extend_from_slice(b" HTTP/1.1\r\nRange: bytes=");
+            head.extend_from_slice(&bytes[..len.min(8)]);
+            head.extend_from_slice(b"\r\n\r\n");
+            bytes = head;
+        }
+        let out = raw(addr, &bytes, Duration::from_secs(5));
+        if let Some(status) = out.strip_prefix("HTTP/1.1 ") {
+            assert!(!status.starts_with('5'), "{out}");
+        }
+    }
+    assert!(
+        raw(addr, b"GET /v2/ HTTP/1.0\r\n\r\n", Duration::from_secs(5))
+            .starts_with("HTTP/1.1 200 ")
+    );
+    server.stop().unwrap();
 }
