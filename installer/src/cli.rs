@@ -66,6 +66,9 @@ pub struct InstallArgs {
     /// Join token printed by the master's install (`K10…::…`).
     #[arg(long, requires = "join", env = "FERRY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// With --join on a k3s bundle: join as another server (HA control plane), not an agent.
+    #[arg(long, requires = "join")]
+    pub control_plane: bool,
     /// Do not ask for confirmation.
     #[arg(long, short = 'y', global = true)]
     pub yes: bool,

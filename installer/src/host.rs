@@ -22,7 +22,13 @@ pub struct Host {
 
 impl Host {
     pub fn new(root: &Path, data_dir: Option<&str>) -> Host {
-        Host { root: root.to_path_buf(), data_dir: data_dir.unwrap_or(DATA_DIR).trim_end_matches('/').to_string() }
+        Host {
+            root: root.to_path_buf(),
+            data_dir: data_dir
+                .unwrap_or(DATA_DIR)
+                .trim_end_matches('/')
+                .to_string(),
+        }
     }
 
     /// Maps an absolute host path under the root.
@@ -82,7 +88,13 @@ impl Host {
 
     /// Every directory tree ferry owns on the host; `reset` removes these whole.
     pub fn owned_trees(&self) -> Vec<String> {
-        vec![self.data_dir.clone(), ETC_DIR.into(), RUN_DIR.into(), LOG_DIR.into(), OPT_DIR.into()]
+        vec![
+            self.data_dir.clone(),
+            ETC_DIR.into(),
+            RUN_DIR.into(),
+            LOG_DIR.into(),
+            OPT_DIR.into(),
+        ]
     }
 }
 
@@ -93,7 +105,10 @@ mod tests {
     #[test]
     fn maps_under_root() {
         let h = Host::new(Path::new("/tmp/r"), None);
-        assert_eq!(h.path("/var/lib/ferry/bundle.run"), Path::new("/tmp/r/var/lib/ferry/bundle.run"));
+        assert_eq!(
+            h.path("/var/lib/ferry/bundle.run"),
+            Path::new("/tmp/r/var/lib/ferry/bundle.run")
+        );
         assert!(!h.is_real_root());
         assert!(Host::new(Path::new("/"), None).is_real_root());
     }

@@ -37,8 +37,14 @@ fn chart(dir: &Path) {
         "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: report\nspec:\n  schedule: \"0 * * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n            - name: report\n              image: {{ .Values.report.image }}\n",
     );
     let sub = dir.join("charts/cache");
-    write(&sub.join("Chart.yaml"), "apiVersion: v2\nname: cache\nversion: 0.1.0\n");
-    write(&sub.join("values.yaml"), "image:\n  repository: acme/cache\n  tag: \"7\"\n");
+    write(
+        &sub.join("Chart.yaml"),
+        "apiVersion: v2\nname: cache\nversion: 0.1.0\n",
+    );
+    write(
+        &sub.join("values.yaml"),
+        "image:\n  repository: acme/cache\n  tag: \"7\"\n",
+    );
     write(
         &sub.join("templates/sts.yaml"),
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: cache\nspec:\n  serviceName: cache\n  selector: {matchLabels: {app: cache}}\n  template:\n    metadata: {labels: {app: cache}}\n    spec:\n      containers:\n        - name: cache\n          image: \"{{ .Values.image.repository }}:{{ .Values.image.tag }}\"\n",
@@ -67,7 +73,10 @@ fn chart_app_builds_through_mirror_with_exact_images_and_cached_rebuild() {
         ("hub/acme/cache:7", "cache"),
     ];
     for (dest, tag) in pushes {
-        let img = ImageBuilder::new(tag).file("/who", tag).build(&layout).unwrap();
+        let img = ImageBuilder::new(tag)
+            .file("/who", tag)
+            .build(&layout)
+            .unwrap();
         img.push(reg.host(), dest, None).unwrap();
     }
     chart(&t.path().join("chart"));
@@ -75,7 +84,11 @@ fn chart_app_builds_through_mirror_with_exact_images_and_cached_rebuild() {
 
     let expected: BTreeSet<String> = helm_images(&t.path().join("chart"))
         .iter()
-        .map(|i| ferry_bundle::reference::Reference::parse(i).unwrap().to_string())
+        .map(|i| {
+            ferry_bundle::reference::Reference::parse(i)
+                .unwrap()
+                .to_string()
+        })
         .collect();
     assert_eq!(expected.len(), 4, "oracle: {expected:?}");
     assert!(!expected.iter().any(|i| i.contains("never")));
@@ -97,20 +110,42 @@ fn chart_app_builds_through_mirror_with_exact_images_and_cached_rebuild() {
         r
     };
     let first = build("one.run");
-    assert!(first["pulled"]["blobs_fetched"].as_u64().unwrap() > 0, "{first}");
+    assert!(
+        first["pulled"]["blobs_fetched"].as_u64().unwrap() > 0,
+        "{first}"
+    );
 
-    let info: serde_json::Value = serde_json::from_str(&run_ok(Command::new(t.path().join("one.run")).args(["--info", "--output", "json"]))).unwrap();
-    let got: BTreeSet<String> = info["images"].as_array().unwrap().iter().map(|i| i["name"].as_str().unwrap().to_string()).collect();
+    let info: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(t.path().join("one.run")).args(["--info", "--output", "json"]),
+    ))
+    .unwrap();
+    let got: BTreeSet<String> = info["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(got, expected, "bundle images differ from helm template's");
     assert_eq!(info["apps"][0]["name"], "web");
     assert_eq!(info["apps"][0]["kind"], "chart");
     run_ok(Command::new(t.path().join("one.run")).args(["--check", "-q"]));
 
     let second = build("two.run");
-    assert_eq!(second["pulled"]["blobs_fetched"], 0, "rebuild fetched blobs again: {second}");
+    assert_eq!(
+        second["pulled"]["blobs_fetched"], 0,
+        "rebuild fetched blobs again: {second}"
+    );
     assert!(second["pulled"]["blobs_reused"].as_u64().unwrap() > 0);
 
     // `ferry images --why` names the template and field.
-    let why = run_ok(Command::new(ferry()).args(["images", "-f"]).arg(t.path().join("Kubefile")).args(["--why", "quay.io/acme/init:2.0"]));
-    assert!(why.contains("initContainers") && why.contains("deploy.yaml"), "{why}");
+    let why = run_ok(
+        Command::new(ferry())
+            .args(["images", "-f"])
+            .arg(t.path().join("Kubefile"))
+            .args(["--why", "quay.io/acme/init:2.0"]),
+    );
+    assert!(
+        why.contains("initContainers") && why.contains("deploy.yaml"),
+        "{why}"
+    );
 }

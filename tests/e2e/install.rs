@@ -11,8 +11,16 @@ use std::process::Command;
 /// A runtime-only bundle: containerd payload from this machine's packages, and two images
 /// with the same repository path on different hosts and different content.
 pub fn runtime_bundle(dir: &Path) -> PathBuf {
-    run_ok(Command::new("bash").arg(workspace().join("scripts/demo-images.sh")).arg(dir));
-    run_ok(Command::new("bash").arg(workspace().join("scripts/containerd-payload.sh")).arg(dir.join("payload")));
+    run_ok(
+        Command::new("bash")
+            .arg(workspace().join("scripts/demo-images.sh"))
+            .arg(dir),
+    );
+    run_ok(
+        Command::new("bash")
+            .arg(workspace().join("scripts/containerd-payload.sh"))
+            .arg(dir.join("payload")),
+    );
     std::fs::write(dir.join("hello.sh"), "#!/bin/sh\necho hi\n").unwrap();
     std::fs::write(
         dir.join("Kubefile"),
@@ -23,7 +31,15 @@ pub fn runtime_bundle(dir: &Path) -> PathBuf {
     )
     .unwrap();
     let out = dir.join("delivery.run");
-    run_ok(Command::new(ferry()).args(["build", "-q", "-f"]).arg(dir.join("Kubefile")).arg("-o").arg(&out).arg("--payload").arg(format!("containerd={}", dir.join("payload").display())));
+    run_ok(
+        Command::new(ferry())
+            .args(["build", "-q", "-f"])
+            .arg(dir.join("Kubefile"))
+            .arg("-o")
+            .arg(&out)
+            .arg("--payload")
+            .arg(format!("containerd={}", dir.join("payload").display())),
+    );
     out
 }
 
@@ -36,16 +52,28 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(bundle: &Path, root: PathBuf) -> Sandbox {
-        Sandbox { bundle: bundle.to_path_buf(), root, port: free_port().unwrap() }
+        Sandbox {
+            bundle: bundle.to_path_buf(),
+            root,
+            port: free_port().unwrap(),
+        }
     }
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(&self.bundle);
-        c.arg("--root").arg(&self.root).arg("--registry-port").arg(self.port.to_string()).arg("--node-ip").arg("127.0.0.1").arg("--yes");
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--registry-port")
+            .arg(self.port.to_string())
+            .arg("--node-ip")
+            .arg("127.0.0.1")
+            .arg("--yes");
         c
     }
     pub fn ctr(&self, args: &[&str]) -> Command {
         let mut c = Command::new(self.root.join("opt/ferry/bin/ctr"));
-        c.arg("--address").arg(self.root.join("run/ferry/containerd/containerd.sock")).args(args);
+        c.arg("--address")
+            .arg(self.root.join("run/ferry/containerd/containerd.sock"))
+            .args(args);
         c
     }
     pub fn status(&self) -> serde_json::Value {
@@ -54,7 +82,13 @@ impl Sandbox {
     /// Pulls `name` through the hosts dir ferry wrote and runs it; returns its output.
     pub fn pull_and_run(&self, name: &str, id: &str) -> String {
         let hosts = self.root.join("etc/ferry/containerd/certs.d");
-        run_ok(self.ctr(&["images", "pull", "--hosts-dir", hosts.to_str().unwrap(), name]));
+        run_ok(self.ctr(&[
+            "images",
+            "pull",
+            "--hosts-dir",
+            hosts.to_str().unwrap(),
+            name,
+        ]));
         run_ok(self.ctr(&["run", "--rm", name, id]))
     }
 }
@@ -69,7 +103,9 @@ fn files_under(root: &Path) -> BTreeSet<PathBuf> {
     let mut out = BTreeSet::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in rd.flatten() {
             let p = e.path();
             let ft = e.file_type().unwrap();
@@ -89,43 +125,99 @@ fn runtime_only_install_pulls_by_original_name_and_resets_clean() {
     let bundle = runtime_bundle(t.path());
     let sb = Sandbox::new(&bundle, t.path().join("root"));
 
-    let plan: serde_json::Value = serde_json::from_str(&run_ok(sb.cmd().args(["plan", "--output", "json"]))).unwrap();
-    assert!(!sb.root.exists() || files_under(&sb.root).is_empty(), "plan wrote files");
-    let planned: BTreeSet<PathBuf> = plan["files"].as_array().unwrap().iter().map(|f| PathBuf::from(f["path"].as_str().unwrap())).collect();
-    assert!(plan["commands"].as_array().unwrap().iter().any(|c| c["argv"].to_string().contains("containerd")));
+    let plan: serde_json::Value =
+        serde_json::from_str(&run_ok(sb.cmd().args(["plan", "--output", "json"]))).unwrap();
+    assert!(
+        !sb.root.exists() || files_under(&sb.root).is_empty(),
+        "plan wrote files"
+    );
+    let planned: BTreeSet<PathBuf> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| PathBuf::from(f["path"].as_str().unwrap()))
+        .collect();
+    assert!(plan["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c["argv"].to_string().contains("containerd")));
 
     let out = run_ok(sb.cmd().arg("-q"));
-    assert!(out.contains("--join 127.0.0.1:") && out.contains("--token "), "{out}");
+    assert!(
+        out.contains("--join 127.0.0.1:") && out.contains("--token "),
+        "{out}"
+    );
 
     // Same path, two hosts, two contents: each name gets its own.
-    assert_eq!(sb.pull_and_run("docker.io/library/app:1", "a").trim(), "hello from image a");
-    assert_eq!(sb.pull_and_run("quay.io/library/app:1", "b").trim(), "hello from image b");
+    assert_eq!(
+        sb.pull_and_run("docker.io/library/app:1", "a").trim(),
+        "hello from image a"
+    );
+    assert_eq!(
+        sb.pull_and_run("quay.io/library/app:1", "b").trim(),
+        "hello from image b"
+    );
 
     let st = sb.status();
-    assert_eq!(st["containerd"]["address"], sb.root.join("run/ferry/containerd/containerd.sock").display().to_string());
-    assert_eq!(st["containerd"]["hosts_dir"], sb.root.join("etc/ferry/containerd/certs.d").display().to_string());
-    assert!(st["join_command"].as_str().unwrap().starts_with("./delivery.run --join "));
+    assert_eq!(
+        st["containerd"]["address"],
+        sb.root
+            .join("run/ferry/containerd/containerd.sock")
+            .display()
+            .to_string()
+    );
+    assert_eq!(
+        st["containerd"]["hosts_dir"],
+        sb.root
+            .join("etc/ferry/containerd/certs.d")
+            .display()
+            .to_string()
+    );
+    assert!(st["join_command"]
+        .as_str()
+        .unwrap()
+        .starts_with("./delivery.run --join "));
     assert_eq!(st["registry"]["healthy"], true);
-    assert_eq!(std::fs::read_to_string(sb.root.join("opt/demo/hello.sh")).unwrap(), "#!/bin/sh\necho hi\n");
+    assert_eq!(
+        std::fs::read_to_string(sb.root.join("opt/demo/hello.sh")).unwrap(),
+        "#!/bin/sh\necho hi\n"
+    );
 
     // Every file the plan names was written; every file written outside runtime state was planned.
     let written = files_under(&sb.root);
     for p in &planned {
         assert!(written.contains(p), "planned {} not written", p.display());
     }
-    let state = ["var/lib/ferry/containerd", "run/ferry", "var/log/ferry", "var/lib/ferry/journal.json"];
+    let state = [
+        "var/lib/ferry/containerd",
+        "run/ferry",
+        "var/log/ferry",
+        "var/lib/ferry/journal.json",
+    ];
     for w in &written {
         let rel = w.strip_prefix(&sb.root).unwrap();
         if state.iter().any(|s| rel.starts_with(s)) {
             continue;
         }
-        assert!(planned.contains(w), "{} written but not in the plan", w.display());
+        assert!(
+            planned.contains(w),
+            "{} written but not in the plan",
+            w.display()
+        );
     }
 
     run_ok(sb.cmd().args(["reset", "-q"]));
     let left = files_under(&sb.root);
     assert!(left.is_empty(), "reset left files: {left:?}");
-    let st: serde_json::Value = serde_json::from_slice(&sb.cmd().args(["status", "--output", "json"]).output().unwrap().stdout).unwrap();
+    let st: serde_json::Value = serde_json::from_slice(
+        &sb.cmd()
+            .args(["status", "--output", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
     assert_eq!(st["installed"], false);
 }
 
@@ -146,11 +238,28 @@ fn an_install_killed_at_any_phase_resumes_and_converges() {
     let _ = child.wait();
     run_ok(sb.cmd().arg("-q"));
     let st = sb.status();
-    let done: Vec<&str> = st["phases"].as_array().unwrap().iter().filter(|p| p["state"] == "done").map(|p| p["name"].as_str().unwrap()).collect();
-    for p in ["verify", "stage", "files", "registry", "runtime", "join_info", "health"] {
+    let done: Vec<&str> = st["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "done")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for p in [
+        "verify",
+        "stage",
+        "files",
+        "registry",
+        "runtime",
+        "join_info",
+        "health",
+    ] {
         assert!(done.contains(&p), "phase {p} not done: {st}");
     }
-    assert_eq!(sb.pull_and_run("docker.io/library/app:1", "k").trim(), "hello from image a");
+    assert_eq!(
+        sb.pull_and_run("docker.io/library/app:1", "k").trim(),
+        "hello from image a"
+    );
     // A second full run is a no-op that still succeeds.
     run_ok(sb.cmd().arg("-q"));
 }
@@ -162,9 +271,25 @@ fn failing_preflight_changes_nothing() {
     let sb = Sandbox::new(&bundle, t.path().join("root"));
     let busy = std::net::TcpListener::bind(("0.0.0.0", sb.port)).unwrap();
     let msg = run_fail(sb.cmd());
-    assert!(msg.contains("preflight failed: ports") && msg.contains("nothing was changed"), "{msg}");
+    assert!(
+        msg.contains("preflight failed: ports") && msg.contains("nothing was changed"),
+        "{msg}"
+    );
     assert!(!sb.root.exists() || files_under(&sb.root).is_empty());
-    let json: serde_json::Value = serde_json::from_slice(&sb.cmd().args(["preflight", "--output", "json"]).output().unwrap().stdout).unwrap();
-    assert!(json.as_array().unwrap().iter().any(|c| c["name"] == "ports" && c["status"] == "fail"), "{json}");
+    let json: serde_json::Value = serde_json::from_slice(
+        &sb.cmd()
+            .args(["preflight", "--output", "json"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        json.as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["name"] == "ports" && c["status"] == "fail"),
+        "{json}"
+    );
     drop(busy);
 }

@@ -26,8 +26,13 @@ impl Net {
         ip(&["netns", "add", &a]);
         ip(&["netns", "add", &b]);
         let (va, vb) = (format!("fva{n}"), format!("fvb{n}"));
-        ip(&["link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b]);
-        for (ns, dev, addr) in [(&a, &va, format!("10.77.{n}.1/24")), (&b, &vb, format!("10.77.{n}.2/24"))] {
+        ip(&[
+            "link", "add", &va, "netns", &a, "type", "veth", "peer", "name", &vb, "netns", &b,
+        ]);
+        for (ns, dev, addr) in [
+            (&a, &va, format!("10.77.{n}.1/24")),
+            (&b, &vb, format!("10.77.{n}.2/24")),
+        ] {
             ip(&["-n", ns, "addr", "add", &addr, "dev", dev]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
             ip(&["-n", ns, "link", "set", "lo", "up"]);
@@ -61,7 +66,17 @@ fn files_under(p: &Path) -> usize {
     walk(p)
 }
 fn walk(p: &Path) -> usize {
-    std::fs::read_dir(p).unwrap().flatten().map(|e| if e.file_type().unwrap().is_dir() { walk(&e.path()) } else { 1 }).sum()
+    std::fs::read_dir(p)
+        .unwrap()
+        .flatten()
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                walk(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
 }
 
 #[test]
@@ -75,16 +90,39 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
 
     // Host A: full install inside its namespace.
     let mut c = net.exec(&net.a, &bundle);
-    c.arg("--root").arg(&a.root).args(["--node-ip", &net.ip_a(), "--registry-port", &a.port.to_string(), "--join-port", &join_port.to_string(), "--yes", "-q"]);
+    c.arg("--root").arg(&a.root).args([
+        "--node-ip",
+        &net.ip_a(),
+        "--registry-port",
+        &a.port.to_string(),
+        "--join-port",
+        &join_port.to_string(),
+        "--yes",
+        "-q",
+    ]);
     let out = run_ok(c);
-    let token = out.split("--token ").nth(1).expect("join command printed").trim().to_string();
+    let token = out
+        .split("--token ")
+        .nth(1)
+        .expect("join command printed")
+        .trim()
+        .to_string();
     let master = format!("{}:{join_port}", net.ip_a());
     assert!(out.contains(&format!("--join {master}")), "{out}");
 
     let bare = installer();
     let join = |tok: &str, m: &str| {
         let mut c = net.exec(&net.b, &bare);
-        c.arg("--root").arg(&root_b).args(["--join", m, "--token", tok, "--yes", "-q", "--wait-timeout", "60"]);
+        c.arg("--root").arg(&root_b).args([
+            "--join",
+            m,
+            "--token",
+            tok,
+            "--yes",
+            "-q",
+            "--wait-timeout",
+            "60",
+        ]);
         c
     };
     // Wrong secret, foreign CA hash, unreachable master: clear errors, nothing written on B.
@@ -101,16 +139,26 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
 
     // The real join, with only the bare installer on B.
     run_ok(join(&token, &master));
-    let b = Sandbox { bundle: bare.clone(), root: root_b.clone(), port: 0 };
+    let b = Sandbox {
+        bundle: bare.clone(),
+        root: root_b.clone(),
+        port: 0,
+    };
     let hosts = root_b.join("etc/ferry/containerd/certs.d");
     let mut pull = net.exec(&net.b, &root_b.join("opt/ferry/bin/ctr"));
-    pull.arg("--address").arg(root_b.join("run/ferry/containerd/containerd.sock")).args(["images", "pull", "--hosts-dir"]).arg(&hosts).arg("docker.io/library/app:1");
+    pull.arg("--address")
+        .arg(root_b.join("run/ferry/containerd/containerd.sock"))
+        .args(["images", "pull", "--hosts-dir"])
+        .arg(&hosts)
+        .arg("docker.io/library/app:1");
     run_ok(pull);
     let ran = run_ok(b.ctr(&["run", "--rm", "docker.io/library/app:1", "j1"]));
     assert_eq!(ran.trim(), "hello from image a");
 
     let mut st = net.exec(&net.b, &bare);
-    st.arg("--root").arg(&root_b).args(["status", "--output", "json"]);
+    st.arg("--root")
+        .arg(&root_b)
+        .args(["status", "--output", "json"]);
     let st: serde_json::Value = serde_json::from_str(&run_ok(st)).unwrap();
     assert_eq!(st["role"], "join");
     assert_eq!(st["registry"]["url"], format!("https://{master}"));

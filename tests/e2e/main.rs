@@ -5,5 +5,6 @@ mod apps;
 mod bundle;
 mod install;
 mod join;
+mod k3s;
 mod pull;
 mod registry_serve;

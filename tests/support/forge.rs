@@ -108,12 +108,20 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
     let payload = tar.into_inner().unwrap();
     // The gaps hash covers every byte outside the (true) entries and bundle.json.
     let mut inside = vec![false; payload.len()];
-    for (o, n) in true_ranges.iter().chain(std::iter::once(&(manifest_offset, json.len() as u64))) {
+    for (o, n) in true_ranges
+        .iter()
+        .chain(std::iter::once(&(manifest_offset, json.len() as u64)))
+    {
         for b in &mut inside[*o as usize..(*o + *n) as usize] {
             *b = true;
         }
     }
-    let gap_bytes: Vec<u8> = payload.iter().zip(&inside).filter(|(_, i)| !**i).map(|(b, _)| *b).collect();
+    let gap_bytes: Vec<u8> = payload
+        .iter()
+        .zip(&inside)
+        .filter(|(_, i)| !**i)
+        .map(|(b, _)| *b)
+        .collect();
     let footer = Footer {
         version: FORMAT_VERSION,
         payload_offset: stub.len() as u64,

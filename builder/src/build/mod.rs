@@ -173,7 +173,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         }
         planned_apps.push(p);
     }
-    let (images, pulled) = resolve_images(opts, ctx, &specs)?;
+    let (mut images, pulled) = resolve_images(opts, ctx, &specs)?;
+    // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
+    let (k3s, _airgap_tmp) = k3s_images(opts, &manifest, &images)?;
+    images.extend(k3s);
     let payload_files = plan_payloads(opts, &manifest)?;
     let mut report = write(
         opts,
@@ -185,6 +188,55 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     )?;
     report.pulled = pulled;
     Ok(report)
+}
+
+/// `CLUSTER k3s`: the images of k3s's airgap tarball, imported into the bundle's OCI
+/// layout so that ferry's registry serves them like any other (no second tarball on the
+/// host). A `.tar.zst` is decompressed to a temporary file first (the docker-archive
+/// reader needs to seek).
+type AirgapImages = (Vec<ResolvedImage>, Option<tempfile::NamedTempFile>);
+
+fn k3s_images(
+    opts: &BuildOptions,
+    manifest: &BundleManifest,
+    have: &[ResolvedImage],
+) -> Result<AirgapImages> {
+    if manifest.cluster.as_ref().map(|c| c.distribution.as_str()) != Some("k3s") {
+        return Ok((vec![], None));
+    }
+    let Some((_, dir)) = opts.payloads.iter().find(|(n, _)| n == "k3s") else {
+        return Ok((vec![], None));
+    };
+    let Some(tarball) = payload::k3s_airgap_tarball(dir) else {
+        tracing::warn!("payload k3s: no k3s-airgap-images-<arch>.tar[.zst] in {}; k3s's own images are not carried", dir.display());
+        return Ok((vec![], None));
+    };
+    let scratch_dir = opts
+        .output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut tmp = None;
+    let tar_path = if tarball.extension().is_some_and(|e| e == "zst") {
+        let t = tempfile::NamedTempFile::new_in(&scratch_dir)?;
+        let mut dec = zstd::stream::read::Decoder::new(std::fs::File::open(&tarball)?)?;
+        std::io::copy(&mut dec, &mut t.reopen()?)
+            .with_context(|| format!("decompressing {}", tarball.display()))?;
+        let p = t.path().to_path_buf();
+        tmp = Some(t);
+        p
+    } else {
+        tarball.clone()
+    };
+    let source = format!("k3s-airgap:{}", tarball.display());
+    let imgs = crate::image::resolve_all(&source, &tar_path)?;
+    Ok((
+        imgs.into_iter()
+            .filter(|i| !have.iter().any(|h| h.name == i.name))
+            .collect(),
+        tmp,
+    ))
 }
 
 /// Which payload the bundle needs and its files. Runtime-only bundles need `containerd`;
@@ -239,6 +291,10 @@ fn resolve_images(
         let src = ImageSource::parse(&s.source, ctx).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
         let img = match &src {
             ImageSource::Registry(r) => {
+                // Named twice (an IMAGE line and a chart, say): pull once.
+                if by_name.contains_key(&name.clone().unwrap_or_else(|| r.clone()).to_string()) {
+                    continue;
+                }
                 if cache.is_none() {
                     cache = Some(match &opts.cache_dir {
                         Some(d) => ContentCache::open(d.clone())?,

@@ -58,6 +58,21 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
         d
     };
     let mut out = Vec::new();
+    if name == "k3s" {
+        // k3s's own release layout: the binary and the airgap image tarball side by side.
+        let bin = dir.join("k3s");
+        let m = std::fs::metadata(&bin).with_context(|| {
+            format!("payload k3s from {}: no `k3s` binary there (it must hold k3s and k3s-airgap-images-<arch>.tar[.zst])", src.display())
+        })?;
+        use std::os::unix::fs::PermissionsExt;
+        out.push(PayloadFile {
+            role: "bin/k3s".into(),
+            src: bin,
+            size: m.len(),
+            mode: m.permissions().mode() & 0o777 | 0o755,
+        });
+        return Ok(out);
+    }
     for sub in ["bin", "cni", "images"] {
         let d = dir.join(sub);
         if !d.is_dir() {
@@ -98,4 +113,23 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
 /// Entry path of a payload file.
 pub fn entry_for(name: &str, role: &str) -> String {
     format!("{}/payloads/{name}/{role}", ferry_bundle::FILES_DIR)
+}
+
+/// k3s's airgap image tarball in a k3s payload directory, if any
+/// (`k3s-airgap-images-<arch>.tar` or `.tar.zst`).
+pub fn k3s_airgap_tarball(dir: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            n.starts_with("k3s-airgap-images-") && (n.ends_with(".tar") || n.ends_with(".tar.zst"))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next()
 }

@@ -260,8 +260,6 @@ pub fn resolve(
 /// An image without `RepoTags` is an error (there is no name to serve it under), and so is
 /// one name given to two different images; a name listed twice for the same image is kept
 /// once. Images come back in `manifest.json` order, tags in `RepoTags` order.
-// Private module until image/mod.rs re-exports it for the k3s payload (issue 7).
-#[cfg_attr(not(test), allow(dead_code))]
 pub fn resolve_all(source_ref: &str, file: &Path) -> Result<Vec<ResolvedImage>, ImageError> {
     let ar = Archive::open(source_ref, file)?;
     let mut out: Vec<ResolvedImage> = Vec::new();

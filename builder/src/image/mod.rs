@@ -10,6 +10,7 @@ mod oci_layout;
 mod source;
 mod walk;
 
+pub use docker_archive::resolve_all;
 pub use source::{resolve_local, ImageSource};
 pub use walk::collect_blobs;
 

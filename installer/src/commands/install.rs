@@ -3,7 +3,7 @@
 use crate::cli::{InstallArgs, OutputFormat};
 use crate::host::Host;
 use crate::install::{self, InstallCtx};
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::io::IsTerminal;
 use std::path::Path;
@@ -18,7 +18,10 @@ fn ctx(bundle: Option<&Path>, i: &InstallArgs, quiet: bool) -> Result<InstallCtx
     Ok(InstallCtx {
         host: host(i),
         bundle: crate::locate::open(bundle)?,
-        node_ip: i.node_ip.clone().unwrap_or_else(install::netinfo::default_node_ip),
+        node_ip: i
+            .node_ip
+            .clone()
+            .unwrap_or_else(install::netinfo::default_node_ip),
         registry_port: i.registry_port,
         join_port: i.join_port,
         wait_timeout: Duration::from_secs(i.wait_timeout),
@@ -27,10 +30,19 @@ fn ctx(bundle: Option<&Path>, i: &InstallArgs, quiet: bool) -> Result<InstallCtx
     })
 }
 
-pub fn install(bundle: Option<&Path>, i: &InstallArgs, output: OutputFormat, quiet: bool) -> Result<ExitCode> {
+pub fn install(
+    bundle: Option<&Path>,
+    i: &InstallArgs,
+    output: OutputFormat,
+    quiet: bool,
+) -> Result<ExitCode> {
     let c = ctx(bundle, i, quiet || output == OutputFormat::Json)?;
     if !i.yes && std::io::stdin().is_terminal() {
-        eprint!("Install bundle {} under {}? [y/N] ", c.bundle.manifest.name, c.host.root.display());
+        eprint!(
+            "Install bundle {} under {}? [y/N] ",
+            c.bundle.manifest.name,
+            c.host.root.display()
+        );
         let mut a = String::new();
         std::io::stdin().read_line(&mut a)?;
         if !matches!(a.trim(), "y" | "Y" | "yes") {
@@ -41,11 +53,17 @@ pub fn install(bundle: Option<&Path>, i: &InstallArgs, output: OutputFormat, qui
     match output {
         OutputFormat::Json => println!(
             "{}",
-            serde_json::to_string_pretty(&json!({"ok": true, "phases": out.journal.phases, "join_command": out.journal.join_command, "preflight": out.checks}))?
+            serde_json::to_string_pretty(
+                &json!({"ok": true, "phases": out.journal.phases, "join_command": out.journal.join_command, "preflight": out.checks})
+            )?
         ),
         OutputFormat::Text => {
             if !quiet {
-                eprintln!("installed {}. Status: ./delivery.run status --root {}", c.bundle.manifest.name, c.host.root.display());
+                eprintln!(
+                    "installed {}. Status: ./delivery.run status --root {}",
+                    c.bundle.manifest.name,
+                    c.host.root.display()
+                );
             }
             println!("To add a node, run on it:\n  {}", out.journal.join_command);
         }
@@ -81,17 +99,32 @@ pub fn plan(bundle: Option<&Path>, i: &InstallArgs, output: OutputFormat) -> Res
         }
     }
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json!({"files": files, "commands": commands}))?),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"files": files, "commands": commands}))?
+        ),
         OutputFormat::Text => {
             for f in &files {
-                println!("==> [{}] write {} (mode {:o})", f["phase"].as_str().unwrap_or(""), f["path"].as_str().unwrap_or(""), f["mode"].as_u64().unwrap_or(0));
+                println!(
+                    "==> [{}] write {} (mode {:o})",
+                    f["phase"].as_str().unwrap_or(""),
+                    f["path"].as_str().unwrap_or(""),
+                    f["mode"].as_u64().unwrap_or(0)
+                );
                 for l in f["content"].as_str().unwrap_or("").lines() {
                     println!("    | {l}");
                 }
             }
             for c in &commands {
-                let argv: Vec<&str> = c["argv"].as_array().map(|a| a.iter().filter_map(|x| x.as_str()).collect()).unwrap_or_default();
-                println!("==> [{}] run {}", c["phase"].as_str().unwrap_or(""), argv.join(" "));
+                let argv: Vec<&str> = c["argv"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                println!(
+                    "==> [{}] run {}",
+                    c["phase"].as_str().unwrap_or(""),
+                    argv.join(" ")
+                );
             }
         }
     }
@@ -105,7 +138,11 @@ pub fn preflight(bundle: Option<&Path>, i: &InstallArgs, output: OutputFormat) -
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&checks)?),
         OutputFormat::Text => print!("{}", install::preflight::table(&checks)),
     }
-    Ok(if install::preflight::failed(&checks).is_empty() { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if install::preflight::failed(&checks).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 pub fn status(i: &InstallArgs, output: OutputFormat) -> Result<ExitCode> {
@@ -114,7 +151,11 @@ pub fn status(i: &InstallArgs, output: OutputFormat) -> Result<ExitCode> {
         OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&s)?),
         OutputFormat::Text => print!("{}", install::status::text(&s)),
     }
-    Ok(if s.installed { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if s.installed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 pub fn reset(i: &InstallArgs, output: OutputFormat, quiet: bool) -> Result<ExitCode> {
@@ -130,20 +171,85 @@ pub fn reset(i: &InstallArgs, output: OutputFormat, quiet: bool) -> Result<ExitC
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn join(master: &str, i: &InstallArgs, output: OutputFormat, quiet: bool) -> Result<ExitCode> {
-    let token = i.token.as_deref().ok_or_else(|| anyhow::anyhow!("--join needs --token (printed by the master's install)"))?;
+fn join_options(
+    master: &str,
+    i: &InstallArgs,
+    quiet: bool,
+) -> Result<crate::join::node::JoinOptions> {
+    let token = i
+        .token
+        .as_deref()
+        .ok_or_else(|| anyhow::anyhow!("--join needs --token (printed by the master's install)"))?;
     let token = crate::join::token::Token::parse(token).map_err(anyhow::Error::msg)?;
-    let o = crate::join::node::JoinOptions {
+    Ok(crate::join::node::JoinOptions {
         master: master.to_string(),
         token,
+        node_ip: i.node_ip.clone(),
+        control_plane: i.control_plane,
         wait_timeout: Duration::from_secs(i.wait_timeout),
         skip_preflight: i.skip_preflight.clone(),
-        quiet: quiet || output == OutputFormat::Json,
-    };
+        quiet,
+    })
+}
+
+/// `plan --join`: what joining would write and run, from the local bundle's contents and
+/// without contacting the master.
+pub fn join_plan(
+    bundle: Option<&Path>,
+    master: &str,
+    i: &InstallArgs,
+    output: OutputFormat,
+) -> Result<ExitCode> {
+    let b = crate::locate::open(bundle)
+        .context("plan --join needs the bundle (run it from delivery.run)")?;
+    let o = join_options(master, i, true)?;
+    let h = host(i);
+    let info = crate::join::protocol::join_info(&b, &format!("https://{master}"));
+    let roles = info.files.iter().map(|f| f.role.clone()).collect();
+    let p = crate::join::node::node_plan(&h, &info, &o, roles)?;
+    let exe = h.path(&h.installer_copy()).display().to_string();
+    let files: Vec<_> = p.files.iter().map(|f| json!({"phase": p.phase, "path": h.path(&f.path), "mode": f.mode, "content": f.content.describe()})).collect();
+    let mut commands: Vec<_> = p
+        .commands
+        .iter()
+        .map(|c| json!({"phase": p.phase, "argv": c}))
+        .collect();
+    for s in &p.services {
+        commands.push(json!({"phase": p.phase, "service": s.name, "argv": crate::service::supervise_argv(&h, &exe, s)}));
+    }
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"files": files, "commands": commands}))?
+        ),
+        OutputFormat::Text => {
+            for f in &files {
+                println!("==> write {}", f["path"].as_str().unwrap_or(""));
+                for l in f["content"].as_str().unwrap_or("").lines() {
+                    println!("    | {l}");
+                }
+            }
+            for c in &commands {
+                println!("==> run {}", c["argv"]);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn join(master: &str, i: &InstallArgs, output: OutputFormat, quiet: bool) -> Result<ExitCode> {
+    let o = join_options(master, i, quiet || output == OutputFormat::Json)?;
     let j = crate::join::node::join(&host(i), &o)?;
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&json!({"ok": true, "role": j.role, "registry": j.registry_url, "phases": j.phases}))?),
-        OutputFormat::Text if !quiet => println!("joined {master}: containerd pulls from {}", j.registry_url),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"ok": true, "role": j.role, "registry": j.registry_url, "phases": j.phases})
+            )?
+        ),
+        OutputFormat::Text if !quiet => {
+            println!("joined {master}: containerd pulls from {}", j.registry_url)
+        }
         OutputFormat::Text => {}
     }
     Ok(ExitCode::SUCCESS)

@@ -28,6 +28,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
     let i = &cli.install;
     if let Some(master) = &i.join {
+        if matches!(cli.command, Some(Command::Plan)) {
+            return install::join_plan(bundle, master, i, cli.output);
+        }
         return install::join(master, i, cli.output, cli.quiet);
     }
     match cli.command {
@@ -38,7 +41,14 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Status) => install::status(i, cli.output),
         Some(Command::Reset) => install::reset(i, cli.output, cli.quiet),
         Some(Command::Supervise(a)) => {
-            let env = a.env.iter().filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string()))).collect::<Vec<_>>();
+            let env = a
+                .env
+                .iter()
+                .filter_map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                })
+                .collect::<Vec<_>>();
             crate::service::supervise(&a.name, &a.pid_file, &env, &a.argv)?;
             Ok(ExitCode::SUCCESS)
         }

@@ -21,15 +21,29 @@ pub fn store_from_bundle(b: &Bundle) -> Result<ImageStore> {
     for e in &b.manifest.entries {
         if let Some(hex) = e.path.strip_prefix(&prefix) {
             if let Some(d) = Sha256Digest::from_hex(hex) {
-                blobs.insert(d, BlobLocation { path: b.path.clone(), offset: b.absolute_offset(e), len: e.size });
+                blobs.insert(
+                    d,
+                    BlobLocation {
+                        path: b.path.clone(),
+                        offset: b.absolute_offset(e),
+                        len: e.size,
+                    },
+                );
             }
         }
     }
     let mut images = Vec::new();
     for i in &b.manifest.images {
-        let reference = Reference::parse(&i.name).map_err(anyhow::Error::msg).with_context(|| format!("bundle.json image {}", i.name))?;
-        let digest = Sha256Digest::from_oci(&i.digest).with_context(|| format!("bundle.json image {}: bad digest {}", i.name, i.digest))?;
-        images.push(StoredImage { reference, digest, media_type: i.media_type.clone() });
+        let reference = Reference::parse(&i.name)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("bundle.json image {}", i.name))?;
+        let digest = Sha256Digest::from_oci(&i.digest)
+            .with_context(|| format!("bundle.json image {}: bad digest {}", i.name, i.digest))?;
+        images.push(StoredImage {
+            reference,
+            digest,
+            media_type: i.media_type.clone(),
+        });
     }
     Ok(ImageStore::new(images, blobs)?)
 }
@@ -38,18 +52,24 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
     let b = crate::locate::open(bundle)?;
     let mut store = store_from_bundle(&b)?;
     if let (Some(ca), Some(token_file)) = (&args.ca, &args.token_file) {
-        let token = std::fs::read_to_string(token_file).with_context(|| format!("reading {}", token_file.display()))?;
+        let token = std::fs::read_to_string(token_file)
+            .with_context(|| format!("reading {}", token_file.display()))?;
         let token = crate::join::token::Token::parse(&token).map_err(anyhow::Error::msg)?;
         let js = crate::join::server::JoinServer {
             bundle: b.clone(),
             ca_pem: std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,
             secret: token.secret,
-            advertise: args.advertise.clone().or_else(|| args.tls_listen.clone()).unwrap_or_default(),
+            advertise: args
+                .advertise
+                .clone()
+                .or_else(|| args.tls_listen.clone())
+                .unwrap_or_default(),
         };
         store = store.with_extension(js.into_extension());
     }
     let store = Arc::new(store);
-    let plain = TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    let plain =
+        TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
     let _tls = match (&args.tls_listen, &args.tls_cert, &args.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             let cfg = crate::join::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)
@@ -57,11 +77,21 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
                 .with_context(|| format!("TLS material {} / {}", cert.display(), key.display()))?;
             let l = TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
             tracing::info!("serving TLS (registry + join channel) on {addr}");
-            Some(RunningServer::start_with(store.clone(), l, ServeOptions::default(), crate::join::acceptor::TlsAcceptor(cfg))?)
+            Some(RunningServer::start_with(
+                store.clone(),
+                l,
+                ServeOptions::default(),
+                crate::join::acceptor::TlsAcceptor(cfg),
+            )?)
         }
         _ => None,
     };
-    tracing::info!("serving {} images of {} on {}", b.manifest.images.len(), b.path.display(), args.listen);
+    tracing::info!(
+        "serving {} images of {} on {}",
+        b.manifest.images.len(),
+        b.path.display(),
+        args.listen
+    );
     crate::registry::serve(store, plain, ServeOptions::default())?;
     Ok(ExitCode::SUCCESS)
 }

@@ -11,7 +11,12 @@ pub enum Content {
     /// Literal text (configs, units, tokens).
     Text { text: String },
     /// An entry of the staged bundle, decompressed if stored with zstd.
-    Entry { entry: String, compression: Option<String>, size: u64, sha256: String },
+    Entry {
+        entry: String,
+        compression: Option<String>,
+        size: u64,
+        sha256: String,
+    },
     /// The whole bundle, copied and verified in one pass.
     Bundle { size: u64, payload_sha256: String },
     /// Made at install time (keys, certificates, the join token): `what` names it.
@@ -26,12 +31,24 @@ impl Content {
     pub fn describe(&self) -> String {
         match self {
             Content::Text { text } => text.clone(),
-            Content::Entry { entry, compression, size, sha256 } => format!(
+            Content::Entry {
+                entry,
+                compression,
+                size,
+                sha256,
+            } => format!(
                 "(binary: bundle entry {entry}{}, {size} bytes stored, sha256 {sha256})",
-                if compression.is_some() { ", zstd-decompressed" } else { "" }
+                if compression.is_some() {
+                    ", zstd-decompressed"
+                } else {
+                    ""
+                }
             ),
             Content::Generated { what } => format!("(generated at install: {what})"),
-            Content::Bundle { size, payload_sha256 } => {
+            Content::Bundle {
+                size,
+                payload_sha256,
+            } => {
                 format!("(this bundle, {size} bytes, payload sha256 {payload_sha256}, verified while copied)")
             }
         }

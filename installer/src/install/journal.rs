@@ -74,17 +74,27 @@ impl Journal {
     }
 
     pub fn is_done(&self, phase: &str) -> bool {
-        self.phases.iter().any(|p| p.name == phase && p.state == "done")
+        self.phases
+            .iter()
+            .any(|p| p.name == phase && p.state == "done")
     }
 
     pub fn record(&mut self, phase: &str, result: Result<(), String>) {
         self.phases.retain(|p| p.name != phase);
-        let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
         let (state, error) = match result {
             Ok(()) => ("done", String::new()),
             Err(e) => ("failed", e),
         };
-        self.phases.push(PhaseRecord { name: phase.into(), state: state.into(), at, error });
+        self.phases.push(PhaseRecord {
+            name: phase.into(),
+            state: state.into(),
+            at,
+            error,
+        });
     }
 }
 
@@ -97,7 +107,10 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("journal.json");
         assert!(Journal::load(&p).unwrap().is_none());
-        let mut j = Journal { bundle_sha256: "ab".into(), ..Default::default() };
+        let mut j = Journal {
+            bundle_sha256: "ab".into(),
+            ..Default::default()
+        };
         j.record("stage", Ok(()));
         j.record("registry", Err("port busy".into()));
         j.record("registry", Ok(()));

@@ -8,6 +8,7 @@
 //! (making sure their services run) and converges to the same state.
 
 pub mod actions;
+pub mod cluster;
 pub mod health;
 pub mod journal;
 pub mod netinfo;
@@ -69,22 +70,54 @@ pub fn plan_phases(ctx: &InstallCtx) -> Vec<PhasePlan> {
             Some(FileAction {
                 path: f.dest.clone(),
                 mode: f.mode,
-                content: Content::Entry { entry: rec.path.clone(), compression: rec.compression.clone(), size: rec.size, sha256: rec.sha256.clone() },
+                content: Content::Entry {
+                    entry: rec.path.clone(),
+                    compression: rec.compression.clone(),
+                    size: rec.size,
+                    sha256: rec.sha256.clone(),
+                },
             })
         })
         .collect();
-    plans.push(PhasePlan { phase: "files".into(), files, ..Default::default() });
+    plans.push(PhasePlan {
+        phase: "files".into(),
+        files,
+        ..Default::default()
+    });
     let staged = ctx.service_exe().display().to_string();
     let gen = |what: &str| Content::Generated { what: what.into() };
     let pki = |n: &str| host.path(&host.pki(n)).display().to_string();
     plans.push(PhasePlan {
         phase: "registry".into(),
         files: vec![
-            FileAction { path: host.pki("ca.pem"), mode: 0o644, content: gen("cluster CA certificate (ECDSA P-256)") },
-            FileAction { path: host.pki("ca.key"), mode: 0o600, content: gen("cluster CA key") },
-            FileAction { path: host.pki("server.pem"), mode: 0o644, content: gen(&format!("registry certificate for {} signed by the CA", ctx.node_ip)) },
-            FileAction { path: host.pki("server.key"), mode: 0o600, content: gen("registry key") },
-            FileAction { path: host.token_file(), mode: 0o600, content: gen("join token K10<sha256 of ca.pem>::<32 random bytes, hex>") },
+            FileAction {
+                path: host.pki("ca.pem"),
+                mode: 0o644,
+                content: gen("cluster CA certificate (ECDSA P-256)"),
+            },
+            FileAction {
+                path: host.pki("ca.key"),
+                mode: 0o600,
+                content: gen("cluster CA key"),
+            },
+            FileAction {
+                path: host.pki("server.pem"),
+                mode: 0o644,
+                content: gen(&format!(
+                    "registry certificate for {} signed by the CA",
+                    ctx.node_ip
+                )),
+            },
+            FileAction {
+                path: host.pki("server.key"),
+                mode: 0o600,
+                content: gen("registry key"),
+            },
+            FileAction {
+                path: host.token_file(),
+                mode: 0o600,
+                content: gen("join token K10<sha256 of ca.pem>::<32 random bytes, hex>"),
+            },
         ],
         services: vec![ServiceSpec {
             name: "registry".into(),
@@ -113,11 +146,72 @@ pub fn plan_phases(ctx: &InstallCtx) -> Vec<PhasePlan> {
         ..Default::default()
     });
     let hosts = runtime::upstream_hosts(&ctx.bundle);
+    let endpoint = format!("http://{}", ctx.registry_addr());
     if !ctx.has_cluster() {
-        plans.push(runtime::plan(host, runtime::payload_files(&ctx.bundle), &hosts, &format!("http://{}", ctx.registry_addr()), None));
+        plans.push(runtime::plan(
+            host,
+            runtime::payload_files(&ctx.bundle),
+            &hosts,
+            &endpoint,
+            None,
+        ));
+    } else {
+        plans.push(cluster_plan(ctx, &hosts, &endpoint));
     }
-    plans.push(PhasePlan { phase: "join_info".into(), ..Default::default() });
+    plans.push(PhasePlan {
+        phase: "join_info".into(),
+        ..Default::default()
+    });
     plans
+}
+
+/// The k3s phase. The k3s token is the join token's secret: known once the registry phase
+/// has made it (plans are recomputed before every phase), shown as a placeholder before.
+fn cluster_plan(
+    ctx: &InstallCtx,
+    hosts: &std::collections::BTreeSet<String>,
+    endpoint: &str,
+) -> PhasePlan {
+    let host = &ctx.host;
+    let token = std::fs::read_to_string(host.path(&host.token_file()))
+        .ok()
+        .and_then(|t| crate::join::token::Token::parse(&t).ok())
+        .map(|t| t.secret)
+        .unwrap_or_else(|| "<generated-at-install>".into());
+    let k3s_binary = ctx
+        .bundle
+        .manifest
+        .payloads
+        .iter()
+        .filter(|p| p.name == "k3s")
+        .find_map(|p| {
+            let e = ctx.bundle.manifest.entry(p.files.get(cluster::K3S_BIN)?)?;
+            Some(Content::Entry {
+                entry: e.path.clone(),
+                compression: e.compression.clone(),
+                size: e.size,
+                sha256: e.sha256.clone(),
+            })
+        });
+    let inputs = cluster::ClusterInputs {
+        host,
+        node_ip: &ctx.node_ip,
+        token: &token,
+        registry_endpoint: endpoint,
+        registry_ca_file: None,
+        upstream_hosts: hosts.iter().cloned().collect(),
+        apps: cluster::apps(&ctx.bundle).unwrap_or_default(),
+        k3s_binary,
+        systemd: crate::service::use_systemd(host),
+    };
+    match cluster::plan(&inputs, cluster::ClusterRole::FirstServer) {
+        Ok(p) => p,
+        Err(e) => PhasePlan {
+            phase: "cluster".into(),
+            commands: vec![vec!["false".into(), format!("cannot plan k3s: {e:#}")]],
+            ..Default::default()
+        },
+    }
 }
 
 /// The commands a plan's services amount to (supervisor argv, or systemctl).
@@ -125,10 +219,19 @@ pub fn service_commands(ctx: &InstallCtx, spec: &ServiceSpec) -> Vec<Vec<String>
     if crate::service::use_systemd(&ctx.host) {
         vec![
             vec!["systemctl".into(), "daemon-reload".into()],
-            vec!["systemctl".into(), "enable".into(), "--now".into(), crate::service::systemd::unit_name(&spec.name)],
+            vec![
+                "systemctl".into(),
+                "enable".into(),
+                "--now".into(),
+                crate::service::systemd::unit_name(&spec.name),
+            ],
         ]
     } else {
-        vec![crate::service::supervise_argv(&ctx.host, &ctx.service_exe().display().to_string(), spec)]
+        vec![crate::service::supervise_argv(
+            &ctx.host,
+            &ctx.service_exe().display().to_string(),
+            spec,
+        )]
     }
 }
 
@@ -138,7 +241,11 @@ pub struct Outcome {
 }
 
 pub fn preflight(ctx: &InstallCtx) -> Vec<preflight::Check> {
-    let stage_bytes = if stage::already_staged(&ctx.host, &ctx.bundle) { 0 } else { ctx.bundle.file_len };
+    let stage_bytes = if stage::already_staged(&ctx.host, &ctx.bundle) {
+        0
+    } else {
+        ctx.bundle.file_len
+    };
     preflight::run(&preflight::Inputs {
         host: &ctx.host,
         stage_bytes,
@@ -183,8 +290,14 @@ pub fn install(ctx: &InstallCtx) -> Result<Outcome> {
     if !(j.is_done("stage") && stage::already_staged(host, &ctx.bundle)) {
         step(ctx, "verify+stage");
         let r = stage::verify_and_stage(host, &ctx.bundle, ctx.quiet);
-        j.record("verify", r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
-        j.record("stage", r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+        j.record(
+            "verify",
+            r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")),
+        );
+        j.record(
+            "stage",
+            r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")),
+        );
         j.files.insert(host.staged_bundle());
         j.save(&journal_path)?;
         r?;
@@ -192,7 +305,12 @@ pub fn install(ctx: &InstallCtx) -> Result<Outcome> {
     }
     let staged = Bundle::open(&ctx.service_exe()).context("opening the staged bundle")?;
 
-    for plan in plan_phases(ctx) {
+    let phase_names: Vec<String> = plan_phases(ctx).into_iter().map(|p| p.phase).collect();
+    for name in phase_names {
+        // Recomputed per phase: a later phase may depend on what an earlier one made.
+        let Some(plan) = plan_phases(ctx).into_iter().find(|p| p.phase == name) else {
+            continue;
+        };
         if j.is_done(&plan.phase) {
             for s in &plan.services {
                 crate::service::ensure_running(host, &ctx.service_exe(), s)?;
@@ -201,7 +319,10 @@ pub fn install(ctx: &InstallCtx) -> Result<Outcome> {
         }
         step(ctx, &plan.phase);
         let r = execute(ctx, &staged, &plan, &mut j);
-        j.record(&plan.phase, r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")));
+        j.record(
+            &plan.phase,
+            r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")),
+        );
         j.save(&journal_path)?;
         r.with_context(|| format!("phase {}", plan.phase))?;
         crash_point(&plan.phase);
@@ -214,7 +335,12 @@ pub fn install(ctx: &InstallCtx) -> Result<Outcome> {
     r.map_err(anyhow::Error::msg)?;
 
     let token = std::fs::read_to_string(host.path(&host.token_file())).unwrap_or_default();
-    j.join_command = format!("./delivery.run --join {}:{} --token {}", ctx.node_ip, ctx.join_port, token.trim());
+    j.join_command = format!(
+        "./delivery.run --join {}:{} --token {}",
+        ctx.node_ip,
+        ctx.join_port,
+        token.trim()
+    );
     j.save(&journal_path)?;
     Ok(Outcome { journal: j, checks })
 }
@@ -235,7 +361,9 @@ fn step(ctx: &InstallCtx, name: &str) {
 }
 
 fn record_touched(j: &mut Journal, host: &Host, tx: &Transaction) {
-    let strip = |p: &std::path::Path| format!("/{}", p.strip_prefix(&host.root).unwrap_or(p).display()).replace("//", "/");
+    let strip = |p: &std::path::Path| {
+        format!("/{}", p.strip_prefix(&host.root).unwrap_or(p).display()).replace("//", "/")
+    };
     let (files, dirs) = tx.touched();
     j.files.extend(files.iter().map(|p| strip(p)));
     j.dirs.extend(dirs.iter().map(|p| strip(p)));
@@ -254,12 +382,21 @@ fn execute(ctx: &InstallCtx, staged: &Bundle, plan: &PhasePlan, j: &mut Journal)
                 if generated.is_none() {
                     generated = Some(generate_secrets(ctx)?);
                 }
-                let bytes = generated.as_ref().unwrap().get(&f.path).cloned().with_context(|| format!("nothing generated for {}", f.path))?;
+                let bytes = generated
+                    .as_ref()
+                    .unwrap()
+                    .get(&f.path)
+                    .cloned()
+                    .with_context(|| format!("nothing generated for {}", f.path))?;
                 Box::new(std::io::Cursor::new(bytes))
             }
             Content::Text { text } => Box::new(std::io::Cursor::new(text.clone().into_bytes())),
-            Content::Entry { entry, compression, .. } => {
-                let rec = staged.entry(entry).with_context(|| format!("bundle entry {entry} missing"))?;
+            Content::Entry {
+                entry, compression, ..
+            } => {
+                let rec = staged
+                    .entry(entry)
+                    .with_context(|| format!("bundle entry {entry} missing"))?;
                 let raw = staged.open_entry(rec);
                 if compression.as_deref() == Some("zstd") {
                     Box::new(zstd::stream::read::Decoder::new(raw)?)
@@ -269,14 +406,19 @@ fn execute(ctx: &InstallCtx, staged: &Bundle, plan: &PhasePlan, j: &mut Journal)
             }
             Content::Bundle { .. } => continue,
         };
-        tx.write(&dest, f.mode, &mut reader).with_context(|| format!("writing {}", f.path))?;
+        tx.write(&dest, f.mode, &mut reader)
+            .with_context(|| format!("writing {}", f.path))?;
     }
     for s in &plan.services {
-        crate::service::ensure_running(host, &ctx.service_exe(), s).with_context(|| format!("starting {}", s.name))?;
+        crate::service::ensure_running(host, &ctx.service_exe(), s)
+            .with_context(|| format!("starting {}", s.name))?;
         j.services.insert(s.name.clone());
     }
     for c in &plan.commands {
-        let st = std::process::Command::new(&c[0]).args(&c[1..]).status().with_context(|| format!("running {}", c[0]))?;
+        let st = std::process::Command::new(&c[0])
+            .args(&c[1..])
+            .status()
+            .with_context(|| format!("running {}", c[0]))?;
         if !st.success() {
             bail!("{} failed: {st}", c.join(" "));
         }
@@ -292,7 +434,10 @@ fn generate_secrets(ctx: &InstallCtx) -> Result<std::collections::BTreeMap<Strin
     let host = &ctx.host;
     let names = ["ca.pem", "ca.key", "server.pem", "server.key"];
     let mut out = std::collections::BTreeMap::new();
-    let existing: Vec<Option<Vec<u8>>> = names.iter().map(|n| std::fs::read(host.path(&host.pki(n))).ok()).collect();
+    let existing: Vec<Option<Vec<u8>>> = names
+        .iter()
+        .map(|n| std::fs::read(host.path(&host.pki(n))).ok())
+        .collect();
     let token_existing = std::fs::read(host.path(&host.token_file())).ok();
     if let (true, Some(token)) = (existing.iter().all(Option::is_some), token_existing) {
         for (n, b) in names.iter().zip(existing) {
@@ -301,10 +446,14 @@ fn generate_secrets(ctx: &InstallCtx) -> Result<std::collections::BTreeMap<Strin
         out.insert(host.token_file(), token);
         return Ok(out);
     }
-    let pki = crate::join::pki::generate(&[ctx.node_ip.clone(), "127.0.0.1".into()]).context("generating the cluster CA")?;
+    let pki = crate::join::pki::generate(&[ctx.node_ip.clone(), "127.0.0.1".into()])
+        .context("generating the cluster CA")?;
     let mut secret = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut secret)?;
-    let token = crate::join::token::Token { ca_hash: crate::join::pki::ca_hash(pki.ca_pem.as_bytes()), secret: hex::encode(secret) };
+    let token = crate::join::token::Token {
+        ca_hash: crate::join::pki::ca_hash(pki.ca_pem.as_bytes()),
+        secret: hex::encode(secret),
+    };
     out.insert(host.pki("ca.pem"), pki.ca_pem.into_bytes());
     out.insert(host.pki("ca.key"), pki.ca_key_pem.into_bytes());
     out.insert(host.pki("server.pem"), pki.server_pem.into_bytes());
@@ -316,10 +465,17 @@ fn generate_secrets(ctx: &InstallCtx) -> Result<std::collections::BTreeMap<Strin
 fn check_health(ctx: &InstallCtx) -> Result<(), String> {
     let addr = ctx.registry_addr();
     health::wait_for("registry", ctx.wait_timeout, || health::registry_ok(&addr))?;
-    if !ctx.has_cluster() {
+    if ctx.has_cluster() {
+        let k3s = ctx.host.path(&ctx.host.bin("k3s"));
+        health::wait_for("k3s node", ctx.wait_timeout, || {
+            health::k3s_node_ready(&k3s)
+        })?;
+    } else {
         let ctr = ctx.host.path(&ctx.host.bin("ctr"));
         let sock = ctx.host.path(&ctx.host.containerd_socket());
-        health::wait_for("containerd", ctx.wait_timeout, || health::containerd_ok(&ctr, &sock))?;
+        health::wait_for("containerd", ctx.wait_timeout, || {
+            health::containerd_ok(&ctr, &sock)
+        })?;
     }
     Ok(())
 }

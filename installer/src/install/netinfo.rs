@@ -4,12 +4,14 @@
 use std::net::Ipv4Addr;
 
 pub fn default_node_ip() -> String {
-    let route_if = std::fs::read_to_string("/proc/net/route").ok().and_then(|s| {
-        s.lines().skip(1).find_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            (f.get(1) == Some(&"00000000")).then(|| f[0].to_string())
-        })
-    });
+    let route_if = std::fs::read_to_string("/proc/net/route")
+        .ok()
+        .and_then(|s| {
+            s.lines().skip(1).find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                (f.get(1) == Some(&"00000000")).then(|| f[0].to_string())
+            })
+        });
     let addrs: Vec<(String, Ipv4Addr)> = nix::ifaddrs::getifaddrs()
         .map(|it| {
             it.filter_map(|a| {

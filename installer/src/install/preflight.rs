@@ -48,22 +48,50 @@ fn check(name: &'static str, ok: bool, fail_status: Status, detail: String, fix:
 pub fn run(i: &Inputs) -> Vec<Check> {
     let mut out = Vec::new();
     let euid = nix::unistd::geteuid();
-    out.push(check("root", euid.is_root(), Status::Fail, format!("euid {euid}"), "run as root (sudo ./delivery.run)"));
+    out.push(check(
+        "root",
+        euid.is_root(),
+        Status::Fail,
+        format!("euid {euid}"),
+        "run as root (sudo ./delivery.run)",
+    ));
 
     let uname = nix::sys::utsname::uname().ok();
-    let machine = uname.as_ref().map(|u| u.machine().to_string_lossy().into_owned()).unwrap_or_default();
+    let machine = uname
+        .as_ref()
+        .map(|u| u.machine().to_string_lossy().into_owned())
+        .unwrap_or_default();
     let arch = match machine.as_str() {
         "x86_64" => "amd64",
         "aarch64" => "arm64",
         m => m,
     };
     let want = i.platform.split('/').nth(1).unwrap_or("amd64");
-    out.push(check("arch", arch == want, Status::Fail, format!("host {machine}, bundle {}", i.platform), "use the bundle built for this host's architecture"));
+    out.push(check(
+        "arch",
+        arch == want,
+        Status::Fail,
+        format!("host {machine}, bundle {}", i.platform),
+        "use the bundle built for this host's architecture",
+    ));
 
-    let release = uname.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
-    let ver: Vec<u32> = release.split(|c: char| !c.is_ascii_digit()).take(2).filter_map(|s| s.parse().ok()).collect();
+    let release = uname
+        .as_ref()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ver: Vec<u32> = release
+        .split(|c: char| !c.is_ascii_digit())
+        .take(2)
+        .filter_map(|s| s.parse().ok())
+        .collect();
     let kernel_ok = ver.len() == 2 && (ver[0], ver[1]) >= (4, 15);
-    out.push(check("kernel", kernel_ok, Status::Fail, release.clone(), "containerd needs Linux ≥ 4.15"));
+    out.push(check(
+        "kernel",
+        kernel_ok,
+        Status::Fail,
+        release.clone(),
+        "containerd needs Linux ≥ 4.15",
+    ));
 
     let cg2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
     let cg1 = std::path::Path::new("/sys/fs/cgroup/memory").exists();
@@ -71,26 +99,49 @@ pub fn run(i: &Inputs) -> Vec<Check> {
         "cgroups",
         cg2 || cg1,
         Status::Fail,
-        if cg2 { "v2".into() } else if cg1 { "v1".into() } else { "none mounted".into() },
+        if cg2 {
+            "v2".into()
+        } else if cg1 {
+            "v1".into()
+        } else {
+            "none mounted".into()
+        },
         "mount cgroups (cgroup2 on /sys/fs/cgroup)",
     ));
 
     let fs = std::fs::read_to_string("/proc/filesystems").unwrap_or_default();
-    out.push(check("overlayfs", fs.contains("overlay"), Status::Fail, "overlay in /proc/filesystems".into(), "modprobe overlay"));
+    out.push(check(
+        "overlayfs",
+        fs.contains("overlay"),
+        Status::Fail,
+        "overlay in /proc/filesystems".into(),
+        "modprobe overlay",
+    ));
     let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
-    let br = modules.contains("br_netfilter") || std::path::Path::new("/proc/sys/net/bridge").exists();
+    let br =
+        modules.contains("br_netfilter") || std::path::Path::new("/proc/sys/net/bridge").exists();
     out.push(check(
         "br_netfilter",
         br,
-        if i.cluster { Status::Fail } else { Status::Warn },
+        if i.cluster {
+            Status::Fail
+        } else {
+            Status::Warn
+        },
         "bridge netfilter for pod networking".into(),
         "modprobe br_netfilter; echo br_netfilter > /etc/modules-load.d/ferry.conf",
     ));
-    let fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward").map(|s| s.trim() == "1").unwrap_or(false);
+    let fwd = std::fs::read_to_string("/proc/sys/net/ipv4/ip_forward")
+        .map(|s| s.trim() == "1")
+        .unwrap_or(false);
     out.push(check(
         "ip_forward",
         fwd,
-        if i.cluster { Status::Fail } else { Status::Warn },
+        if i.cluster {
+            Status::Fail
+        } else {
+            Status::Warn
+        },
         "net.ipv4.ip_forward".into(),
         "sysctl -w net.ipv4.ip_forward=1 (and persist in /etc/sysctl.d/)",
     ));
@@ -103,19 +154,32 @@ pub fn run(i: &Inputs) -> Vec<Check> {
             None => break,
         }
     }
-    let free = nix::sys::statvfs::statvfs(&probe).map(|s| s.blocks_available() * s.fragment_size()).unwrap_or(0);
+    let free = nix::sys::statvfs::statvfs(&probe)
+        .map(|s| s.blocks_available() * s.fragment_size())
+        .unwrap_or(0);
     let need = i.stage_bytes + 512 * 1024 * 1024;
     out.push(check(
         "disk",
         free >= need,
         Status::Fail,
-        format!("{} free at {}, need {}", gib(free), probe.display(), gib(need)),
+        format!(
+            "{} free at {}, need {}",
+            gib(free),
+            probe.display(),
+            gib(need)
+        ),
         "free space or pass --data-dir on a larger disk",
     ));
 
     let mem = meminfo_available();
     let need_mem: u64 = if i.cluster { 2 << 30 } else { 512 << 20 };
-    out.push(check("memory", mem >= need_mem, Status::Warn, format!("{} available, want {}", gib(mem), gib(need_mem)), "add memory or stop other workloads"));
+    out.push(check(
+        "memory",
+        mem >= need_mem,
+        Status::Warn,
+        format!("{} available, want {}", gib(mem), gib(need_mem)),
+        "add memory or stop other workloads",
+    ));
 
     for &port in &i.ports {
         let free = TcpListener::bind(("0.0.0.0", port)).is_ok();
@@ -124,7 +188,16 @@ pub fn run(i: &Inputs) -> Vec<Check> {
             "ports",
             free || ours,
             Status::Fail,
-            format!("tcp {port} {}", if free { "free" } else if ours { "used by ferry" } else { "in use" }),
+            format!(
+                "tcp {port} {}",
+                if free {
+                    "free"
+                } else if ours {
+                    "used by ferry"
+                } else {
+                    "in use"
+                }
+            ),
             "stop what listens there, or choose another --registry-port",
         ));
     }
@@ -138,13 +211,23 @@ pub fn run(i: &Inputs) -> Vec<Check> {
         "add one even on an isolated network (k3s refuses to start without it): ip route add default via <gw>",
     ));
 
-    let earlier = crate::install::journal::Journal::load(&i.host.path(&i.host.journal())).ok().flatten();
+    let earlier = crate::install::journal::Journal::load(&i.host.path(&i.host.journal()))
+        .ok()
+        .flatten();
     let (ok, detail) = match &earlier {
         None => (true, "none".to_string()),
-        Some(j) if j.bundle_sha256 == i.bundle_sha256 => (true, format!("{} (same bundle: resuming)", j.bundle_name)),
+        Some(j) if j.bundle_sha256 == i.bundle_sha256 => {
+            (true, format!("{} (same bundle: resuming)", j.bundle_name))
+        }
         Some(j) => (false, format!("bundle {} is installed", j.bundle_name)),
     };
-    out.push(check("earlier_install", ok, Status::Fail, detail, "run `./delivery.run reset` first (upgrades come later)"));
+    out.push(check(
+        "earlier_install",
+        ok,
+        Status::Fail,
+        detail,
+        "run `./delivery.run reset` first (upgrades come later)",
+    ));
 
     for c in &mut out {
         if c.status == Status::Fail && i.skip.iter().any(|s| s == c.name) {
@@ -159,7 +242,10 @@ pub fn failed(checks: &[Check]) -> Vec<&Check> {
 }
 
 pub fn table(checks: &[Check]) -> String {
-    let mut s = format!("{:<16} {:<8} {:<48} {}\n", "CHECK", "RESULT", "DETAIL", "HOW TO FIX");
+    let mut s = format!(
+        "{:<16} {:<8} {:<48} {}\n",
+        "CHECK", "RESULT", "DETAIL", "HOW TO FIX"
+    );
     for c in checks {
         let r = match c.status {
             Status::Pass => "ok",
@@ -167,7 +253,10 @@ pub fn table(checks: &[Check]) -> String {
             Status::Fail => "FAIL",
             Status::Skipped => "skipped",
         };
-        s.push_str(&format!("{:<16} {:<8} {:<48} {}\n", c.name, r, c.detail, c.fix));
+        s.push_str(&format!(
+            "{:<16} {:<8} {:<48} {}\n",
+            c.name, r, c.detail, c.fix
+        ));
     }
     s
 }
@@ -190,6 +279,10 @@ fn meminfo_available() -> u64 {
 
 pub fn has_default_route() -> bool {
     std::fs::read_to_string("/proc/net/route")
-        .map(|s| s.lines().skip(1).any(|l| l.split_whitespace().nth(1) == Some("00000000")))
+        .map(|s| {
+            s.lines()
+                .skip(1)
+                .any(|l| l.split_whitespace().nth(1) == Some("00000000"))
+        })
         .unwrap_or(false)
 }

@@ -58,18 +58,31 @@ pub fn reset(host: &Host) -> anyhow::Result<ResetReport> {
 
 /// Processes (containerd shims, k3s children) whose command line names a ferry path.
 fn kill_strays(host: &Host) {
-    let marks: Vec<String> = host.owned_trees().iter().map(|t| host.path(t).display().to_string()).collect();
+    let marks: Vec<String> = host
+        .owned_trees()
+        .iter()
+        .map(|t| host.path(t).display().to_string())
+        .collect();
     let me = std::process::id() as i32;
-    let Ok(rd) = std::fs::read_dir("/proc") else { return };
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return;
+    };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         if pid == me {
             continue;
         }
-        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else { continue };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
         if marks.iter().any(|m| cmd.contains(&format!("{m}/"))) {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -77,12 +90,20 @@ fn kill_strays(host: &Host) {
 
 /// Detaches every mount below ferry's trees, deepest first.
 fn unmount_under(host: &Host) -> usize {
-    let trees: Vec<String> = host.owned_trees().iter().map(|t| host.path(t).display().to_string()).collect();
+    let trees: Vec<String> = host
+        .owned_trees()
+        .iter()
+        .map(|t| host.path(t).display().to_string())
+        .collect();
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let mut points: Vec<String> = info
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4).map(|m| m.replace("\\040", " ")))
-        .filter(|m| trees.iter().any(|t| m == t || m.starts_with(&format!("{t}/"))))
+        .filter(|m| {
+            trees
+                .iter()
+                .any(|t| m == t || m.starts_with(&format!("{t}/")))
+        })
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     let mut n = 0;

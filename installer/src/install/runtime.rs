@@ -9,12 +9,22 @@ use std::collections::BTreeSet;
 
 /// Every registry host the bundle's images name (docker.io, quay.io, …), sorted.
 pub fn upstream_hosts(bundle: &ferry_bundle::Bundle) -> BTreeSet<String> {
-    bundle.manifest.images.iter().filter_map(|i| Reference::parse(&i.name).ok()).map(|r| r.host).collect()
+    bundle
+        .manifest
+        .images
+        .iter()
+        .filter_map(|i| Reference::parse(&i.name).ok())
+        .map(|r| r.host)
+        .collect()
 }
 
 /// `hosts.toml` for one upstream host (containerd's registry host configuration).
 pub fn hosts_toml(upstream: &str, mirror_url: &str, ca_file: Option<&str>) -> String {
-    let server = if upstream == "docker.io" { "https://registry-1.docker.io".to_string() } else { format!("https://{upstream}") };
+    let server = if upstream == "docker.io" {
+        "https://registry-1.docker.io".to_string()
+    } else {
+        format!("https://{upstream}")
+    };
     let mut s = format!(
         "# Written by ferry: {upstream} images are served by the bundle's registry under their\n\
          # original names (containerd adds ?ns={upstream}). The upstream is never contacted\n\
@@ -53,7 +63,12 @@ pub fn payload_files(bundle: &ferry_bundle::Bundle) -> Vec<(String, Content)> {
             let rec = m.entry(entry)?;
             Some((
                 role.clone(),
-                Content::Entry { entry: rec.path.clone(), compression: rec.compression.clone(), size: rec.size, sha256: rec.sha256.clone() },
+                Content::Entry {
+                    entry: rec.path.clone(),
+                    compression: rec.compression.clone(),
+                    size: rec.size,
+                    sha256: rec.sha256.clone(),
+                },
             ))
         })
         .collect()
@@ -62,7 +77,13 @@ pub fn payload_files(bundle: &ferry_bundle::Bundle) -> Vec<(String, Content)> {
 /// Files and the containerd service for the runtime phase. `mirror_url` is the local
 /// registry (`http://127.0.0.1:<port>`) on the first node, the master's over TLS on others
 /// (then `ca_file` is the pinned CA, as a host path).
-pub fn plan(host: &Host, payload: Vec<(String, Content)>, hosts: &BTreeSet<String>, mirror_url: &str, ca_file: Option<&str>) -> PhasePlan {
+pub fn plan(
+    host: &Host,
+    payload: Vec<(String, Content)>,
+    hosts: &BTreeSet<String>,
+    mirror_url: &str,
+    ca_file: Option<&str>,
+) -> PhasePlan {
     let mut files = Vec::new();
     for (role, content) in payload {
         let (dir, name) = match role.split_once('/') {
@@ -70,9 +91,17 @@ pub fn plan(host: &Host, payload: Vec<(String, Content)>, hosts: &BTreeSet<Strin
             Some(("cni", n)) => (host.cni_dir(), n.to_string()),
             _ => continue,
         };
-        files.push(FileAction { path: format!("{dir}/{name}"), mode: 0o755, content });
+        files.push(FileAction {
+            path: format!("{dir}/{name}"),
+            mode: 0o755,
+            content,
+        });
     }
-    files.push(FileAction { path: host.containerd_config(), mode: 0o644, content: Content::text(containerd_config(host)) });
+    files.push(FileAction {
+        path: host.containerd_config(),
+        mode: 0o644,
+        content: Content::text(containerd_config(host)),
+    });
     let ca = ca_file.map(|c| host.path(c).display().to_string());
     for h in hosts {
         files.push(FileAction {
@@ -81,7 +110,10 @@ pub fn plan(host: &Host, payload: Vec<(String, Content)>, hosts: &BTreeSet<Strin
             content: Content::text(hosts_toml(h, mirror_url, ca.as_deref())),
         });
     }
-    let bin = host.path(&format!("{}/bin", crate::host::OPT_DIR)).display().to_string();
+    let bin = host
+        .path(&format!("{}/bin", crate::host::OPT_DIR))
+        .display()
+        .to_string();
     let services = vec![ServiceSpec {
         name: "containerd".into(),
         argv: vec![
@@ -89,9 +121,17 @@ pub fn plan(host: &Host, payload: Vec<(String, Content)>, hosts: &BTreeSet<Strin
             "--config".into(),
             host.path(&host.containerd_config()).display().to_string(),
         ],
-        env: vec![("PATH".into(), format!("{bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"))],
+        env: vec![(
+            "PATH".into(),
+            format!("{bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
+        )],
     }];
-    PhasePlan { phase: "runtime".into(), files, services, commands: vec![] }
+    PhasePlan {
+        phase: "runtime".into(),
+        files,
+        services,
+        commands: vec![],
+    }
 }
 
 #[cfg(test)]
@@ -104,7 +144,11 @@ mod tests {
         assert!(t.contains("server = \"https://quay.io\""));
         assert!(t.contains("[host.\"http://127.0.0.1:5050\"]"));
         assert!(t.contains("capabilities = [\"pull\", \"resolve\"]"));
-        let d = hosts_toml("docker.io", "https://10.0.0.1:5443", Some("/etc/ferry/ca.pem"));
+        let d = hosts_toml(
+            "docker.io",
+            "https://10.0.0.1:5443",
+            Some("/etc/ferry/ca.pem"),
+        );
         assert!(d.contains("registry-1.docker.io") && d.contains("ca = \"/etc/ferry/ca.pem\""));
     }
 }

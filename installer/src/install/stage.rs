@@ -20,7 +20,8 @@ pub fn verify_and_stage(host: &Host, bundle: &Bundle, quiet: bool) -> Result<()>
     let dest = host.path(&host.staged_bundle());
     let partial = dest.with_extension("run.partial");
     std::fs::create_dir_all(dest.parent().unwrap())?;
-    let file = std::fs::File::create(&partial).with_context(|| format!("creating {}", partial.display()))?;
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
     let mut w = BufWriter::with_capacity(4 << 20, file);
     let bar = crate::progress::bytes_bar(bundle.file_len, "verifying", quiet);
     let res = ferry_bundle::verify::check_and_copy(bundle, &|n| bar.set_position(n), Some(&mut w));
@@ -35,5 +36,11 @@ pub fn verify_and_stage(host: &Host, bundle: &Bundle, quiet: bool) -> Result<()>
     if res.is_err() {
         let _ = std::fs::remove_file(&partial);
     }
-    res.with_context(|| format!("verifying {} and staging it to {}", bundle.path.display(), dest.display()))
+    res.with_context(|| {
+        format!(
+            "verifying {} and staging it to {}",
+            bundle.path.display(),
+            dest.display()
+        )
+    })
 }

@@ -48,7 +48,11 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
         .iter()
         .map(|n| {
             let pid = crate::service::running_pid(host, n);
-            ServiceStatus { name: n.clone(), running: pid.is_some(), pid }
+            ServiceStatus {
+                name: n.clone(),
+                running: pid.is_some(),
+                pid,
+            }
         })
         .collect();
     let running = |n: &str| services.iter().any(|s| s.name == n && s.running);
@@ -59,7 +63,10 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
         node_ip: j.node_ip.clone(),
         phases: j.phases.clone(),
         registry: if j.role == "join" {
-            RegistryStatus { url: j.registry_url.clone(), healthy: master_registry_ok(host, &j.registry_url) }
+            RegistryStatus {
+                url: j.registry_url.clone(),
+                healthy: master_registry_ok(host, &j.registry_url),
+            }
         } else {
             RegistryStatus {
                 url: format!("http://{addr}"),
@@ -80,16 +87,52 @@ pub fn text(s: &Status) -> String {
     if !s.installed {
         return "not installed\n".into();
     }
-    let mut out = format!("bundle:     {}\nrole:       {}\nnode ip:    {}\n", s.bundle, s.role, s.node_ip);
-    out.push_str(&format!("registry:   {} ({})\n", s.registry.url, if s.registry.healthy { "healthy" } else { "NOT answering" }));
-    out.push_str(&format!("containerd: {} ({})\n", s.containerd.address, if s.containerd.running { "running" } else { "not running" }));
+    let mut out = format!(
+        "bundle:     {}\nrole:       {}\nnode ip:    {}\n",
+        s.bundle, s.role, s.node_ip
+    );
+    out.push_str(&format!(
+        "registry:   {} ({})\n",
+        s.registry.url,
+        if s.registry.healthy {
+            "healthy"
+        } else {
+            "NOT answering"
+        }
+    ));
+    out.push_str(&format!(
+        "containerd: {} ({})\n",
+        s.containerd.address,
+        if s.containerd.running {
+            "running"
+        } else {
+            "not running"
+        }
+    ));
     out.push_str("phases:\n");
     for p in &s.phases {
-        out.push_str(&format!("  {:<12} {}{}\n", p.name, p.state, if p.error.is_empty() { String::new() } else { format!(": {}", p.error) }));
+        out.push_str(&format!(
+            "  {:<12} {}{}\n",
+            p.name,
+            p.state,
+            if p.error.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", p.error)
+            }
+        ));
     }
     out.push_str("services:\n");
     for sv in &s.services {
-        out.push_str(&format!("  {:<12} {}\n", sv.name, if sv.running { format!("running (pid {})", sv.pid.unwrap_or(0)) } else { "stopped".into() }));
+        out.push_str(&format!(
+            "  {:<12} {}\n",
+            sv.name,
+            if sv.running {
+                format!("running (pid {})", sv.pid.unwrap_or(0))
+            } else {
+                "stopped".into()
+            }
+        ));
     }
     if !s.join_command.is_empty() {
         out.push_str(&format!("join:       {}\n", s.join_command));
@@ -99,7 +142,12 @@ pub fn text(s: &Status) -> String {
 
 /// A joined node's registry is the master's, over TLS with the pinned CA.
 fn master_registry_ok(host: &Host, url: &str) -> bool {
-    let Ok(ca) = std::fs::read(host.path(&host.pki("ca.pem"))) else { return false };
-    let Ok(cfg) = crate::join::tls::pinned_client(&ca) else { return false };
-    crate::join::client::get(cfg, url.trim_start_matches("https://"), "/v2/", None).is_ok_and(|r| r.status == 200)
+    let Ok(ca) = std::fs::read(host.path(&host.pki("ca.pem"))) else {
+        return false;
+    };
+    let Ok(cfg) = crate::join::tls::pinned_client(&ca) else {
+        return false;
+    };
+    crate::join::client::get(cfg, url.trim_start_matches("https://"), "/v2/", None)
+        .is_ok_and(|r| r.status == 200)
 }

@@ -22,7 +22,11 @@ impl Default for Transaction {
 
 impl Transaction {
     pub fn new() -> Self {
-        Transaction { written: Vec::new(), created_dirs: Vec::new(), committed: false }
+        Transaction {
+            written: Vec::new(),
+            created_dirs: Vec::new(),
+            committed: false,
+        }
     }
 
     /// Creates `dir` and missing parents, remembering which ones were new.
@@ -79,7 +83,10 @@ impl Transaction {
 
     /// Paths written and directories created (for the journal).
     pub fn touched(&self) -> (Vec<PathBuf>, Vec<PathBuf>) {
-        (self.written.iter().map(|(p, _)| p.clone()).collect(), self.created_dirs.clone())
+        (
+            self.written.iter().map(|(p, _)| p.clone()).collect(),
+            self.created_dirs.clone(),
+        )
     }
 
     pub fn commit(mut self) {
@@ -127,7 +134,8 @@ mod tests {
         {
             let mut t = Transaction::new();
             t.write(&old, 0o644, &mut &b"after"[..]).unwrap();
-            t.write(&d.path().join("new/deep/file"), 0o600, &mut &b"x"[..]).unwrap();
+            t.write(&d.path().join("new/deep/file"), 0o600, &mut &b"x"[..])
+                .unwrap();
             assert_eq!(std::fs::read_to_string(&old).unwrap(), "after");
         }
         assert_eq!(std::fs::read_to_string(&old).unwrap(), "before");
@@ -144,6 +152,9 @@ mod tests {
         t.commit();
         assert_eq!(std::fs::read_to_string(&f).unwrap(), "2");
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);
-        assert_eq!(std::fs::metadata(&f).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(
+            std::fs::metadata(&f).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
     }
 }

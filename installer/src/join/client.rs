@@ -24,9 +24,19 @@ impl Response {
 
 /// GET `path` from `addr` (`host:port`) over TLS with `cfg`; `bearer` is sent as
 /// `Authorization: Bearer …` when given.
-pub fn get(cfg: Arc<ClientConfig>, addr: &str, path: &str, bearer: Option<&str>) -> std::io::Result<Response> {
-    let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr).trim_matches(['[', ']']);
-    let name = ServerName::try_from(host.to_string()).map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
+pub fn get(
+    cfg: Arc<ClientConfig>,
+    addr: &str,
+    path: &str,
+    bearer: Option<&str>,
+) -> std::io::Result<Response> {
+    let host = addr
+        .rsplit_once(':')
+        .map(|(h, _)| h)
+        .unwrap_or(addr)
+        .trim_matches(['[', ']']);
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| std::io::Error::other(format!("{host}: {e}")))?;
     let sock = addr
         .to_socket_addrs()?
         .next()
@@ -35,8 +45,13 @@ pub fn get(cfg: Arc<ClientConfig>, addr: &str, path: &str, bearer: Option<&str>)
     tcp.set_read_timeout(Some(Duration::from_secs(60)))?;
     let conn = ClientConnection::new(cfg, name).map_err(std::io::Error::other)?;
     let mut tls = StreamOwned::new(conn, tcp);
-    let auth = bearer.map(|b| format!("Authorization: Bearer {b}\r\n")).unwrap_or_default();
-    write!(tls, "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n")?;
+    let auth = bearer
+        .map(|b| format!("Authorization: Bearer {b}\r\n"))
+        .unwrap_or_default();
+    write!(
+        tls,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
     tls.flush()?;
     let mut r = BufReader::new(tls);
     let mut line = String::new();
@@ -62,5 +77,9 @@ pub fn get(cfg: Arc<ClientConfig>, addr: &str, path: &str, bearer: Option<&str>)
         Some(n) => Box::new(r.take(n)),
         None => Box::new(r),
     };
-    Ok(Response { status, length, body })
+    Ok(Response {
+        status,
+        length,
+        body,
+    })
 }

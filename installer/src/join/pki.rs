@@ -16,19 +16,30 @@ pub fn generate(ips: &[String]) -> Result<Pki, rcgen::Error> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "ferry cluster CA");
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name
+        .push(DnType::CommonName, "ferry cluster CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca.self_signed(&ca_key)?;
     let key = KeyPair::generate()?;
     let mut p = CertificateParams::new(vec!["localhost".to_string()])?;
-    p.distinguished_name.push(DnType::CommonName, "ferry registry");
+    p.distinguished_name
+        .push(DnType::CommonName, "ferry registry");
     for ip in ips {
         if let Ok(addr) = ip.parse() {
             p.subject_alt_names.push(SanType::IpAddress(addr));
         }
     }
     let cert = p.signed_by(&key, &ca_cert, &ca_key)?;
-    Ok(Pki { ca_pem: ca_cert.pem(), ca_key_pem: ca_key.serialize_pem(), server_pem: cert.pem(), server_key_pem: key.serialize_pem() })
+    Ok(Pki {
+        ca_pem: ca_cert.pem(),
+        ca_key_pem: ca_key.serialize_pem(),
+        server_pem: cert.pem(),
+        server_key_pem: key.serialize_pem(),
+    })
 }
 
 /// The hash a token pins: sha256 of the CA PEM bytes, hex.

@@ -44,11 +44,19 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
     let mut hosts: Vec<String> = m
         .images
         .iter()
-        .filter_map(|i| ferry_bundle::reference::Reference::parse(&i.name).ok().map(|r| r.host))
+        .filter_map(|i| {
+            ferry_bundle::reference::Reference::parse(&i.name)
+                .ok()
+                .map(|r| r.host)
+        })
         .collect();
     hosts.sort();
     hosts.dedup();
-    let payload = m.cluster.as_ref().map(|c| c.distribution.clone()).unwrap_or_else(|| "containerd".into());
+    let payload = m
+        .cluster
+        .as_ref()
+        .map(|c| c.distribution.clone())
+        .unwrap_or_else(|| "containerd".into());
     let files = m
         .payloads
         .iter()
@@ -56,7 +64,13 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
         .flat_map(|p| p.files.iter())
         .filter_map(|(role, entry)| {
             let e = m.entry(entry)?;
-            Some(JoinFile { role: role.clone(), entry: e.path.clone(), compression: e.compression.clone(), size: e.size, sha256: e.sha256.clone() })
+            Some(JoinFile {
+                role: role.clone(),
+                entry: e.path.clone(),
+                compression: e.compression.clone(),
+                size: e.size,
+                sha256: e.sha256.clone(),
+            })
         })
         .collect();
     JoinInfo {

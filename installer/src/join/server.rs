@@ -30,26 +30,45 @@ impl JoinServer {
     pub fn handle(&self, req: &Request) -> Option<Response> {
         let path = req.target.split('?').next().unwrap_or("");
         if path == CACERTS {
-            return Some(Response::new(200, Body::Bytes(self.ca_pem.clone())).header("Content-Type", "application/x-pem-file"));
+            return Some(
+                Response::new(200, Body::Bytes(self.ca_pem.clone()))
+                    .header("Content-Type", "application/x-pem-file"),
+            );
         }
         if !self.authorized(req) {
-            return Some(Response::json(401, br#"{"error":"join token secret required"}"#.to_vec()));
+            return Some(Response::json(
+                401,
+                br#"{"error":"join token secret required"}"#.to_vec(),
+            ));
         }
         if path == JOIN {
             let info = join_info(&self.bundle, &format!("https://{}", self.advertise));
-            return Some(Response::json(200, serde_json::to_vec(&info).expect("json")));
+            return Some(Response::json(
+                200,
+                serde_json::to_vec(&info).expect("json"),
+            ));
         }
         if let Some(entry) = path.strip_prefix(ENTRY_PREFIX) {
             // Only runtime payload files are handed out, not arbitrary entries.
             let info = join_info(&self.bundle, "");
             if !info.files.iter().any(|f| f.entry == entry) {
-                return Some(Response::json(404, br#"{"error":"no such payload file"}"#.to_vec()));
+                return Some(Response::json(
+                    404,
+                    br#"{"error":"no such payload file"}"#.to_vec(),
+                ));
             }
             let rec = self.bundle.entry(entry)?;
             let file = std::fs::File::open(&self.bundle.path).ok()?;
             return Some(
-                Response::new(200, Body::File { file, offset: self.bundle.absolute_offset(rec), len: rec.size })
-                    .header("Content-Type", "application/octet-stream"),
+                Response::new(
+                    200,
+                    Body::File {
+                        file,
+                        offset: self.bundle.absolute_offset(rec),
+                        len: rec.size,
+                    },
+                )
+                .header("Content-Type", "application/octet-stream"),
             );
         }
         None

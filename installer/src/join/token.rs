@@ -14,13 +14,18 @@ pub struct Token {
 
 impl Token {
     pub fn parse(s: &str) -> Result<Token, String> {
-        let bad = || "malformed token: expected K10<64 hex>::<secret> as printed by the master's install (or `status`)".to_string();
+        let bad = || {
+            "malformed token: expected K10<64 hex>::<secret> as printed by the master's install (or `status`)".to_string()
+        };
         let rest = s.trim().strip_prefix("K10").ok_or_else(bad)?;
         let (hash, secret) = rest.split_once("::").ok_or_else(bad)?;
         if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) || secret.len() < 16 {
             return Err(bad());
         }
-        Ok(Token { ca_hash: hash.to_ascii_lowercase(), secret: secret.to_string() })
+        Ok(Token {
+            ca_hash: hash.to_ascii_lowercase(),
+            secret: secret.to_string(),
+        })
     }
 }
 
@@ -36,9 +41,17 @@ mod tests {
 
     #[test]
     fn round_trips_and_refuses_garbage() {
-        let t = Token { ca_hash: "a".repeat(64), secret: "b".repeat(64) };
+        let t = Token {
+            ca_hash: "a".repeat(64),
+            secret: "b".repeat(64),
+        };
         assert_eq!(Token::parse(&t.to_string()), Ok(t));
-        for bad in ["", "K10abc::x", &format!("K11{}::{}", "a".repeat(64), "b".repeat(20)), &format!("K10{}::short", "a".repeat(64))] {
+        for bad in [
+            "",
+            "K10abc::x",
+            &format!("K11{}::{}", "a".repeat(64), "b".repeat(20)),
+            &format!("K10{}::short", "a".repeat(64)),
+        ] {
             assert!(Token::parse(bad).is_err(), "{bad}");
         }
     }

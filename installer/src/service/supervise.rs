@@ -14,9 +14,18 @@ extern "C" fn on_term(_: i32) {
     STOP.store(true, Ordering::SeqCst);
 }
 
-pub fn supervise(name: &str, pid_file: &Path, env: &[(String, String)], argv: &[String]) -> io::Result<()> {
+pub fn supervise(
+    name: &str,
+    pid_file: &Path,
+    env: &[(String, String)],
+    argv: &[String],
+) -> io::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
-    let act = SigAction::new(SigHandler::Handler(on_term), SaFlags::empty(), SigSet::empty());
+    let act = SigAction::new(
+        SigHandler::Handler(on_term),
+        SaFlags::empty(),
+        SigSet::empty(),
+    );
     unsafe {
         sigaction(Signal::SIGTERM, &act).map_err(io::Error::from)?;
         sigaction(Signal::SIGINT, &act).map_err(io::Error::from)?;
@@ -28,7 +37,11 @@ pub fn supervise(name: &str, pid_file: &Path, env: &[(String, String)], argv: &[
     let mut backoff = Duration::from_millis(500);
     while !STOP.load(Ordering::SeqCst) {
         let started = Instant::now();
-        let mut child = match Command::new(&argv[0]).args(&argv[1..]).envs(env.iter().cloned()).spawn() {
+        let mut child = match Command::new(&argv[0])
+            .args(&argv[1..])
+            .envs(env.iter().cloned())
+            .spawn()
+        {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("ferry supervise {name}: cannot start {}: {e}", argv[0]);

@@ -14,7 +14,11 @@ pub fn unit_path(name: &str) -> String {
 
 /// The unit text for a service.
 pub fn unit(spec: &ServiceSpec) -> String {
-    let env: String = spec.env.iter().map(|(k, v)| format!("Environment=\"{k}={v}\"\n")).collect();
+    let env: String = spec
+        .env
+        .iter()
+        .map(|(k, v)| format!("Environment=\"{k}={v}\"\n"))
+        .collect();
     format!(
         "# Written by ferry; removed by `delivery.run reset`.\n[Unit]\nDescription=ferry {name}\nAfter=network-online.target\nWants=network-online.target\n\n\
          [Service]\nType=simple\n{env}ExecStart={exec}\nRestart=always\nRestartSec=2\nLimitNOFILE=1048576\nDelegate=yes\nKillMode=process\n\n\

@@ -1,0 +1,270 @@
+//! `CLUSTER k3s` bundles. **No k3s binary can be had on these machines**, so the payload's
+//! `k3s` here is a RECORDING STAND-IN (a shell script written below): it records every
+//! command line it is started with, stays up as `server`/`agent`, and answers
+//! `kubectl get nodes` with one Ready node. What is checked is real: the files ferry
+//! writes (registries.yaml, config.yaml, the HelmChart) against k3s's documented formats,
+//! the command lines, the airgap images imported into the bundle and served, and that
+//! `plan` = what install writes, and `reset` leaves nothing.
+
+use ferry_tests::bins::{ferry, run_ok, workspace};
+use ferry_tests::registry::free_port;
+use std::path::Path;
+use std::process::Command;
+
+const STAND_IN: &str = r#"#!/bin/sh
+# RECORDING STAND-IN for k3s, used only by ferry's tests: no real k3s binary can be had here.
+echo "$*" >> "$0.calls"
+case "$1" in
+  server|agent) exec sleep 100000 ;;
+  kubectl) echo "standin Ready control-plane,etcd 1m v1.31.4+k3s1" ;;
+esac
+"#;
+
+fn k3s_payload(dir: &Path, layout: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("k3s"), STAND_IN).unwrap();
+    let tar = dir.join("k3s-airgap-images-amd64.tar");
+    // k3s's airgap tarball is a multi-image `docker save`; one image under two tags here.
+    run_ok(
+        Command::new("skopeo")
+            .args([
+                "copy",
+                "-q",
+                "--additional-tag",
+                "docker.io/rancher/mirrored-coredns-coredns:1.12.0",
+            ])
+            .arg(format!("oci:{}:a", layout.display()))
+            .arg(format!(
+                "docker-archive:{}:docker.io/rancher/mirrored-pause:3.6",
+                tar.display()
+            )),
+    );
+    run_ok(Command::new("zstd").args(["-q", "--rm"]).arg(&tar));
+}
+
+fn write(p: &Path, s: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, s).unwrap();
+}
+
+fn k3s_bundle(dir: &Path) -> std::path::PathBuf {
+    run_ok(
+        Command::new("bash")
+            .arg(workspace().join("scripts/demo-images.sh"))
+            .arg(dir),
+    );
+    k3s_payload(&dir.join("k3s-payload"), &dir.join("layout"));
+    write(
+        &dir.join("chart/Chart.yaml"),
+        "apiVersion: v2\nname: web\nversion: 0.1.0\n",
+    );
+    write(
+        &dir.join("chart/values.yaml"),
+        "image: docker.io/library/app:1\n",
+    );
+    write(
+        &dir.join("chart/templates/d.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n        - name: web\n          image: {{ .Values.image }}\n",
+    );
+    write(&dir.join("values-site.yaml"), "replicas: 2\n");
+    write(
+        &dir.join("Kubefile"),
+        "FROM scratch\nCLUSTER k3s v1.31.4+k3s1\nLABEL name=k3s-demo\n\
+         IMAGE oci:layout:a AS docker.io/library/app:1\n\
+         IMAGE oci:layout:b AS registry.k8s.io/app:1\n\
+         APP web ./chart\nVALUES web values-site.yaml\nSET web replicas=3\n",
+    );
+    let out = dir.join("k3s.run");
+    run_ok(
+        Command::new(ferry())
+            .args(["build", "-q", "-f"])
+            .arg(dir.join("Kubefile"))
+            .arg("-o")
+            .arg(&out)
+            .arg("--payload")
+            .arg(format!("k3s={}", dir.join("k3s-payload").display())),
+    );
+    out
+}
+
+fn file<'a>(plan: &'a serde_json::Value, suffix: &str) -> &'a str {
+    plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with(suffix))
+        .unwrap_or_else(|| panic!("no {suffix} in plan"))["content"]
+        .as_str()
+        .unwrap()
+}
+
+#[test]
+fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
+    let t = tempfile::tempdir().unwrap();
+    let bundle = k3s_bundle(t.path());
+    let info: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(&bundle).args(["--info", "--output", "json"]),
+    ))
+    .unwrap();
+    assert_eq!(info["cluster"]["distribution"], "k3s");
+    let names: Vec<&str> = info["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    for n in [
+        "docker.io/rancher/mirrored-pause:3.6",
+        "docker.io/rancher/mirrored-coredns-coredns:1.12.0",
+        "docker.io/library/app:1",
+        "registry.k8s.io/app:1",
+    ] {
+        assert!(names.contains(&n), "{n} not in {names:?}");
+    }
+    assert!(
+        !info["entries"].to_string().contains("airgap"),
+        "airgap tarball carried as a file"
+    );
+
+    let root = t.path().join("root");
+    let port = free_port().unwrap();
+    let base = |c: &mut Command| {
+        c.arg("--root").arg(&root).args([
+            "--node-ip",
+            "10.1.2.3",
+            "--registry-port",
+            &port.to_string(),
+            "--join-port",
+            &free_port().unwrap().to_string(),
+            "--yes",
+            "-q",
+            "--skip-preflight",
+            "ip_forward",
+            "--skip-preflight",
+            "br_netfilter",
+            "--skip-preflight",
+            "default_route",
+            "--wait-timeout",
+            "20",
+        ]);
+    };
+    let mut c = Command::new(&bundle);
+    base(&mut c);
+    let plan: serde_json::Value =
+        serde_json::from_str(&run_ok(c.args(["plan", "--output", "json"]))).unwrap();
+
+    let reg = file(&plan, "/etc/rancher/k3s/registries.yaml");
+    for host in ["docker.io", "registry.k8s.io"] {
+        assert!(
+            reg.contains(&format!("{host}:")) || reg.contains(&format!("\"{host}\":")),
+            "no mirror for {host}:\n{reg}"
+        );
+    }
+    assert!(reg.contains(&format!("http://127.0.0.1:{port}")), "{reg}");
+    assert!(
+        !reg.contains("rewrite"),
+        "names must not be rewritten:\n{reg}"
+    );
+    let cfg = file(&plan, "/etc/rancher/k3s/config.yaml");
+    for k in ["token:", "node-ip:", "tls-san:", "cluster-init: true"] {
+        assert!(cfg.contains(k), "config.yaml lacks {k}:\n{cfg}");
+    }
+    assert!(cfg.contains("10.1.2.3"));
+    let hc = file(
+        &plan,
+        "/var/lib/rancher/k3s/server/manifests/web-chart.yaml",
+    );
+    assert!(
+        hc.contains("kind: HelmChart") && hc.contains("chartContent:") && hc.contains("replicas"),
+        "{hc}"
+    );
+    let cmds = plan["commands"].to_string();
+    assert!(
+        cmds.contains("\"server\"") && cmds.contains("k3s/config.yaml"),
+        "{cmds}"
+    );
+
+    // Install with the stand-in; the files match the plan, and it was started as a server.
+    let mut c = Command::new(&bundle);
+    base(&mut c);
+    run_ok(c);
+    let calls = std::fs::read_to_string(root.join("opt/ferry/bin/k3s.calls")).unwrap();
+    assert!(
+        calls.lines().any(
+            |l| l.starts_with("server --config ") && l.ends_with("etc/rancher/k3s/config.yaml")
+        ),
+        "{calls}"
+    );
+    for f in plan["files"].as_array().unwrap() {
+        let p = Path::new(f["path"].as_str().unwrap());
+        assert!(p.exists(), "planned {} not written", p.display());
+    }
+    let written = std::fs::read_to_string(root.join("etc/rancher/k3s/config.yaml")).unwrap();
+    assert!(
+        !written.contains("<generated-at-install>") && written.contains("token:"),
+        "{written}"
+    );
+    // k3s's own images are served by ferry's registry under their original names.
+    let status = run_ok(
+        Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!(
+                "docker://127.0.0.1:{port}/docker.io/rancher/mirrored-pause:3.6"
+            )),
+    );
+    assert!(status.contains("schemaVersion"), "{status}");
+
+    // A node's join plan: k3s agent against https://<master>:6443, mirrors to the master's TLS registry.
+    let token = std::fs::read_to_string(root.join("etc/ferry/token")).unwrap();
+    let mut c = Command::new(&bundle);
+    c.arg("--root").arg(t.path().join("node")).args([
+        "--join",
+        "10.1.2.3:5443",
+        "--token",
+        token.trim(),
+        "--node-ip",
+        "10.1.2.4",
+        "plan",
+        "--output",
+        "json",
+    ]);
+    let jp: serde_json::Value = serde_json::from_str(&run_ok(c)).unwrap();
+    let cfg = file(&jp, "/etc/rancher/k3s/config.yaml");
+    assert!(
+        cfg.contains("server: https://10.1.2.3:6443")
+            || cfg.contains("server: \"https://10.1.2.3:6443\""),
+        "{cfg}"
+    );
+    assert!(!cfg.contains("cluster-init"), "{cfg}");
+    let reg = file(&jp, "/etc/rancher/k3s/registries.yaml");
+    assert!(
+        reg.contains("https://10.1.2.3:5443") && reg.contains("ca_file"),
+        "{reg}"
+    );
+    assert!(
+        jp["commands"].to_string().contains("\"agent\""),
+        "{}",
+        jp["commands"]
+    );
+    assert!(!t.path().join("node").exists(), "plan --join wrote files");
+
+    let mut c = Command::new(&bundle);
+    c.arg("--root").arg(&root).args(["reset", "-q"]);
+    run_ok(c);
+    let left: Vec<_> = walk(&root);
+    assert!(left.is_empty(), "reset left {left:?}");
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            if e.file_type().unwrap().is_dir() {
+                out.extend(walk(&e.path()));
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
