@@ -159,6 +159,19 @@ fn runtime_only_install_pulls_by_original_name_and_resets_clean() {
         "hello from image b"
     );
 
+    // skopeo copies from the same registry (full-path form: skopeo cannot send ?ns=).
+    let copy = t.path().join("copied");
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "-q", "--src-tls-verify=false"])
+            .arg(format!(
+                "docker://127.0.0.1:{}/quay.io/library/app:1",
+                sb.port
+            ))
+            .arg(format!("oci:{}:x", copy.display())),
+    );
+    assert!(copy.join("index.json").exists());
+
     let st = sb.status();
     assert_eq!(
         st["containerd"]["address"],

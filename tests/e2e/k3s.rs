@@ -69,10 +69,14 @@ fn k3s_bundle(dir: &Path) -> std::path::PathBuf {
     write(&dir.join("values-site.yaml"), "replicas: 2\n");
     write(
         &dir.join("Kubefile"),
-        "FROM scratch\nCLUSTER k3s v1.31.4+k3s1\nLABEL name=k3s-demo\n\
+        &format!(
+            "FROM scratch\nCLUSTER k3s v1.31.4+k3s1\nLABEL name=k3s-demo\n\
          IMAGE oci:layout:a AS docker.io/library/app:1\n\
          IMAGE oci:layout:b AS registry.k8s.io/app:1\n\
-         APP web ./chart\nVALUES web values-site.yaml\nSET web replicas=3\n",
+         APP web ./chart\nVALUES web values-site.yaml\nSET web replicas=3\n\
+         ENV SITE=plant-7\nRUN echo \"$SITE $KUBECONFIG\" > {}/hook.out\n",
+            dir.display()
+        ),
     );
     let out = dir.join("k3s.run");
     run_ok(
@@ -199,6 +203,15 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
         let p = Path::new(f["path"].as_str().unwrap());
         assert!(p.exists(), "planned {} not written", p.display());
     }
+    // The RUN hook ran after the apps, with the Kubefile's ENV and KUBECONFIG.
+    let hook = std::fs::read_to_string(t.path().join("hook.out")).unwrap();
+    assert_eq!(
+        hook.trim(),
+        format!(
+            "plant-7 {}",
+            root.join("etc/rancher/k3s/k3s.yaml").display()
+        )
+    );
     let written = std::fs::read_to_string(root.join("etc/rancher/k3s/config.yaml")).unwrap();
     assert!(
         !written.contains("<generated-at-install>") && written.contains("token:"),

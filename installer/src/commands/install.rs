@@ -98,6 +98,13 @@ pub fn plan(bundle: Option<&Path>, i: &InstallArgs, output: OutputFormat) -> Res
             commands.push(json!({"phase": p.phase, "argv": argv}));
         }
     }
+    let env: serde_json::Map<String, serde_json::Value> = install::hook_env(&c)
+        .into_iter()
+        .map(|(k, v)| (k, json!(v)))
+        .collect();
+    for h in &c.bundle.manifest.hooks {
+        commands.push(json!({"phase": "hooks", "argv": ["sh", "-c", h.command], "env": env}));
+    }
     match output {
         OutputFormat::Json => println!(
             "{}",

@@ -214,6 +214,47 @@ fn cluster_plan(
     }
 }
 
+/// The environment `RUN` hooks see: the Kubefile's `ENV`, overridable by the operator's
+/// own environment, plus `KUBECONFIG` for k3s bundles and `FERRY_ROOT`.
+pub fn hook_env(ctx: &InstallCtx) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = ctx
+        .bundle
+        .manifest
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), std::env::var(k).unwrap_or_else(|_| v.clone())))
+        .collect();
+    if ctx.has_cluster() {
+        env.push((
+            "KUBECONFIG".into(),
+            ctx.host.path(KUBECONFIG).display().to_string(),
+        ));
+    }
+    env.push(("FERRY_ROOT".into(), ctx.host.root.display().to_string()));
+    env
+}
+
+/// k3s's admin kubeconfig (a host path).
+pub const KUBECONFIG: &str = "/etc/rancher/k3s/k3s.yaml";
+
+/// `RUN` hooks, in Kubefile order, after the apps are deployed and healthy. A failing hook
+/// stops the install (and is re-run on resume).
+fn run_hooks(ctx: &InstallCtx) -> Result<()> {
+    let env = hook_env(ctx);
+    for h in &ctx.bundle.manifest.hooks {
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&h.command)
+            .envs(env.iter().cloned())
+            .status()
+            .with_context(|| format!("running hook {:?}", h.command))?;
+        if !st.success() {
+            bail!("hook {:?} failed: {st}", h.command);
+        }
+    }
+    Ok(())
+}
+
 /// The commands a plan's services amount to (supervisor argv, or systemctl).
 pub fn service_commands(ctx: &InstallCtx, spec: &ServiceSpec) -> Vec<Vec<String>> {
     if crate::service::use_systemd(&ctx.host) {
@@ -333,6 +374,17 @@ pub fn install(ctx: &InstallCtx) -> Result<Outcome> {
     j.record("health", r.clone());
     j.save(&journal_path)?;
     r.map_err(anyhow::Error::msg)?;
+
+    if !j.is_done("hooks") && !ctx.bundle.manifest.hooks.is_empty() {
+        step(ctx, "hooks");
+        let r = run_hooks(ctx);
+        j.record(
+            "hooks",
+            r.as_ref().map(|_| ()).map_err(|e| format!("{e:#}")),
+        );
+        j.save(&journal_path)?;
+        r?;
+    }
 
     let token = std::fs::read_to_string(host.path(&host.token_file())).unwrap_or_default();
     j.join_command = format!(

@@ -36,6 +36,9 @@ pub struct Status {
     pub containerd: ContainerdStatus,
     pub services: Vec<ServiceStatus>,
     pub join_command: String,
+    /// Admin kubeconfig on k3s servers (when it exists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubeconfig: Option<String>,
 }
 
 pub fn status(host: &Host) -> anyhow::Result<Status> {
@@ -79,6 +82,9 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
             running: running("containerd"),
         },
         join_command: j.join_command.clone(),
+        kubeconfig: Some(host.path(crate::install::KUBECONFIG))
+            .filter(|p| p.exists())
+            .map(|p| p.display().to_string()),
         services,
     })
 }
@@ -133,6 +139,9 @@ pub fn text(s: &Status) -> String {
                 "stopped".into()
             }
         ));
+    }
+    if let Some(k) = &s.kubeconfig {
+        out.push_str(&format!("kubeconfig: {k}\n"));
     }
     if !s.join_command.is_empty() {
         out.push_str(&format!("join:       {}\n", s.join_command));
