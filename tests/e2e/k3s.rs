@@ -13,10 +13,20 @@ use std::process::Command;
 
 const STAND_IN: &str = r#"#!/bin/sh
 # RECORDING STAND-IN for k3s, used only by ferry's tests: no real k3s binary can be had here.
+# It records its command lines, stays up as server/agent, and answers the kubectl queries
+# ferry's health phase makes with one Ready node and one Deployment `web` — available, or
+# (with FERRY_STANDIN_UNHEALTHY=1) stuck with a pod in ImagePullBackOff.
 echo "$*" >> "$0.calls"
 case "$1" in
   server|agent) exec sleep 100000 ;;
-  kubectl) echo "standin Ready control-plane,etcd 1m v1.31.4+k3s1" ;;
+esac
+case "$*" in
+  *"get nodes"*) echo "standin Ready control-plane,etcd 1m v1.31.4+k3s1" ;;
+  *"get deployments"*)
+    if [ -n "$FERRY_STANDIN_UNHEALTHY" ]; then avail=0; else avail=1; fi
+    echo '{"items":[{"kind":"Deployment","metadata":{"namespace":"default","name":"web"},"spec":{"replicas":1},"status":{"availableReplicas":'$avail'}}]}' ;;
+  *"get pods"*)
+    echo '{"items":[{"metadata":{"namespace":"default","name":"web-5d8f-x1"},"status":{"containerStatuses":[{"ready":false,"image":"docker.io/library/app:1","state":{"waiting":{"reason":"ImagePullBackOff"}}}]}}]}' ;;
 esac
 "#;
 
@@ -132,14 +142,15 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
 
     let root = t.path().join("root");
     let port = free_port().unwrap();
-    let base = |c: &mut Command| {
+    let join_port = free_port().unwrap();
+    let base = |c: &mut Command, timeout: &str| {
         c.arg("--root").arg(&root).args([
             "--node-ip",
             "10.1.2.3",
             "--registry-port",
             &port.to_string(),
             "--join-port",
-            &free_port().unwrap().to_string(),
+            &join_port.to_string(),
             "--yes",
             "-q",
             "--skip-preflight",
@@ -149,11 +160,11 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
             "--skip-preflight",
             "default_route",
             "--wait-timeout",
-            "20",
+            timeout,
         ]);
     };
     let mut c = Command::new(&bundle);
-    base(&mut c);
+    base(&mut c, "20");
     let plan: serde_json::Value =
         serde_json::from_str(&run_ok(c.args(["plan", "--output", "json"]))).unwrap();
 
@@ -188,9 +199,19 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
         "{cmds}"
     );
 
-    // Install with the stand-in; the files match the plan, and it was started as a server.
+    // A workload that never becomes ready is named with its reason, and the install fails…
     let mut c = Command::new(&bundle);
-    base(&mut c);
+    base(&mut c, "2");
+    c.env("FERRY_STANDIN_UNHEALTHY", "1");
+    let msg = ferry_tests::bins::run_fail(c);
+    assert!(
+        msg.contains("Deployment default/web")
+            && msg.contains("ImagePullBackOff: docker.io/library/app:1"),
+        "{msg}"
+    );
+    // …and a re-run, once it is healthy, converges.
+    let mut c = Command::new(&bundle);
+    base(&mut c, "20");
     run_ok(c);
     let calls = std::fs::read_to_string(root.join("opt/ferry/bin/k3s.calls")).unwrap();
     assert!(

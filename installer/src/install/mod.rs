@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod stage;
 pub mod status;
 pub mod transaction;
+pub mod workloads;
 
 use crate::host::Host;
 use actions::{Content, FileAction, PhasePlan, ServiceSpec};
@@ -522,6 +523,24 @@ fn check_health(ctx: &InstallCtx) -> Result<(), String> {
         health::wait_for("k3s node", ctx.wait_timeout, || {
             health::k3s_node_ready(&k3s)
         })?;
+        let mut last = Vec::new();
+        let r = health::wait_for("workloads", ctx.wait_timeout, || {
+            last = workloads::check(&k3s)?;
+            let stuck: Vec<String> = last
+                .iter()
+                .filter(|w| !w.ready)
+                .map(|w| format!("{} {}/{} ({})", w.kind, w.namespace, w.name, w.reason))
+                .collect();
+            if stuck.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("not ready: {}", stuck.join("; ")))
+            }
+        });
+        if !ctx.quiet || r.is_err() {
+            eprint!("{}", workloads::table(&last));
+        }
+        r?;
     } else {
         let ctr = ctx.host.path(&ctx.host.bin("ctr"));
         let sock = ctx.host.path(&ctx.host.containerd_socket());
