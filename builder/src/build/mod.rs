@@ -7,6 +7,7 @@
 //! costs nothing; failing in write leaves no partial output.
 
 pub mod apps;
+pub mod fetch;
 mod files;
 pub mod payload;
 pub mod stub;
@@ -263,6 +264,26 @@ fn plan_payloads(
         out.push((name.clone(), payload::collect(name, src, &scratch)?));
     }
     if out.is_empty() && !opts.no_payload {
+        if let Some(text) = fetch::builtin(&needed) {
+            // A connected builder downloads the pinned release assets (once; cached).
+            let def = fetch::parse(text)?;
+            let cache = match &opts.cache_dir {
+                Some(d) => d.clone(),
+                None => crate::pull::ContentCache::default_dir()
+                    .unwrap_or_else(|| PathBuf::from(".ferry-cache")),
+            };
+            match fetch::fetch(&def, &cache) {
+                Ok(dir) => {
+                    let scratch = cache.join("scratch");
+                    out.push((needed.clone(), payload::collect(&needed, &dir, &scratch)?));
+                    return Ok(out);
+                }
+                Err(e) => bail!(
+                    "this bundle needs the {needed} payload and downloading it failed: {e:#}\n\
+                     pass --payload {needed}=<dir|file.tar.gz> instead (see payloads/{needed}/README.md)"
+                ),
+            }
+        }
         bail!(
             "this bundle needs the {needed} payload (the runtime the host will run); pass --payload {needed}=<dir|file.tar.gz> \
              (see payloads/{needed}/README.md; scripts/containerd-payload.sh assembles one from local packages)"
