@@ -125,9 +125,11 @@ pub struct RegistryArgs {
     /// Also serve TLS here, for other nodes: the registry and the join channel.
     #[arg(long, requires_all = ["tls_cert", "tls_key"])]
     pub tls_listen: Option<String>,
-    #[arg(long)]
+    /// Certificate (PEM) for TLS: on --tls-listen if given, else on --listen itself.
+    #[arg(long, requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
-    #[arg(long)]
+    /// Private key (PEM) for --tls-cert.
+    #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// CA served to joining nodes (they check its hash against their token).
     #[arg(long)]

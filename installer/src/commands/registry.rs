@@ -70,6 +70,27 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
     let store = Arc::new(store);
     let plain =
         TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
+    if let (None, Some(cert), Some(key)) = (&args.tls_listen, &args.tls_cert, &args.tls_key) {
+        // `--listen … --tls-cert … --tls-key …`: that one listener speaks TLS.
+        let cfg = crate::join::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)
+            .map_err(anyhow::Error::msg)
+            .with_context(|| format!("TLS material {} / {}", cert.display(), key.display()))?;
+        tracing::info!(
+            "serving {} images of {} over TLS on {}",
+            b.manifest.images.len(),
+            b.path.display(),
+            args.listen
+        );
+        let _server = RunningServer::start_with(
+            store,
+            plain,
+            ServeOptions::default(),
+            crate::join::acceptor::TlsAcceptor(cfg),
+        )?;
+        loop {
+            std::thread::park();
+        }
+    }
     let _tls = match (&args.tls_listen, &args.tls_cert, &args.tls_key) {
         (Some(addr), Some(cert), Some(key)) => {
             let cfg = crate::join::tls::server_config(&std::fs::read(cert)?, &std::fs::read(key)?)
