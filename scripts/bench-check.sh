@@ -1,30 +1,113 @@
 #!/usr/bin/env bash
 # Benchmarks the bundle's own integrity and staging paths on a ≥ 2 GB bundle:
 #  - ferry build: wall time and peak RSS (memory must not grow with bundle size)
-#  - delivery.run --check vs sha256sum of the same file (page cache warm for both)
+#  - delivery.run --check vs sha256sum and openssl dgst -sha256 of the same file (page
+#    cache warm for all)
 #  - install's verify+stage (one read, hash + copy) vs plain cp of the file
+# Every command runs BENCH_RUNS times (default 1); the summary gives medians and ratios.
 # Usage: scripts/bench-check.sh [work-dir] [images] [MiB per image]   (defaults: /tmp/ferry-bench 8 256)
+# Env:   FERRY_BIN, FERRY_INSTALLER_BIN  binaries (default target/dist/…, built if missing)
+#        BENCH_RUNS  runs per measurement (default 1)
+#        BENCH_PREWARM=0  do not pre-warm page-cache memory before timed writers
+# The work dir keeps the layout and bench.run afterwards; scratch copies are removed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=${1:-/tmp/ferry-bench}; n=${2:-8}; mib=${3:-256}
-[ -x target/dist/ferry ] || bash scripts/build.sh
+runs=${BENCH_RUNS:-1}
+ferry=${FERRY_BIN:-target/dist/ferry}
+installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
+if [ -z "${FERRY_BIN:-}" ] && [ ! -x "$ferry" ]; then bash scripts/build.sh; fi
+for b in "$ferry" "$installer"; do
+  [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
+done
 mkdir -p "$work"
+work=$(realpath "$work")
+prewarm_file=""
+cleanup() {
+  rm -rf "$work/root" "$work/copy.run" "$work/times"
+  if [ -n "$prewarm_file" ]; then rm -f "$prewarm_file"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+rm -rf "$work/times"; mkdir -p "$work/times"
+
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 bash scripts/bench-layout.sh "$work/layout" "$n" "$mib"
 { echo "FROM scratch"; for i in $(seq 1 "$n"); do echo "IMAGE oci:layout:img$i"; done; } > "$work/Kubefile"
-t() { /usr/bin/time -f "%e s, peak RSS %M KiB" "$@"; }
-echo "== ferry build ($n × $mib MiB)"
-t target/dist/ferry build -q --no-payload -f "$work/Kubefile" -o "$work/bench.run"
-size=$(stat -c %s "$work/bench.run"); echo "bundle: $size bytes"
-cat "$work/bench.run" > /dev/null   # warm the page cache for a fair comparison
-echo "== delivery.run --check"
-t "$work/bench.run" --check
-echo "== sha256sum (baseline)"
-t sha256sum "$work/bench.run"
-echo "== verify+stage (install up to staging, into a scratch root)"
-rm -rf "$work/root"
-t env FERRY_CRASH_AFTER=stage "$work/bench.run" --root "$work/root" --yes -q --skip-preflight ports --registry-port 0 2>&1 | grep -v aborting || true
-echo "== cp (baseline)"
-rm -f "$work/copy.run"
-t cp "$work/bench.run" "$work/copy.run"
-sync
-rm -rf "$work/root" "$work/copy.run"
+# prewarm <bytes>: writes then deletes that much in /dev/shm right before a timed command
+# that writes as much. On VMs that hand freed guest memory back to the host (virtio-balloon
+# free page reporting, as on the machines these numbers come from), the first touch of a
+# page-cache page costs a host fault and page-cache writes run at 0.4-2.7 GB/s instead of
+# ~6 GB/s, depending on how long ago memory was freed: noise that has nothing to do with
+# the programs measured. Pages freed just before are reused at full speed, so every
+# measured writer gets the same head start. BENCH_PREWARM=0 turns this off.
+prewarm() {
+  [ "${BENCH_PREWARM:-1}" = 1 ] || return 0
+  local dir=/dev/shm
+  [ -d "$dir" ] && [ -w "$dir" ] || dir=$work
+  prewarm_file=$(mktemp "$dir/ferry-prewarm.XXXXXX")
+  head -c "$1" /dev/zero > "$prewarm_file" || true
+  rm -f "$prewarm_file"; prewarm_file=""
+}
+# t <label> <cmd…>: prints "<secs> s, peak RSS <KiB> KiB" and keeps "<secs> <KiB>" for the summary
+t() {
+  local label=$1; shift
+  local rc=0
+  /usr/bin/time -f '%e %M' -o "$work/times/last" "$@" || rc=$?
+  # the verify+stage run ends in a deliberate abort: keep the time line, drop the signal note
+  grep -v '^Command' "$work/times/last" | tail -1 >> "$work/times/$label"
+  tail -1 "$work/times/$label" | awk '{ printf "%s s, peak RSS %s KiB\n", $1, $2 }'
+  return "$rc"
+}
+median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+maxrss() { sort -n -k2,2 "$1" | tail -1 | awk '{ printf "%.1f", $2 * 1024 / 1e6 }'; }
+
+stage() {
+  echo "== verify+stage (install up to staging, into a scratch root)"
+  rm -rf "$work/root"; sync; prewarm $((size + (64 << 20)))
+  t stage env FERRY_CRASH_AFTER=stage "$work/bench.run" --root "$work/root" --yes -q --skip-preflight ports --registry-port 0 2>&1 | grep -v aborting || true
+  [ -s "$(find "$work/root" -name '*.run' -size +1M -print -quit 2>/dev/null)" ] || echo "warning: no staged copy found under $work/root" >&2
+  sync; rm -rf "$work/root"
+}
+copy() {
+  echo "== cp (baseline)"
+  rm -f "$work/copy.run"; sync; prewarm $((size + (64 << 20)))
+  t cp cp "$work/bench.run" "$work/copy.run"
+  sync; rm -f "$work/copy.run"
+}
+for r in $(seq 1 "$runs"); do
+  [ "$runs" = 1 ] || echo "-- run $r/$runs"
+  echo "== ferry build ($n × $mib MiB)"
+  sync; prewarm $(( (n * mib + 64) << 20 ))
+  t build "$ferry" build -q --no-payload --installer "$installer" -f "$work/Kubefile" -o "$work/bench.run"
+  size=$(stat -c %s "$work/bench.run"); echo "bundle: $size bytes"
+  cat "$work/bench.run" > /dev/null   # warm the page cache for a fair comparison
+  echo "== delivery.run --check"
+  t check "$work/bench.run" --check
+  echo "== sha256sum (baseline; coreutils has no SHA-NI path)"
+  t sha256sum sha256sum "$work/bench.run"
+  if command -v openssl >/dev/null; then
+    echo "== openssl dgst -sha256 (baseline with SHA-NI)"
+    t openssl openssl dgst -sha256 "$work/bench.run"
+  fi
+  # Both write the whole file into fresh page cache, whose cost drifts on VMs: alternate.
+  if [ $((r % 2)) = 1 ]; then stage; copy; else copy; stage; fi
+done
+
+echo
+echo "== summary: $n × $mib MiB, bundle $size bytes, median of $runs run(s)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+b=$(median "$work/times/build"); c=$(median "$work/times/check"); s=$(median "$work/times/sha256sum")
+st=$(median "$work/times/stage"); cp=$(median "$work/times/cp")
+printf '%-34s %7s s  peak RSS %s MB\n' "ferry build (local layout)" "$b" "$(maxrss "$work/times/build")"
+printf '%-34s %7s s  peak RSS %s MB  (%.2f GB/s)\n' "delivery.run --check" "$c" "$(maxrss "$work/times/check")" "$(awk -v z="$size" -v t="$c" 'BEGIN { print z / t / 1e9 }')"
+printf '%-34s %7s s  (%.2f GB/s)\n' "sha256sum" "$s" "$(awk -v z="$size" -v t="$s" 'BEGIN { print z / t / 1e9 }')"
+awk -v a="$c" -v b="$s" 'BEGIN { printf "%-34s %7.2f\n", "ratio --check/sha256sum", a / b }'
+if [ -s "$work/times/openssl" ]; then
+  o=$(median "$work/times/openssl")
+  printf '%-34s %7s s  (%.2f GB/s)\n' "openssl dgst -sha256" "$o" "$(awk -v z="$size" -v t="$o" 'BEGIN { print z / t / 1e9 }')"
+  awk -v a="$c" -v b="$o" 'BEGIN { printf "%-34s %7.2f\n", "ratio --check/openssl", a / b }'
+fi
+printf '%-34s %7s s  peak RSS %s MB\n' "verify+stage" "$st" "$(maxrss "$work/times/stage")"
+printf '%-34s %7s s\n' "cp" "$cp"
+awk -v a="$st" -v b="$cp" 'BEGIN { printf "%-34s %7.2f\n", "ratio verify+stage/cp", a / b }'

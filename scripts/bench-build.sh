@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Benchmarks `ferry build` pulling from a registry against the obvious alternative.
+#
+# Starts a Distribution registry (`docker-registry`) on 127.0.0.1, pushes N synthetic
+# images (scripts/bench-layout.sh: one random M MiB layer each + a shared 1 MiB layer),
+# then times, with the registry's blobs warm in the page cache for both:
+#   (a) `ferry build` of a Kubefile listing the N registry images, EMPTY content cache
+#       (wall time and peak RSS);
+#   (b) the alternative: `skopeo copy` of each image into one OCI layout, then
+#       `tar -cf - layout | zstd -T0 -q -o out.tar.zst`;
+#   (c) a second `ferry build` with the cache from (a) (warm: nothing is downloaded).
+# Prints the times, the ratio ferry/alternative and ferry's peak RSS. Goal: ratio <= 1.0,
+# peak RSS < 100 MB. Each number is the median (and min) of BENCH_RUNS runs (default 5,
+# alternating which side goes first). Before every timed command dirty pages are flushed
+# (`sync`, untimed) and page-cache memory is pre-warmed (see prewarm below). The time a
+# `sync` takes right after each side is printed separately: ferry fsyncs its cache blobs
+# and its output itself (inside its time), skopeo/tar/zstd do not.
+#
+# Usage: scripts/bench-build.sh [N] [MiB per image]        (defaults: 8 128, ~1.1 GB)
+# Env:   FERRY_BIN, FERRY_INSTALLER_BIN  binaries (default target/dist/…)
+#        BENCH_RUNS  runs per measurement (default 5)
+#        BENCH_WORK  scratch directory (default: a fresh mktemp dir, removed on exit)
+#        BENCH_PREWARM=0  do not pre-warm page-cache memory before timed writers
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-8}; mib=${2:-128}
+runs=${BENCH_RUNS:-5}
+ferry=${FERRY_BIN:-target/dist/ferry}
+installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
+for b in "$ferry" "$installer"; do
+  [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
+done
+ferry=$(realpath "$ferry"); installer=$(realpath "$installer")
+for tool in docker-registry skopeo zstd curl ss /usr/bin/time; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
+done
+
+if [ -n "${BENCH_WORK:-}" ]; then
+  work=$BENCH_WORK; mkdir -p "$work"; own_work=0
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-build.XXXXXX"); own_work=1
+fi
+reg_pid=""; prewarm_file=""
+cleanup() {
+  if [ -n "$prewarm_file" ]; then rm -f "$prewarm_file"; fi
+  if [ -n "$reg_pid" ]; then kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; fi
+  if [ "$own_work" = 1 ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# prewarm <bytes>: writes then deletes that much in /dev/shm right before a timed command
+# that writes as much. On VMs that hand freed guest memory back to the host (virtio-balloon
+# free page reporting, as on the machines these numbers come from), the first touch of a
+# page-cache page costs a host fault and page-cache writes run at 0.4-2.7 GB/s instead of
+# ~6 GB/s, depending on how long ago memory was freed: noise that has nothing to do with
+# the programs measured. Pages freed just before are reused at full speed, so every
+# measured writer gets the same head start. BENCH_PREWARM=0 turns this off.
+prewarm() {
+  [ "${BENCH_PREWARM:-1}" = 1 ] || return 0
+  local dir=/dev/shm
+  [ -d "$dir" ] && [ -w "$dir" ] || dir=$work
+  prewarm_file=$(mktemp "$dir/ferry-prewarm.XXXXXX")
+  head -c "$1" /dev/zero > "$prewarm_file" || true
+  rm -f "$prewarm_file"; prewarm_file=""
+}
+free_port() { # a TCP port nobody listens on (raced by others only in theory; start retries)
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    if [ -z "$(ss -Hltn "sport = :$p")" ]; then echo "$p"; return 0; fi
+  done
+  echo "no free port found" >&2; return 1
+}
+wait_v2() { # url pid: polls GET /v2/ until 200, fails if the process died or 15 s pass
+  local url=$1 pid=$2
+  for _ in $(seq 1 1500); do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/" || true)" = 200 ] && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.01
+  done
+  return 1
+}
+start_distribution() { # sets reg_pid and reg (127.0.0.1:port); storage under $work/registry
+  local port cfg
+  mkdir -p "$work/registry"
+  for _ in 1 2 3 4 5; do
+    port=$(free_port); cfg="$work/registry/config.yml"
+    cat > "$cfg" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry/storage
+http:
+  addr: 127.0.0.1:$port
+EOF
+    docker-registry serve "$cfg" > "$work/registry/log" 2>&1 &
+    reg_pid=$!
+    if wait_v2 "http://127.0.0.1:$port" "$reg_pid"; then reg=127.0.0.1:$port; return 0; fi
+    kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; reg_pid=""
+  done
+  echo "docker-registry did not start:" >&2; cat "$work/registry/log" >&2; return 1
+}
+# timed <label> <cmd…>: runs cmd under /usr/bin/time; appends "secs maxrss_kib" to $work/t.<label>
+timed() {
+  local label=$1; shift
+  /usr/bin/time -f '%e %M' -o "$work/time.out" "$@"
+  cat "$work/time.out" >> "$work/t.$label"
+}
+# sync_timed <label>: times a sync (data left dirty by the previous command), appends secs
+sync_timed() {
+  local s e; s=$(date +%s%N); sync; e=$(date +%s%N)
+  awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f\n", (e - s) / 1e9 }' >> "$work/s.$1"
+}
+minimum() { sort -n "$1" | head -1 | cut -d' ' -f1; }
+median() { # file [column]: median of a column of numbers
+  sort -n -k"${2:-1}","${2:-1}" "$1" | awk -v c="${2:-1}" '{ v[NR] = $c } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+all() { awk -v c="${2:-1}" '{ printf "%s%s", sep, $c; sep = " " } END { print "" }' "$1"; }
+
+echo "== setup: $n images x $mib MiB in $work"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+bash scripts/bench-layout.sh "$work/layout" "$n" "$mib"
+start_distribution
+for i in $(seq 1 "$n"); do
+  skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$work/layout:img$i" "docker://$reg/bench/img$i:1"
+done
+{ echo "FROM scratch"; for i in $(seq 1 "$n"); do echo "IMAGE $reg/bench/img$i:1"; done; } > "$work/Kubefile"
+bytes=$(find "$work/layout/blobs" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+echo "registry $reg holds $n images, $bytes bytes of blobs"
+rm -rf "$work/layout"   # only the registry's copy is read from now on
+
+ferry_build=("$ferry" build -q --no-payload --output json --installer "$installer"
+  --insecure-registry "$reg" --cache-dir "$work/cache" -f "$work/Kubefile" -o "$work/out.run")
+alt_pull() {
+  local i
+  for i in $(seq 1 "$n"); do
+    skopeo copy -q --src-tls-verify=false "docker://$reg/bench/img$i:1" "oci:$work/alt/layout:img$i"
+  done
+}
+alt_pack() { tar -C "$work/alt" -cf - layout | zstd -T0 -q -o "$work/alt/out.tar.zst"; }
+export -f alt_pull alt_pack; export work n reg
+
+run_ferry() { # (a) then (c)
+  rm -rf "$work/cache" "$work/out.run"; sync; prewarm $((2 * bytes + (64 << 20)))
+  timed ferry "${ferry_build[@]}" > "$work/build.json"; sync_timed ferry
+  fetched=$(sed -n 's/.*"bytes_fetched": *\([0-9]*\).*/\1/p' "$work/build.json")
+  [ "$fetched" -ge "$bytes" ] || { echo "ferry fetched $fetched bytes, expected >= $bytes: not a cold build" >&2; exit 1; }
+  rm -f "$work/out.run"; sync; prewarm $((bytes + (64 << 20)))
+  timed warm "${ferry_build[@]}" > "$work/build.json"; sync_timed warm
+  fetched=$(sed -n 's/.*"bytes_fetched": *\([0-9]*\).*/\1/p' "$work/build.json")
+  [ "$fetched" -lt 65536 ] || { echo "warm build fetched $fetched bytes" >&2; exit 1; }
+  out_size=$(stat -c %s "$work/out.run")
+  rm -rf "$work/cache" "$work/out.run"
+}
+run_alt() { # (b)
+  rm -rf "$work/alt"; mkdir -p "$work/alt"; sync; prewarm $((bytes + (64 << 20)))
+  timed altpull bash -euo pipefail -c alt_pull
+  prewarm $((bytes + (64 << 20)))
+  timed altpack bash -euo pipefail -c alt_pack; sync_timed alt
+  alt_size=$(stat -c %s "$work/alt/out.tar.zst")
+  alt_blobs=$(find "$work/alt/layout/blobs" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+  [ "$alt_blobs" = "$bytes" ] || echo "warning: skopeo stored $alt_blobs bytes of blobs, the registry has $bytes (re-encoded layers?)" >&2
+  rm -rf "$work/alt"
+}
+# Alternate which side goes first: page-cache write speed on VMs drifts between runs.
+for r in $(seq 1 "$runs"); do
+  if [ $((r % 2)) = 1 ]; then echo "-- run $r/$runs (ferry first)"; run_ferry; run_alt
+  else echo "-- run $r/$runs (alternative first)"; run_alt; run_ferry; fi
+done
+
+paste -d' ' "$work/t.altpull" "$work/t.altpack" | awk '{ printf "%.2f\n", $1 + $3 }' > "$work/t.alt"
+f=$(median "$work/t.ferry"); w=$(median "$work/t.warm"); a=$(median "$work/t.alt")
+ap=$(median "$work/t.altpull"); ak=$(median "$work/t.altpack")
+fmin=$(minimum "$work/t.ferry"); amin=$(minimum "$work/t.alt"); wmin=$(minimum "$work/t.warm")
+rss=$(sort -n -k2,2 "$work/t.ferry" | tail -1 | cut -d' ' -f2)
+wrss=$(sort -n -k2,2 "$work/t.warm" | tail -1 | cut -d' ' -f2)
+arss=$(cat "$work/t.altpull" "$work/t.altpack" | sort -n -k2,2 | tail -1 | cut -d' ' -f2)
+echo
+echo "== results: $n images x $mib MiB ($bytes bytes of blobs), $runs run(s): median (min)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+row() { printf '%-44s %6s s (%s)  runs: %s; then sync: %s s\n' "$1" "$2" "$3" "$4" "$5"; }
+row "ferry build, empty cache" "$f" "$fmin" "$(all "$work/t.ferry")" "$(median "$work/s.ferry")"
+row "alternative: skopeo copy x$n + tar|zstd -T0" "$a" "$amin" "$(all "$work/t.alt")" "$(median "$work/s.alt")"
+printf '%-44s %6s s\n' "  of which skopeo copy" "$ap"
+printf '%-44s %6s s\n' "  of which tar | zstd -T0" "$ak"
+row "ferry build, warm cache" "$w" "$wmin" "$(all "$work/t.warm")" "$(median "$work/s.warm")"
+awk -v f="$f" -v a="$a" -v fm="$fmin" -v am="$amin" 'BEGIN { printf "%-44s %6.2f   (of the minima: %.2f; goal <= 1.0)\n", "ratio ferry/alternative", f / a, fm / am }'
+awk -v k="$rss" 'BEGIN { printf "%-44s %6.1f MB  (goal < 100 MB)\n", "ferry peak RSS, empty cache (max of runs)", k * 1024 / 1e6 }'
+awk -v k="$wrss" 'BEGIN { printf "%-44s %6.1f MB\n", "ferry peak RSS, warm cache (max of runs)", k * 1024 / 1e6 }'
+awk -v k="$arss" 'BEGIN { printf "%-44s %6.1f MB\n", "alternative peak RSS, largest process", k * 1024 / 1e6 }'
+echo "outputs: delivery.run $out_size bytes, out.tar.zst $alt_size bytes"

@@ -1,0 +1,223 @@
+#!/usr/bin/env bash
+# Benchmarks the installer's registry (`delivery.run registry`) against Distribution.
+#
+# Builds a bundle of N synthetic images (scripts/bench-layout.sh: one random M MiB layer
+# each + a shared 1 MiB layer; defaults give ~1.1 GB) with `ferry build --no-payload`,
+# pushes the same images into a Distribution registry (`docker-registry`), then:
+#  - time to first byte: start `delivery.run registry`, poll GET /v2/ until 200, in ms;
+#    measured for the big bundle and for a 1-image bundle (should not depend on size);
+#  - pulls: `skopeo copy docker://127.0.0.1:PORT/bench/imgN:1 dir:…` of all N images,
+#    sequentially, same client, from ferry and from Distribution. ferry hashes every blob
+#    on its first request (registry/verify.rs), so ferry is timed twice per run: the first
+#    pull after start (every blob hashed before it is sent: what a fresh install sees) and
+#    a second pull (verdicts memoised). Every blob is warm in the page cache for both
+#    servers; pulled copies are deleted and `sync`ed (untimed) between pulls, and
+#    page-cache memory is pre-warmed before each pull (see prewarm below);
+#  - raw blob GETs: each image's big layer with curl to /dev/null (no client-side disk
+#    writes or hashing), to see the servers without skopeo's own costs.
+# Each number is the median (and min) of BENCH_RUNS runs (default 5, alternating which
+# server goes first).
+#
+# Usage: scripts/bench-registry.sh [N] [MiB per image]     (defaults: 8 128)
+# Env:   FERRY_BIN, FERRY_INSTALLER_BIN  binaries (default target/dist/…)
+#        BENCH_RUNS  runs per measurement (default 5)
+#        BENCH_WORK  scratch directory (default: a fresh mktemp dir, removed on exit)
+#        BENCH_PREWARM=0  do not pre-warm page-cache memory before each pull
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-8}; mib=${2:-128}
+runs=${BENCH_RUNS:-5}
+ferry=${FERRY_BIN:-target/dist/ferry}
+installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
+for b in "$ferry" "$installer"; do
+  [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
+done
+ferry=$(realpath "$ferry"); installer=$(realpath "$installer")
+for tool in docker-registry skopeo curl ss; do
+  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
+done
+
+if [ -n "${BENCH_WORK:-}" ]; then
+  work=$BENCH_WORK; mkdir -p "$work"; own_work=0
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/ferry-bench-registry.XXXXXX"); own_work=1
+fi
+reg_pid=""; srv_pid=""; prewarm_file=""
+stop() { # pid
+  kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true
+}
+cleanup() {
+  if [ -n "$prewarm_file" ]; then rm -f "$prewarm_file"; fi
+  if [ -n "$srv_pid" ]; then stop "$srv_pid"; fi
+  if [ -n "$reg_pid" ]; then stop "$reg_pid"; fi
+  if [ "$own_work" = 1 ]; then rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# prewarm <bytes>: writes then deletes that much in /dev/shm right before a timed command
+# that writes as much. On VMs that hand freed guest memory back to the host (virtio-balloon
+# free page reporting, as on the machines these numbers come from), the first touch of a
+# page-cache page costs a host fault and page-cache writes run at 0.4-2.7 GB/s instead of
+# ~6 GB/s, depending on how long ago memory was freed: noise that has nothing to do with
+# the programs measured. Pages freed just before are reused at full speed, so every
+# measured writer gets the same head start. BENCH_PREWARM=0 turns this off.
+prewarm() {
+  [ "${BENCH_PREWARM:-1}" = 1 ] || return 0
+  local dir=/dev/shm
+  [ -d "$dir" ] && [ -w "$dir" ] || dir=$work
+  prewarm_file=$(mktemp "$dir/ferry-prewarm.XXXXXX")
+  head -c "$1" /dev/zero > "$prewarm_file" || true
+  rm -f "$prewarm_file"; prewarm_file=""
+}
+free_port() {
+  local p
+  for _ in $(seq 1 50); do
+    p=$((20000 + RANDOM % 40000))
+    if [ -z "$(ss -Hltn "sport = :$p")" ]; then echo "$p"; return 0; fi
+  done
+  echo "no free port found" >&2; return 1
+}
+wait_v2() { # url pid: polls GET /v2/ until 200 as fast as curl allows; fails if pid dies or 15 s pass
+  local url=$1 pid=$2 deadline=$(( $(date +%s) + 15 ))
+  while [ "$(date +%s)" -le "$deadline" ]; do
+    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/" || true)" = 200 ] && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+  done
+  return 1
+}
+start_distribution() { # sets reg_pid and reg
+  local port cfg
+  mkdir -p "$work/registry"
+  for _ in 1 2 3 4 5; do
+    port=$(free_port); cfg="$work/registry/config.yml"
+    cat > "$cfg" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $work/registry/storage
+http:
+  addr: 127.0.0.1:$port
+EOF
+    docker-registry serve "$cfg" > "$work/registry/log" 2>&1 &
+    reg_pid=$!
+    if wait_v2 "http://127.0.0.1:$port" "$reg_pid"; then reg=127.0.0.1:$port; return 0; fi
+    stop "$reg_pid"; reg_pid=""
+  done
+  echo "docker-registry did not start:" >&2; cat "$work/registry/log" >&2; return 1
+}
+# start_ferry <bundle>: sets srv_pid, srv; appends the time to first 200 on /v2/ (ms) to $work/ttfb.<basename>
+start_ferry() {
+  local bundle=$1 port s e
+  for _ in 1 2 3 4 5; do
+    port=$(free_port)
+    s=$(date +%s%N)
+    "$bundle" registry --listen "127.0.0.1:$port" > "$work/ferry-registry.log" 2>&1 &
+    srv_pid=$!
+    if wait_v2 "http://127.0.0.1:$port" "$srv_pid"; then
+      e=$(date +%s%N)
+      echo $(( (e - s) / 1000000 )) >> "$work/ttfb.$(basename "$bundle")"
+      srv=127.0.0.1:$port; return 0
+    fi
+    stop "$srv_pid"; srv_pid=""
+  done
+  echo "ferry registry did not start:" >&2; cat "$work/ferry-registry.log" >&2; return 1
+}
+pull_all() { # label host: times skopeo copies of all N images from host, appends secs to $work/t.<label>
+  local label=$1 host=$2 i s e
+  rm -rf "$work/pull"; mkdir -p "$work/pull"; sync; prewarm $((layer_bytes + (64 << 20)))
+  s=$(date +%s%N)
+  for i in $(seq 1 "$n"); do
+    skopeo copy -q --src-tls-verify=false "docker://$host/bench/img$i:1" "dir:$work/pull/img$i"
+  done
+  e=$(date +%s%N)
+  got=$(find "$work/pull" -type f -name '[0-9a-f]*' ! -name version -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
+  [ "$got" -ge "$layer_bytes" ] || { echo "$label: pulled $got bytes, expected >= $layer_bytes" >&2; exit 1; }
+  awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f\n", (e - s) / 1e9 }' >> "$work/t.$label"
+  rm -rf "$work/pull"
+}
+get_all() { # label host: times plain GETs of every image's big layer to /dev/null (curl), appends secs
+  local label=$1 host=$2 i=0 d code s e
+  s=$(date +%s%N)
+  while read -r d; do
+    i=$((i + 1))
+    code=$(curl -s -o /dev/null -w '%{http_code}' "http://$host/v2/bench/img$i/blobs/$d")
+    [ "$code" = 200 ] || { echo "$label: GET layer of img$i: HTTP $code" >&2; exit 1; }
+  done < "$work/layers"
+  e=$(date +%s%N)
+  awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f\n", (e - s) / 1e9 }' >> "$work/t.$label"
+}
+median() { # file [printf format]
+  sort -n "$1" | awk -v f="${2:-%.2f}" '{ v[NR] = $1 } END { if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2; printf f "\n", m }'
+}
+minimum() { sort -n "$1" | head -1; }
+all() { tr '\n' ' ' < "$1" | sed 's/ $//'; }
+
+echo "== setup: $n images x $mib MiB in $work"
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+bash scripts/bench-layout.sh "$work/layout" "$n" "$mib"
+{ echo "FROM scratch"; for i in $(seq 1 "$n"); do echo "IMAGE oci:layout:img$i"; done; } > "$work/Kubefile"
+"$ferry" build -q --no-payload --installer "$installer" -f "$work/Kubefile" -o "$work/big.run"
+bash scripts/bench-layout.sh "$work/tiny-layout" 1 1
+printf 'FROM scratch\nIMAGE oci:tiny-layout:img1\n' > "$work/Kubefile.tiny"
+"$ferry" build -q --no-payload --installer "$installer" -f "$work/Kubefile.tiny" -o "$work/tiny.run"
+big=$(stat -c %s "$work/big.run"); tiny=$(stat -c %s "$work/tiny.run")
+layer_bytes=$(( n * mib * 1024 * 1024 ))
+echo "bundles: big.run $big bytes, tiny.run $tiny bytes"
+start_distribution
+for i in $(seq 1 "$n"); do
+  skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$work/layout:img$i" "docker://$reg/bench/img$i:1"
+done
+for i in $(seq 1 "$n"); do   # each image's own (last) layer, for the raw blob GETs
+  curl -sf -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$reg/v2/bench/img$i/manifests/1" |
+    grep -o '"digest":"sha256:[0-9a-f]*"' | tail -1 | cut -d'"' -f4
+done > "$work/layers"
+[ "$(grep -c . "$work/layers")" = "$n" ] || { echo "could not list the layers" >&2; exit 1; }
+rm -rf "$work/layout" "$work/tiny-layout"
+# Resolution of the time-to-first-200 numbers: one curl GET /v2/ against a server already up.
+s=$(date +%s%N)
+for _ in $(seq 1 20); do curl -s -o /dev/null "http://$reg/v2/"; done
+e=$(date +%s%N); curl_ms=$(( (e - s) / 20000000 ))
+cat "$work/big.run" > /dev/null   # page cache warm for both servers (Distribution's blobs were just written)
+
+run_ferry() {
+  start_ferry "$work/tiny.run"; stop "$srv_pid"; srv_pid=""
+  start_ferry "$work/big.run"
+  pull_all ferry-first "$srv"
+  pull_all ferry-again "$srv"
+  stop "$srv_pid"; srv_pid=""
+  start_ferry "$work/big.run"
+  get_all get-ferry-first "$srv"
+  get_all get-ferry-again "$srv"
+  stop "$srv_pid"; srv_pid=""
+}
+run_distribution() { pull_all distribution "$reg"; get_all get-distribution "$reg"; }
+# Alternate which server goes first: page-cache write speed on VMs drifts between runs.
+for r in $(seq 1 "$runs"); do
+  if [ $((r % 2)) = 1 ]; then echo "-- run $r/$runs (ferry first)"; run_ferry; run_distribution
+  else echo "-- run $r/$runs (Distribution first)"; run_distribution; run_ferry; fi
+done
+
+ff=$(median "$work/t.ferry-first"); fa=$(median "$work/t.ferry-again"); d=$(median "$work/t.distribution")
+ffm=$(minimum "$work/t.ferry-first"); fam=$(minimum "$work/t.ferry-again"); dm=$(minimum "$work/t.distribution")
+echo
+echo "== results: $n images x $mib MiB, skopeo copy docker://… dir:…, sequential; $runs run(s): median (min)"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+row() { printf '%-46s %6s s (%s)  runs: %s\n' "$1" "$2" "$3" "$4"; }
+row "ferry registry, first pull after start" "$ff" "$ffm" "$(all "$work/t.ferry-first")"
+row "ferry registry, second pull (blobs verified)" "$fa" "$fam" "$(all "$work/t.ferry-again")"
+row "Distribution (docker-registry)" "$d" "$dm" "$(all "$work/t.distribution")"
+awk -v f="$ff" -v d="$d" -v fm="$ffm" -v dm="$dm" 'BEGIN { printf "%-46s %6.2f   (of the minima: %.2f)\n", "ratio ferry/Distribution, first pull", f / d, fm / dm }'
+awk -v f="$fa" -v d="$d" -v fm="$fam" -v dm="$dm" 'BEGIN { printf "%-46s %6.2f   (of the minima: %.2f)\n", "ratio ferry/Distribution, second pull", f / d, fm / dm }'
+awk -v b="$layer_bytes" -v f="$ff" -v g="$fa" -v d="$d" 'BEGIN { printf "%-46s %.0f / %.0f / %.0f MB/s\n", "throughput ferry first / second / Distribution", b / f / 1e6, b / g / 1e6, b / d / 1e6 }'
+echo "raw blob GETs (curl -> /dev/null, the $n big layers, one after another):"
+row "  ferry, first GET after start" "$(median "$work/t.get-ferry-first")" "$(minimum "$work/t.get-ferry-first")" "$(all "$work/t.get-ferry-first")"
+row "  ferry, second GET" "$(median "$work/t.get-ferry-again")" "$(minimum "$work/t.get-ferry-again")" "$(all "$work/t.get-ferry-again")"
+row "  Distribution" "$(median "$work/t.get-distribution")" "$(minimum "$work/t.get-distribution")" "$(all "$work/t.get-distribution")"
+printf '%-46s %6s ms (%s)  runs: %s; goal < 1000 ms\n' "ferry: start to first 200 on /v2/, $big B" "$(median "$work/ttfb.big.run" %.0f)" "$(minimum "$work/ttfb.big.run")" "$(all "$work/ttfb.big.run")"
+printf '%-46s %6s ms (%s)  runs: %s\n' "ferry: start to first 200 on /v2/, $tiny B" "$(median "$work/ttfb.tiny.run" %.0f)" "$(minimum "$work/ttfb.tiny.run")" "$(all "$work/ttfb.tiny.run")"
+printf '%-46s %6s ms   (resolution of the two lines above)\n' "one curl GET /v2/ to a server already up" "$curl_ms"
