@@ -6,6 +6,4 @@ pub mod commands;
 pub mod discover;
 pub mod image;
 pub mod kubefile;
-pub mod logging;
-pub mod progress;
 pub mod pull;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = ferry_builder::cli::Cli::parse();
-    ferry_builder::logging::init(cli.quiet);
+    ferry_console::init_logging(cli.quiet);
     match ferry_builder::commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

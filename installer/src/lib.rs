@@ -8,7 +8,5 @@ pub mod install;
 pub mod join;
 pub mod k3s;
 pub mod locate;
-pub mod logging;
-pub mod progress;
 pub mod registry;
 pub mod service;

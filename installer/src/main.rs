@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let cli = ferry_installer::cli::Cli::parse();
-    ferry_installer::logging::init(cli.quiet);
+    ferry_console::init_logging(cli.quiet);
     match ferry_installer::commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -371,7 +371,7 @@ fn write(
             .flat_map(|p| &p.1)
             .map(|f| f.size)
             .sum::<u64>();
-    let bar = crate::progress::bytes_bar(total, "writing", opts.quiet);
+    let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
     let mut w = BundleWriter::create(&opts.output, stub)?;
     let tmp_dir = opts
         .output

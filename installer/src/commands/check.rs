@@ -10,7 +10,7 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat, quiet: bool) -> Result<E
     let path = crate::locate::bundle_path(bundle);
     let started = Instant::now();
     let result = crate::locate::open(bundle).and_then(|b| {
-        let bar = crate::progress::bytes_bar(b.file_len, "checking", quiet);
+        let bar = ferry_console::bytes_bar(b.file_len, "checking", quiet);
         let r = ferry_bundle::verify::check(&b, &|n| bar.set_position(n));
         bar.finish_and_clear();
         r.map_err(anyhow::Error::from)

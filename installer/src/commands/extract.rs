@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 pub fn run(bundle: Option<&Path>, dir: &Path, quiet: bool) -> Result<ExitCode> {
     let b = crate::locate::open(bundle)?;
-    let bar = crate::progress::bytes_bar(b.manifest.payload_bytes(), "extracting", quiet);
+    let bar = ferry_console::bytes_bar(b.manifest.payload_bytes(), "extracting", quiet);
     let r = ferry_bundle::extract::extract(&b, dir, &|n| bar.set_position(n))
         .with_context(|| format!("extracting into {}", dir.display()))?;
     bar.finish_and_clear();

@@ -23,7 +23,7 @@ pub fn verify_and_stage(host: &Host, bundle: &Bundle, quiet: bool) -> Result<()>
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("creating {}", partial.display()))?;
     let mut w = BufWriter::with_capacity(4 << 20, file);
-    let bar = crate::progress::bytes_bar(bundle.file_len, "verifying", quiet);
+    let bar = ferry_console::bytes_bar(bundle.file_len, "verifying", quiet);
     let res = ferry_bundle::verify::check_and_copy(bundle, &|n| bar.set_position(n), Some(&mut w));
     bar.finish_and_clear();
     let res = res.map_err(anyhow::Error::from).and_then(|_| {
