@@ -3,21 +3,16 @@
 //! Distribution registry into a bundle whose `--info` lists exactly the images
 //! `helm template` renders, under their original names; a rebuild fetches no blob.
 
-use ferry_tests::bins::{ferry, run_ok};
+use ferry_tests::bins::{ferry, run_ok, write_file};
 use ferry_tests::images::ImageBuilder;
 use ferry_tests::registry::Registry;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-fn write(p: &Path, s: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, s).unwrap();
-}
-
 fn chart(dir: &Path) {
-    write(&dir.join("Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n  - name: cache\n    version: 0.1.0\n    condition: cache.enabled\n");
-    write(
+    write_file(&dir.join("Chart.yaml"), "apiVersion: v2\nname: web\nversion: 0.1.0\ndependencies:\n  - name: cache\n    version: 0.1.0\n    condition: cache.enabled\n");
+    write_file(
         &dir.join("values.yaml"),
         "image:\n  registry: docker.io\n  repository: library/web\n  tag: \"1.0\"\n\
          init:\n  image: quay.io/acme/init:2.0\n\
@@ -25,27 +20,27 @@ fn chart(dir: &Path) {
          sidecar:\n  enabled: false\n  image: docker.io/library/never:9\n\
          cache:\n  enabled: true\n",
     );
-    write(
+    write_file(
         &dir.join("templates/deploy.yaml"),
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n\
          \x20     initContainers:\n        - name: init\n          image: {{ .Values.init.image }}\n\
          \x20     containers:\n        - name: web\n          image: \"{{ .Values.image.registry }}/{{ .Values.image.repository }}:{{ .Values.image.tag }}\"\n\
          {{- if .Values.sidecar.enabled }}\n        - name: sidecar\n          image: {{ .Values.sidecar.image }}\n{{- end }}\n",
     );
-    write(
+    write_file(
         &dir.join("templates/cron.yaml"),
         "apiVersion: batch/v1\nkind: CronJob\nmetadata:\n  name: report\nspec:\n  schedule: \"0 * * * *\"\n  jobTemplate:\n    spec:\n      template:\n        spec:\n          restartPolicy: Never\n          containers:\n            - name: report\n              image: {{ .Values.report.image }}\n",
     );
     let sub = dir.join("charts/cache");
-    write(
+    write_file(
         &sub.join("Chart.yaml"),
         "apiVersion: v2\nname: cache\nversion: 0.1.0\n",
     );
-    write(
+    write_file(
         &sub.join("values.yaml"),
         "image:\n  repository: acme/cache\n  tag: \"7\"\n",
     );
-    write(
+    write_file(
         &sub.join("templates/sts.yaml"),
         "apiVersion: apps/v1\nkind: StatefulSet\nmetadata:\n  name: cache\nspec:\n  serviceName: cache\n  selector: {matchLabels: {app: cache}}\n  template:\n    metadata: {labels: {app: cache}}\n    spec:\n      containers:\n        - name: cache\n          image: \"{{ .Values.image.repository }}:{{ .Values.image.tag }}\"\n",
     );

@@ -1,7 +1,7 @@
 //! Bundle format end to end: `ferry build` → `delivery.run --check/--info/--list/--extract`,
 //! and every kind of damaged or hostile bundle the installer must refuse.
 
-use ferry_tests::bins::{ferry, installer, run_fail, run_ok, workspace};
+use ferry_tests::bins::{build_kubefile, installer, run_fail, run_ok, workspace};
 use ferry_tests::forge::{forge, Forged};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,16 +28,7 @@ fn layout_digest(dir: &Path, tag: &str) -> String {
 }
 
 fn build(dir: &Path, kubefile: &str) -> PathBuf {
-    std::fs::write(dir.join("Kubefile"), kubefile).unwrap();
-    let out = dir.join("delivery.run");
-    run_ok(
-        Command::new(ferry())
-            .args(["build", "-q", "--no-payload", "-f"])
-            .arg(dir.join("Kubefile"))
-            .arg("-o")
-            .arg(&out),
-    );
-    out
+    build_kubefile(dir, kubefile, "delivery.run", &["--no-payload"])
 }
 
 fn info_json(bundle: &Path) -> serde_json::Value {

@@ -2,7 +2,7 @@
 //! runc from the bundle's payload: pull by original names through ferry's hosts.toml,
 //! run, survive `kill -9` at any phase, `plan` = what is written, `reset` leaves nothing.
 
-use ferry_tests::bins::{ferry, run_fail, run_ok, workspace};
+use ferry_tests::bins::{build_kubefile, run_fail, run_ok, workspace};
 use ferry_tests::registry::free_port;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -22,25 +22,16 @@ pub fn runtime_bundle(dir: &Path) -> PathBuf {
             .arg(dir.join("payload")),
     );
     std::fs::write(dir.join("hello.sh"), "#!/bin/sh\necho hi\n").unwrap();
-    std::fs::write(
-        dir.join("Kubefile"),
+    let payload = format!("containerd={}", dir.join("payload").display());
+    build_kubefile(
+        dir,
         "FROM scratch\nLABEL name=rt\n\
          IMAGE oci:layout:a AS docker.io/library/app:1\n\
          IMAGE oci:layout:b AS quay.io/library/app:1\n\
          COPY hello.sh /opt/demo/hello.sh\n",
+        "delivery.run",
+        &["--payload", &payload],
     )
-    .unwrap();
-    let out = dir.join("delivery.run");
-    run_ok(
-        Command::new(ferry())
-            .args(["build", "-q", "-f"])
-            .arg(dir.join("Kubefile"))
-            .arg("-o")
-            .arg(&out)
-            .arg("--payload")
-            .arg(format!("containerd={}", dir.join("payload").display())),
-    );
-    out
 }
 
 /// A host sandbox: its own root and registry port; reset on drop so no service outlives a test.

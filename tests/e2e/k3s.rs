@@ -6,7 +6,7 @@
 //! the command lines, the airgap images imported into the bundle and served, and that
 //! `plan` = what install writes, and `reset` leaves nothing.
 
-use ferry_tests::bins::{ferry, run_ok, workspace};
+use ferry_tests::bins::{build_kubefile, run_ok, workspace, write_file};
 use ferry_tests::registry::free_port;
 use std::path::Path;
 use std::process::Command;
@@ -52,11 +52,6 @@ fn k3s_payload(dir: &Path, layout: &Path) {
     run_ok(Command::new("zstd").args(["-q", "--rm"]).arg(&tar));
 }
 
-fn write(p: &Path, s: &str) {
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, s).unwrap();
-}
-
 fn k3s_bundle(dir: &Path) -> std::path::PathBuf {
     run_ok(
         Command::new("bash")
@@ -64,41 +59,29 @@ fn k3s_bundle(dir: &Path) -> std::path::PathBuf {
             .arg(dir),
     );
     k3s_payload(&dir.join("k3s-payload"), &dir.join("layout"));
-    write(
+    write_file(
         &dir.join("chart/Chart.yaml"),
         "apiVersion: v2\nname: web\nversion: 0.1.0\n",
     );
-    write(
+    write_file(
         &dir.join("chart/values.yaml"),
         "image: docker.io/library/app:1\n",
     );
-    write(
+    write_file(
         &dir.join("chart/templates/d.yaml"),
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n        - name: web\n          image: {{ .Values.image }}\n",
     );
-    write(&dir.join("values-site.yaml"), "replicas: 2\n");
-    write(
-        &dir.join("Kubefile"),
-        &format!(
-            "FROM scratch\nCLUSTER k3s v1.31.4+k3s1\nLABEL name=k3s-demo\n\
+    write_file(&dir.join("values-site.yaml"), "replicas: 2\n");
+    let kubefile = format!(
+        "FROM scratch\nCLUSTER k3s v1.31.4+k3s1\nLABEL name=k3s-demo\n\
          IMAGE oci:layout:a AS docker.io/library/app:1\n\
          IMAGE oci:layout:b AS registry.k8s.io/app:1\n\
          APP web ./chart\nVALUES web values-site.yaml\nSET web replicas=3\n\
          ENV SITE=plant-7\nRUN echo \"$SITE $KUBECONFIG\" > {}/hook.out\n",
-            dir.display()
-        ),
+        dir.display()
     );
-    let out = dir.join("k3s.run");
-    run_ok(
-        Command::new(ferry())
-            .args(["build", "-q", "-f"])
-            .arg(dir.join("Kubefile"))
-            .arg("-o")
-            .arg(&out)
-            .arg("--payload")
-            .arg(format!("k3s={}", dir.join("k3s-payload").display())),
-    );
-    out
+    let payload = format!("k3s={}", dir.join("k3s-payload").display());
+    build_kubefile(dir, &kubefile, "k3s.run", &["--payload", &payload])
 }
 
 fn file<'a>(plan: &'a serde_json::Value, suffix: &str) -> &'a str {

@@ -67,3 +67,25 @@ pub fn run_fail(mut cmd: impl BorrowMut<Command>) -> String {
     );
     text
 }
+
+/// Writes `dir/Kubefile` and builds it with `ferry build -q` into `dir/<out>`, adding
+/// `extra` arguments (payloads, `--no-payload`, …). Returns the bundle's path.
+pub fn build_kubefile(dir: &Path, kubefile: &str, out: &str, extra: &[&str]) -> PathBuf {
+    std::fs::write(dir.join("Kubefile"), kubefile).unwrap();
+    let bundle = dir.join(out);
+    run_ok(
+        Command::new(ferry())
+            .args(["build", "-q", "-f"])
+            .arg(dir.join("Kubefile"))
+            .arg("-o")
+            .arg(&bundle)
+            .args(extra),
+    );
+    bundle
+}
+
+/// Writes a file, creating its parent directories.
+pub fn write_file(path: &Path, contents: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, contents).unwrap();
+}
