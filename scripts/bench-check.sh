@@ -3,7 +3,8 @@
 #  - ferry build: wall time and peak RSS (memory must not grow with bundle size)
 #  - delivery.run --check vs sha256sum and openssl dgst -sha256 of the same file (page
 #    cache warm for all)
-#  - install's verify+stage (one read, hash + copy) vs plain cp of the file
+#  - install's verify+stage (one read, hash + copy + fsync) vs plain cp of the file, and
+#    vs cp followed by sync (staging's copy is durable when it returns, cp's is not)
 # Every command runs BENCH_RUNS times (default 1); the summary gives medians and ratios.
 # Usage: scripts/bench-check.sh [work-dir] [images] [MiB per image]   (defaults: /tmp/ferry-bench 8 256)
 # Env:   FERRY_BIN, FERRY_INSTALLER_BIN  binaries (default target/dist/…, built if missing)
@@ -73,7 +74,11 @@ copy() {
   echo "== cp (baseline)"
   rm -f "$work/copy.run"; sync; prewarm $((size + (64 << 20)))
   t cp cp "$work/bench.run" "$work/copy.run"
-  sync; rm -f "$work/copy.run"
+  # staging fsyncs its copy before it returns; cp does not: also time cp's data to disk
+  local s e; s=$(date +%s%N); sync; e=$(date +%s%N)
+  tail -1 "$work/times/cp" | awk -v s="$s" -v e="$e" '{ printf "%.2f\n", $1 + (e - s) / 1e9 }' >> "$work/times/cpsync"
+  echo "cp then sync: $(tail -1 "$work/times/cpsync") s"
+  rm -f "$work/copy.run"
 }
 for r in $(seq 1 "$runs"); do
   [ "$runs" = 1 ] || echo "-- run $r/$runs"
@@ -111,3 +116,6 @@ fi
 printf '%-34s %7s s  peak RSS %s MB\n' "verify+stage" "$st" "$(maxrss "$work/times/stage")"
 printf '%-34s %7s s\n' "cp" "$cp"
 awk -v a="$st" -v b="$cp" 'BEGIN { printf "%-34s %7.2f\n", "ratio verify+stage/cp", a / b }'
+cs=$(median "$work/times/cpsync")
+printf '%-34s %7s s  (runs: %s)\n' "cp then sync" "$cs" "$(tr '\n' ' ' < "$work/times/cpsync")"
+awk -v a="$st" -v b="$cs" 'BEGIN { printf "%-34s %7.2f\n", "ratio verify+stage/(cp then sync)", a / b }'
