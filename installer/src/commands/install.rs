@@ -105,36 +105,7 @@ pub fn plan(bundle: Option<&Path>, i: &InstallArgs, output: OutputFormat) -> Res
     for h in &c.bundle.manifest.hooks {
         commands.push(json!({"phase": "hooks", "argv": ["sh", "-c", h.command], "env": env}));
     }
-    match output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"files": files, "commands": commands}))?
-        ),
-        OutputFormat::Text => {
-            for f in &files {
-                println!(
-                    "==> [{}] write {} (mode {:o})",
-                    f["phase"].as_str().unwrap_or(""),
-                    f["path"].as_str().unwrap_or(""),
-                    f["mode"].as_u64().unwrap_or(0)
-                );
-                for l in f["content"].as_str().unwrap_or("").lines() {
-                    println!("    | {l}");
-                }
-            }
-            for c in &commands {
-                let argv: Vec<&str> = c["argv"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
-                    .unwrap_or_default();
-                println!(
-                    "==> [{}] run {}",
-                    c["phase"].as_str().unwrap_or(""),
-                    argv.join(" ")
-                );
-            }
-        }
-    }
+    print_plan(&files, &commands, output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -224,23 +195,7 @@ pub fn join_plan(
     for s in &p.services {
         commands.push(json!({"phase": p.phase, "service": s.name, "argv": crate::service::supervise_argv(&h, &exe, s)}));
     }
-    match output {
-        OutputFormat::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({"files": files, "commands": commands}))?
-        ),
-        OutputFormat::Text => {
-            for f in &files {
-                println!("==> write {}", f["path"].as_str().unwrap_or(""));
-                for l in f["content"].as_str().unwrap_or("").lines() {
-                    println!("    | {l}");
-                }
-            }
-            for c in &commands {
-                println!("==> run {}", c["argv"]);
-            }
-        }
-    }
+    print_plan(&files, &commands, output)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -260,4 +215,44 @@ pub fn join(master: &str, i: &InstallArgs, output: OutputFormat, quiet: bool) ->
         OutputFormat::Text => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints a plan (install or join): JSON `{files, commands}`, or one line per file with
+/// its content indented and one line per command.
+fn print_plan(
+    files: &[serde_json::Value],
+    commands: &[serde_json::Value],
+    output: OutputFormat,
+) -> Result<()> {
+    match output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({"files": files, "commands": commands}))?
+        ),
+        OutputFormat::Text => {
+            for f in files {
+                println!(
+                    "==> [{}] write {} (mode {:o})",
+                    f["phase"].as_str().unwrap_or(""),
+                    f["path"].as_str().unwrap_or(""),
+                    f["mode"].as_u64().unwrap_or(0)
+                );
+                for l in f["content"].as_str().unwrap_or("").lines() {
+                    println!("    | {l}");
+                }
+            }
+            for c in commands {
+                let argv: Vec<&str> = c["argv"]
+                    .as_array()
+                    .map(|a| a.iter().filter_map(|x| x.as_str()).collect())
+                    .unwrap_or_default();
+                println!(
+                    "==> [{}] run {}",
+                    c["phase"].as_str().unwrap_or(""),
+                    argv.join(" ")
+                );
+            }
+        }
+    }
+    Ok(())
 }
