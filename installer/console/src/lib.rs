@@ -1,14 +1,78 @@
-//! Console output shared by `ferry` and the installer: progress bars that appear only on a
-//! terminal and never with `--quiet` (so scripts and CI logs stay clean), and tracing to
-//! stderr with the level from `FERRY_LOG`, so log lines never mix with data on stdout.
+//! Console output shared by `ferry` and the installer, defined once:
+//!
+//! - [`OutputFormat`]: `--output text|json`, the same flag and values in both binaries.
+//! - [`outln!`] / [`print_json`]: data on stdout that returns an error instead of
+//!   panicking when the reader went away, and [`is_broken_pipe`] so that `main` ends
+//!   quietly with exit 0 (`delivery.run --list | head -1`, `ferry images | head`). Rust
+//!   ignores SIGPIPE, and resetting it process-wide is wrong here: the same binary is the
+//!   registry server, which a client hanging up must not kill.
+//! - Progress bars that appear only on a terminal and never with `--quiet` (so scripts
+//!   and CI logs stay clean), and tracing to stderr with the level from `FERRY_LOG`, so
+//!   log lines never mix with data on stdout. Colour only on a terminal.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
+
+/// `--output`: how a command prints what it reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum OutputFormat {
+    /// Lines for people.
+    #[default]
+    Text,
+    /// One JSON document on stdout, for scripts.
+    Json,
+}
+
+/// Writes formatted text to stdout; an error (not a panic) when stdout is closed.
+pub fn write_stdout(args: std::fmt::Arguments<'_>) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_fmt(args)
+}
+
+/// `println!` that returns `io::Result<()>`: use with `?` so that a closed pipe ends the
+/// command quietly instead of panicking.
+#[macro_export]
+macro_rules! outln {
+    () => { $crate::write_stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
+/// `print!` counterpart of [`outln!`].
+#[macro_export]
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::write_stdout(format_args!($($arg)*)) };
+}
+
+/// Prints `value` as pretty JSON on stdout, followed by a newline.
+pub fn print_json<T: serde::Serialize + ?Sized>(value: &T) -> std::io::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(std::io::Error::other)?;
+    write_stdout(format_args!("{text}\n"))
+}
+
+/// True when an error (anywhere in its chain) is a write to a closed pipe: the reader of
+/// our stdout has gone (`| head`), which is not a failure of the command.
+pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::BrokenPipe {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// True when stderr is a terminal (progress bars and colour are shown only then).
+pub fn stderr_is_terminal() -> bool {
+    std::io::stderr().is_terminal()
+}
 
 /// A byte-count progress bar, hidden when stderr is not a terminal or when `quiet`.
 pub fn bytes_bar(total: u64, message: &str, quiet: bool) -> ProgressBar {
     let bar = ProgressBar::new(total);
-    if quiet || !std::io::stderr().is_terminal() {
+    if quiet || !stderr_is_terminal() {
         bar.set_draw_target(ProgressDrawTarget::hidden());
     }
     bar.set_style(
@@ -23,6 +87,7 @@ pub fn bytes_bar(total: u64, message: &str, quiet: bool) -> ProgressBar {
 }
 
 /// Logs to stderr; level from `FERRY_LOG` (default `info`, or `warn` with `--quiet`).
+/// ANSI colour only when stderr is a terminal, so piped output and log files stay plain.
 pub fn init_logging(quiet: bool) {
     let default = if quiet { "warn" } else { "info" };
     let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
@@ -30,6 +95,37 @@ pub fn init_logging(quiet: bool) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(stderr_is_terminal())
         .with_target(false)
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_found_through_context() {
+        let io = std::io::Error::new(std::io::ErrorKind::BrokenPipe, "closed");
+        let e = anyhow_like(io);
+        assert!(is_broken_pipe(&*e));
+        let other: Box<dyn std::error::Error> = Box::new(std::io::Error::other("x"));
+        assert!(!is_broken_pipe(&*other));
+    }
+
+    #[derive(Debug)]
+    struct Wrap(std::io::Error);
+    impl std::fmt::Display for Wrap {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("printing")
+        }
+    }
+    impl std::error::Error for Wrap {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    fn anyhow_like(e: std::io::Error) -> Box<dyn std::error::Error> {
+        Box::new(Wrap(e))
+    }
 }
