@@ -4,7 +4,89 @@
 //! `/etc/containerd`), so it cannot clobber a runtime the host already has, and `reset`
 //! knows exactly what to remove.
 
+use serde::{Deserialize, Serialize};
+use std::fmt;
 use std::path::{Path, PathBuf};
+
+/// An absolute, normalised path on the host (`/etc/ferry/token`), before `--root` maps it.
+/// No `.`, `..` or empty components, no NUL: whatever a bundle or a plan names, mapping
+/// it under `--root` cannot leave the root.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct HostPath(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path:?} is not a usable host path: {reason}")]
+pub struct HostPathError {
+    pub path: String,
+    pub reason: &'static str,
+}
+
+impl HostPath {
+    pub fn new(p: impl Into<String>) -> Result<HostPath, HostPathError> {
+        let path = p.into();
+        let bad = |reason| HostPathError {
+            path: path.clone(),
+            reason,
+        };
+        if !path.starts_with('/') {
+            return Err(bad("it must be absolute"));
+        }
+        if path.len() > 4096 || path.contains('\0') {
+            return Err(bad("too long, or contains NUL"));
+        }
+        if path == "/" {
+            return Ok(HostPath(path));
+        }
+        for comp in path[1..].split('/') {
+            match comp {
+                "" => return Err(bad("empty component (// or a trailing /)")),
+                "." | ".." => return Err(bad("'.' or '..' component")),
+                _ => {}
+            }
+        }
+        Ok(HostPath(path))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// The parent directory (`/` has none).
+    pub fn parent(&self) -> Option<HostPath> {
+        let i = self.0.rfind('/')?;
+        if self.0 == "/" {
+            return None;
+        }
+        Some(HostPath(if i == 0 {
+            "/".into()
+        } else {
+            self.0[..i].into()
+        }))
+    }
+    /// `self/name`; `name` must be one or more plain components.
+    pub fn join(&self, name: &str) -> Result<HostPath, HostPathError> {
+        HostPath::new(format!("{}/{name}", self.0.trim_end_matches('/')))
+    }
+    pub fn starts_with(&self, dir: &HostPath) -> bool {
+        self.0 == dir.0 || dir.0 == "/" || self.0.starts_with(&format!("{}/", dir.0))
+    }
+}
+
+impl TryFrom<String> for HostPath {
+    type Error = HostPathError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        HostPath::new(s)
+    }
+}
+impl From<HostPath> for String {
+    fn from(p: HostPath) -> String {
+        p.0
+    }
+}
+impl fmt::Display for HostPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
 
 pub const DATA_DIR: &str = "/var/lib/ferry";
 pub const ETC_DIR: &str = "/etc/ferry";
@@ -17,23 +99,30 @@ pub struct Host {
     /// Prefix of every host path (`/` on a real host).
     pub root: PathBuf,
     /// Data directory as a host path (default `/var/lib/ferry`).
-    pub data_dir: String,
+    pub data_dir: HostPath,
+}
+
+fn fixed(p: &str) -> HostPath {
+    HostPath::new(p).expect("ferry's own paths are valid host paths")
 }
 
 impl Host {
-    pub fn new(root: &Path, data_dir: Option<&str>) -> Host {
-        Host {
+    /// `data_dir` comes from `--data-dir`: an absolute path on the host.
+    pub fn new(root: &Path, data_dir: Option<&str>) -> Result<Host, HostPathError> {
+        let data_dir = match data_dir {
+            Some(d) if d.len() > 1 => HostPath::new(d.trim_end_matches('/'))?,
+            Some(d) => HostPath::new(d)?,
+            None => fixed(DATA_DIR),
+        };
+        Ok(Host {
             root: root.to_path_buf(),
-            data_dir: data_dir
-                .unwrap_or(DATA_DIR)
-                .trim_end_matches('/')
-                .to_string(),
-        }
+            data_dir,
+        })
     }
 
-    /// Maps an absolute host path under the root.
-    pub fn path(&self, host_path: &str) -> PathBuf {
-        self.root.join(host_path.trim_start_matches('/'))
+    /// Maps a host path under the root.
+    pub fn path(&self, host_path: &HostPath) -> PathBuf {
+        self.root.join(host_path.as_str().trim_start_matches('/'))
     }
 
     /// True when this is the real `/`, where systemd may be used.
@@ -41,60 +130,90 @@ impl Host {
         self.root == Path::new("/")
     }
 
-    pub fn staged_bundle(&self) -> String {
-        format!("{}/bundle.run", self.data_dir)
+    fn data(&self, name: &str) -> HostPath {
+        self.data_dir.join(name).expect("fixed names")
     }
-    pub fn journal(&self) -> String {
-        format!("{}/journal.json", self.data_dir)
+    pub fn staged_bundle(&self) -> HostPath {
+        self.data("bundle.run")
     }
-    pub fn bin(&self, name: &str) -> String {
-        format!("{OPT_DIR}/bin/{name}")
+    pub fn journal(&self) -> HostPath {
+        self.data("journal.json")
     }
-    pub fn cni_dir(&self) -> String {
-        format!("{OPT_DIR}/cni")
+    /// Where originals of host files that ferry replaced are kept until `reset`.
+    pub fn backups(&self) -> HostPath {
+        self.data("backups")
     }
-    pub fn pid_file(&self, service: &str) -> String {
-        format!("{RUN_DIR}/{service}.pid")
+    /// The lock that keeps two ferry runs on one host apart.
+    pub fn lock_file(&self) -> HostPath {
+        fixed(&format!("{RUN_DIR}.lock"))
     }
-    pub fn log_file(&self, service: &str) -> String {
-        format!("{LOG_DIR}/{service}.log")
+    pub fn bin(&self, name: &str) -> HostPath {
+        fixed(&format!("{OPT_DIR}/bin/{name}"))
     }
-    pub fn containerd_config(&self) -> String {
-        format!("{ETC_DIR}/containerd/config.toml")
+    pub fn bin_dir(&self) -> HostPath {
+        fixed(&format!("{OPT_DIR}/bin"))
     }
-    pub fn hosts_dir(&self) -> String {
-        format!("{ETC_DIR}/containerd/certs.d")
+    pub fn cni_dir(&self) -> HostPath {
+        fixed(&format!("{OPT_DIR}/cni"))
     }
-    pub fn containerd_root(&self) -> String {
-        format!("{}/containerd", self.data_dir)
+    pub fn cni_conf_dir(&self) -> HostPath {
+        fixed(&format!("{ETC_DIR}/cni/net.d"))
     }
-    pub fn containerd_state(&self) -> String {
-        format!("{RUN_DIR}/containerd")
+    pub fn pid_file(&self, service: &str) -> HostPath {
+        fixed(&format!("{RUN_DIR}/{service}.pid"))
     }
-    pub fn containerd_socket(&self) -> String {
-        format!("{RUN_DIR}/containerd/containerd.sock")
+    pub fn log_file(&self, service: &str) -> HostPath {
+        fixed(&format!("{LOG_DIR}/{service}.log"))
     }
-    pub fn token_file(&self) -> String {
-        format!("{ETC_DIR}/token")
+    /// The plain-text log of every install/join/reset run.
+    pub fn run_log(&self) -> HostPath {
+        fixed(&format!("{LOG_DIR}/ferry.log"))
+    }
+    pub fn containerd_config(&self) -> HostPath {
+        fixed(&format!("{ETC_DIR}/containerd/config.toml"))
+    }
+    pub fn hosts_dir(&self) -> HostPath {
+        fixed(&format!("{ETC_DIR}/containerd/certs.d"))
+    }
+    pub fn containerd_root(&self) -> HostPath {
+        self.data("containerd")
+    }
+    pub fn containerd_state(&self) -> HostPath {
+        fixed(&format!("{RUN_DIR}/containerd"))
+    }
+    pub fn containerd_socket(&self) -> HostPath {
+        fixed(&format!("{RUN_DIR}/containerd/containerd.sock"))
+    }
+    pub fn token_file(&self) -> HostPath {
+        fixed(&format!("{ETC_DIR}/token"))
+    }
+    /// The join token's secret alone: k3s's `token-file`.
+    pub fn cluster_secret_file(&self) -> HostPath {
+        fixed(&format!("{ETC_DIR}/cluster-secret"))
     }
     /// The cluster CA, server certificate and keys (`ca.pem`, `ca.key`, `server.pem`, `server.key`).
-    pub fn pki(&self, name: &str) -> String {
-        format!("{ETC_DIR}/pki/{name}")
+    pub fn pki(&self, name: &str) -> HostPath {
+        fixed(&format!("{ETC_DIR}/pki/{name}"))
     }
     /// A bare copy of the installer (no payload) that joined nodes run services with.
-    pub fn installer_copy(&self) -> String {
-        format!("{}/ferry-installer", self.data_dir)
+    pub fn installer_copy(&self) -> HostPath {
+        self.data("ferry-installer")
     }
 
-    /// Every directory tree ferry owns on the host; `reset` removes these whole.
-    pub fn owned_trees(&self) -> Vec<String> {
+    /// Every directory tree ferry owns on the host; `reset` removes these whole when ferry
+    /// created them.
+    pub fn owned_trees(&self) -> Vec<HostPath> {
         vec![
             self.data_dir.clone(),
-            ETC_DIR.into(),
-            RUN_DIR.into(),
-            LOG_DIR.into(),
-            OPT_DIR.into(),
+            fixed(ETC_DIR),
+            fixed(RUN_DIR),
+            fixed(LOG_DIR),
+            fixed(OPT_DIR),
         ]
+    }
+    /// True when `p` lies inside one of ferry's own trees.
+    pub fn is_owned(&self, p: &HostPath) -> bool {
+        self.owned_trees().iter().any(|t| p.starts_with(t))
     }
 }
 
@@ -104,12 +223,31 @@ mod tests {
 
     #[test]
     fn maps_under_root() {
-        let h = Host::new(Path::new("/tmp/r"), None);
+        let h = Host::new(Path::new("/tmp/r"), None).unwrap();
         assert_eq!(
-            h.path("/var/lib/ferry/bundle.run"),
+            h.path(&h.staged_bundle()),
             Path::new("/tmp/r/var/lib/ferry/bundle.run")
         );
         assert!(!h.is_real_root());
-        assert!(Host::new(Path::new("/"), None).is_real_root());
+        assert!(Host::new(Path::new("/"), None).unwrap().is_real_root());
+        assert!(Host::new(Path::new("/"), Some("relative")).is_err());
+        assert!(Host::new(Path::new("/"), Some("/a/../b")).is_err());
+    }
+
+    #[test]
+    fn host_paths_cannot_escape_the_root() {
+        for bad in ["", "etc", "/a/../../etc", "/a//b", "/a/./b", "/a/", "/a\0b"] {
+            assert!(HostPath::new(bad).is_err(), "{bad:?}");
+        }
+        let p = HostPath::new("/etc/ferry/token").unwrap();
+        assert_eq!(p.parent().unwrap().as_str(), "/etc/ferry");
+        assert_eq!(
+            HostPath::new("/etc").unwrap().parent().unwrap().as_str(),
+            "/"
+        );
+        assert!(p.starts_with(&HostPath::new("/etc").unwrap()));
+        assert!(!HostPath::new("/etcx")
+            .unwrap()
+            .starts_with(&HostPath::new("/etc").unwrap()));
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod host;
 pub mod install;
 pub mod join;

@@ -9,6 +9,8 @@ fn main() -> ExitCode {
     ferry_console::init_logging(cli.quiet);
     match ferry_installer::commands::run(cli) {
         Ok(code) => code,
+        // The reader of our output went away (`| head`): not a failure.
+        Err(e) if ferry_console::is_broken_pipe(e.as_ref()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::from(1)

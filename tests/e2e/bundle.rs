@@ -331,3 +331,43 @@ fn extract_never_follows_a_symlink_planted_in_the_target() {
     run_ok(Command::new(&out).arg("--extract").arg(&clean).arg("-q"));
     assert!(clean.join("oci/index.json").exists() && clean.join("bundle.json").exists());
 }
+
+/// A reader that stops early (`| head -1`) is not an error: exit 0, nothing on stderr.
+#[test]
+fn a_closed_pipe_ends_quietly() {
+    let t = tempfile::tempdir().unwrap();
+    // Enough entries that the listing is far larger than a pipe's buffer.
+    let many = t.path().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..2000 {
+        std::fs::write(many.join(format!("file-{i:04}.txt")), format!("{i}\n")).unwrap();
+    }
+    let bundle = build(
+        t.path(),
+        "FROM scratch\nLABEL name=many\nCOPY many /opt/many\n",
+    );
+    for args in [
+        "--list",
+        "--info",
+        "plan --root /nonexistent-root",
+        "--list --output json",
+    ] {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg(format!("set -o pipefail; \"$0\" {args} | head -1"))
+            .arg(&bundle)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            out.stderr.is_empty(),
+            "{args}: stderr {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    }
+}

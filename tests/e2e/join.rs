@@ -108,7 +108,7 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
         .trim()
         .to_string();
     let master = format!("{}:{join_port}", net.ip_a());
-    assert!(out.contains(&format!("--join {master}")), "{out}");
+    assert!(out.contains(&format!(" join {master} --token ")), "{out}");
 
     let bare = installer();
     let join = |tok: &str, m: &str| {
@@ -143,6 +143,7 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
         bundle: bare.clone(),
         root: root_b.clone(),
         port: 0,
+        join_port: 0,
     };
     let hosts = root_b.join("etc/ferry/containerd/certs.d");
     let mut pull = net.exec(&net.b, &root_b.join("opt/ferry/bin/ctr"));
@@ -165,7 +166,7 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
     assert_eq!(st["registry"]["healthy"], true);
 
     let mut r = Command::new(&bare);
-    r.arg("--root").arg(&root_b).args(["reset", "-q"]);
+    r.arg("--root").arg(&root_b).args(["reset", "-q", "--yes"]);
     run_ok(r);
     assert_eq!(files_under(&root_b), 0, "reset on the node left files");
     std::mem::forget(b);

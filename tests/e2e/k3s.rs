@@ -7,6 +7,7 @@
 //! `plan` = what install writes, and `reset` leaves nothing.
 
 use ferry_tests::bins::{build_kubefile, run_ok, workspace, write_file};
+use ferry_tests::plan::file_text as file;
 use ferry_tests::registry::free_port;
 use std::path::Path;
 use std::process::Command;
@@ -71,6 +72,19 @@ fn k3s_bundle(dir: &Path) -> std::path::PathBuf {
         &dir.join("chart/templates/d.yaml"),
         "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n        - name: web\n          image: {{ .Values.image }}\n",
     );
+    // Real charts are large (dashboards, CRDs): this one packs to more than the 128 KiB
+    // that travel inline in a HelmChart, so it goes to k3s's static charts directory.
+    let mut x: u32 = 7;
+    let blob: Vec<u8> = (0..200 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect();
+    std::fs::create_dir_all(dir.join("chart/files")).unwrap();
+    std::fs::write(dir.join("chart/files/dashboards.bin"), blob).unwrap();
     write_file(&dir.join("values-site.yaml"), "replicas: 2\n");
     let kubefile = format!(
         "FROM scratch\nCLUSTER k3s v1.31.4+k3s1\nLABEL name=k3s-demo\n\
@@ -82,17 +96,6 @@ fn k3s_bundle(dir: &Path) -> std::path::PathBuf {
     );
     let payload = format!("k3s={}", dir.join("k3s-payload").display());
     build_kubefile(dir, &kubefile, "k3s.run", &["--payload", &payload])
-}
-
-fn file<'a>(plan: &'a serde_json::Value, suffix: &str) -> &'a str {
-    plan["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"].as_str().unwrap().ends_with(suffix))
-        .unwrap_or_else(|| panic!("no {suffix} in plan"))["content"]
-        .as_str()
-        .unwrap()
 }
 
 #[test]
@@ -164,7 +167,7 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
         "names must not be rewritten:\n{reg}"
     );
     let cfg = file(&plan, "/etc/rancher/k3s/config.yaml");
-    for k in ["token:", "node-ip:", "tls-san:", "cluster-init: true"] {
+    for k in ["token-file:", "node-ip:", "tls-san:", "cluster-init: true"] {
         assert!(cfg.contains(k), "config.yaml lacks {k}:\n{cfg}");
     }
     assert!(cfg.contains("10.1.2.3"));
@@ -173,10 +176,13 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
         "/var/lib/rancher/k3s/server/manifests/web-chart.yaml",
     );
     assert!(
-        hc.contains("kind: HelmChart") && hc.contains("chartContent:") && hc.contains("replicas"),
+        hc.contains("kind: HelmChart")
+            && hc.contains("https://%{KUBERNETES_API}%/static/charts/ferry-web.tgz")
+            && !hc.contains("chartContent")
+            && hc.contains("replicas"),
         "{hc}"
     );
-    let cmds = plan["commands"].to_string();
+    let cmds = plan.to_string();
     assert!(
         cmds.contains("\"server\"") && cmds.contains("k3s/config.yaml"),
         "{cmds}"
@@ -203,10 +209,18 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
         ),
         "{calls}"
     );
-    for f in plan["files"].as_array().unwrap() {
-        let p = Path::new(f["path"].as_str().unwrap());
+    for p in ferry_tests::plan::written_paths(&plan, &root) {
         assert!(p.exists(), "planned {} not written", p.display());
     }
+    // The chart archive (> 128 KiB, gzip) landed byte for byte in the static directory.
+    let x = t.path().join("extracted");
+    run_ok(Command::new(&bundle).arg("--extract").arg(&x));
+    let carried = std::fs::read(x.join("files/apps/web/chart.tgz")).unwrap();
+    assert!(carried.len() > 128 * 1024, "{}", carried.len());
+    assert_eq!(
+        std::fs::read(root.join("var/lib/rancher/k3s/server/static/charts/ferry-web.tgz")).unwrap(),
+        carried
+    );
     // The RUN hook ran after the apps, with the Kubefile's ENV and KUBECONFIG.
     let hook = std::fs::read_to_string(t.path().join("hook.out")).unwrap();
     assert_eq!(
@@ -217,9 +231,12 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
         )
     );
     let written = std::fs::read_to_string(root.join("etc/rancher/k3s/config.yaml")).unwrap();
+    assert!(written.contains("token-file:"), "{written}");
+    let secret = std::fs::read_to_string(root.join("etc/ferry/cluster-secret")).unwrap();
+    let token = std::fs::read_to_string(root.join("etc/ferry/token")).unwrap();
     assert!(
-        !written.contains("<generated-at-install>") && written.contains("token:"),
-        "{written}"
+        token.trim().ends_with(&format!("::{secret}")),
+        "{token} / {secret}"
     );
     // k3s's own images are served by ferry's registry under their original names.
     let status = run_ok(
@@ -258,15 +275,11 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
         reg.contains("https://10.1.2.3:5443") && reg.contains("ca_file"),
         "{reg}"
     );
-    assert!(
-        jp["commands"].to_string().contains("\"agent\""),
-        "{}",
-        jp["commands"]
-    );
+    assert!(jp.to_string().contains("\"agent\""), "{jp}");
     assert!(!t.path().join("node").exists(), "plan --join wrote files");
 
     let mut c = Command::new(&bundle);
-    c.arg("--root").arg(&root).args(["reset", "-q"]);
+    c.arg("--root").arg(&root).args(["reset", "-q", "--yes"]);
     run_ok(c);
     let left: Vec<_> = walk(&root);
     assert!(left.is_empty(), "reset left {left:?}");

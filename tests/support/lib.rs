@@ -4,4 +4,5 @@
 pub mod bins;
 pub mod forge;
 pub mod images;
+pub mod plan;
 pub mod registry;

@@ -7,8 +7,22 @@ use std::io::{self, Read, Write};
 
 /// A sha256 digest. Displays as 64 lowercase hex characters; [`Sha256Digest::oci`] gives
 /// the `sha256:<hex>` form used by OCI.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub struct Sha256Digest(pub [u8; 32]);
+
+impl serde::Serialize for Sha256Digest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.oci())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Sha256Digest {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Sha256Digest::from_oci(&s)
+            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not sha256:<64 hex>")))
+    }
+}
 
 impl Sha256Digest {
     pub fn of(bytes: &[u8]) -> Self {

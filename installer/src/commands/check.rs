@@ -1,7 +1,7 @@
 //! `--check`: verify every byte of the bundle; exit 0 only if all of it matches.
 
-use crate::cli::OutputFormat;
 use anyhow::Result;
+use ferry_console::{outln, OutputFormat};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,25 +17,23 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat, quiet: bool) -> Result<E
     });
     let secs = started.elapsed().as_secs_f64();
     match (&result, output) {
-        (Ok(r), OutputFormat::Json) => println!(
+        (Ok(r), OutputFormat::Json) => outln!(
             "{}",
             serde_json::json!({"ok": true, "file": path, "entries": r.entries, "bytes": r.bytes, "seconds": secs})
-        ),
-        (Err(e), OutputFormat::Json) => {
-            println!(
-                "{}",
-                serde_json::json!({"ok": false, "file": path, "error": format!("{e:#}")})
-            )
-        }
+        )?,
+        (Err(e), OutputFormat::Json) => outln!(
+            "{}",
+            serde_json::json!({"ok": false, "file": path, "error": format!("{e:#}")})
+        )?,
         (Ok(r), OutputFormat::Text) => {
             if !quiet {
-                println!(
+                outln!(
                     "OK: {} entries, {} bytes verified in {:.2}s ({:.0} MB/s)",
                     r.entries,
                     r.bytes,
                     secs,
                     r.bytes as f64 / secs.max(1e-9) / 1e6
-                );
+                )?;
             }
         }
         (Err(e), OutputFormat::Text) => eprintln!("check FAILED: {e:#}"),
@@ -43,6 +41,6 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat, quiet: bool) -> Result<E
     Ok(if result.is_ok() {
         ExitCode::SUCCESS
     } else {
-        ExitCode::from(2)
+        ExitCode::from(1)
     })
 }

@@ -1,6 +1,7 @@
 //! `--extract DIR`: unpack the payload entries as stored; never writes outside DIR.
 
 use anyhow::{Context, Result};
+use ferry_console::outln;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -11,12 +12,12 @@ pub fn run(bundle: Option<&Path>, dir: &Path, quiet: bool) -> Result<ExitCode> {
         .with_context(|| format!("extracting into {}", dir.display()))?;
     bar.finish_and_clear();
     if !quiet {
-        println!(
+        outln!(
             "extracted {} files ({} bytes) into {}",
             r.files,
             r.bytes,
             dir.display()
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,9 +1,9 @@
 //! `--info`: what the bundle carries, from bundle.json alone (two small reads, instant
 //! on any size of bundle; bundle.json itself is checked against the footer's sha256).
 
-use crate::cli::OutputFormat;
 use crate::commands::human;
 use anyhow::Result;
+use ferry_console::{outln, OutputFormat};
 use serde_json::json;
 use std::path::Path;
 use std::process::ExitCode;
@@ -32,43 +32,43 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 "hooks": m.hooks,
                 "entries": m.entries.len(),
             });
-            println!("{}", serde_json::to_string_pretty(&v)?);
+            ferry_console::print_json(&v)?;
         }
         OutputFormat::Text => {
-            println!("name:      {}", m.name);
+            outln!("name:      {}", m.name)?;
             if !m.version.is_empty() {
-                println!("version:   {}", m.version);
+                outln!("version:   {}", m.version)?;
             }
-            println!("builder:   {}", m.builder);
-            println!("platform:  {}", m.platform);
+            outln!("builder:   {}", m.builder)?;
+            outln!("platform:  {}", m.platform)?;
             match &m.cluster {
-                Some(c) => println!("cluster:   {} {}", c.distribution, c.version),
-                None => println!("cluster:   none (container runtime only)"),
+                Some(c) => outln!("cluster:   {} {}", c.distribution, c.version)?,
+                None => outln!("cluster:   none (container runtime only)")?,
             }
             for (k, v) in &m.labels {
-                println!("label:     {k}={v}");
+                outln!("label:     {k}={v}")?;
             }
-            println!(
+            outln!(
                 "size:      {} (installer {}, payload {}, {} entries)",
                 human(b.file_len),
                 human(m.installer.size),
                 human(b.footer.payload_len),
                 m.entries.len() + 1
-            );
-            println!("images ({}):", m.images.len());
+            )?;
+            outln!("images ({}):", m.images.len())?;
             for i in &m.images {
-                println!("  {}  {}  {}", i.name, i.digest, human(i.size));
+                outln!("  {}  {}  {}", i.name, i.digest, human(i.size))?;
             }
             for a in &m.apps {
-                println!(
+                outln!(
                     "app:       {} ({}, {} images)",
                     a.name,
                     a.kind,
                     a.images.len()
-                );
+                )?;
             }
             for f in &m.files {
-                println!("file:      {} -> {}", f.entry, f.dest);
+                outln!("file:      {} -> {}", f.entry, f.dest)?;
             }
         }
     }

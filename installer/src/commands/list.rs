@@ -1,14 +1,14 @@
 //! `--list`: every payload entry with size, offset and sha256 (from bundle.json).
 
-use crate::cli::OutputFormat;
 use anyhow::Result;
+use ferry_console::{outln, OutputFormat};
 use std::path::Path;
 use std::process::ExitCode;
 
 pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
     let b = crate::locate::open(bundle)?;
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&b.manifest.entries)?),
+        OutputFormat::Json => ferry_console::print_json(&b.manifest.entries)?,
         OutputFormat::Text => {
             for e in &b.manifest.entries {
                 let z = if e.compression.is_some() {
@@ -16,18 +16,21 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 } else {
                     ""
                 };
-                println!(
+                outln!(
                     "{:>14}  {:>14}  {}  {}{z}",
-                    e.size, e.offset, e.sha256, e.path
-                );
+                    e.size,
+                    e.offset,
+                    e.sha256,
+                    e.path
+                )?;
             }
-            println!(
+            outln!(
                 "{:>14}  {:>14}  {}  {}",
                 b.footer.manifest_len,
                 b.footer.manifest_offset,
                 b.footer.manifest_sha256.hex(),
                 ferry_bundle::MANIFEST_PATH
-            );
+            )?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -1,16 +1,30 @@
-//! One module per installer command: each parses nothing, adds context and delegates to
-//! the library. `run` picks the command from the parsed command line.
+//! One module per installer command: each turns the parsed command line into settings,
+//! adds context and delegates to the library (`install`, `join`, `engine`). `run` picks
+//! the command.
 
 mod check;
 mod extract;
 mod info;
 mod install;
+mod join;
 mod list;
+mod plan;
+mod preflight;
 mod registry;
+mod reset;
+mod settings;
+mod status;
 
 use crate::cli::{Cli, Command};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::process::ExitCode;
+
+/// Exit codes (documented in `--help` and the README).
+pub mod exit {
+    pub const FAILED: u8 = 1;
+    pub const NOT_INSTALLED_OR_PREFLIGHT: u8 = 3;
+    pub const UNHEALTHY: u8 = 4;
+}
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let bundle = cli.bundle.as_deref();
@@ -26,20 +40,25 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     if let Some(dir) = &cli.extract {
         return extract::run(bundle, dir, cli.quiet);
     }
-    let i = &cli.install;
-    if let Some(master) = &i.join {
-        if matches!(cli.command, Some(Command::Plan)) {
-            return install::join_plan(bundle, master, i, cli.output);
-        }
-        return install::join(master, i, cli.output, cli.quiet);
+    // `--join <master>` is the `join` command; with `plan` it plans the join. Anything
+    // else with it is a mistake that must not quietly join (or quietly not join).
+    match (&cli.join, &cli.command) {
+        (Some(m), None) => return join::run(&cli, m),
+        (Some(m), Some(Command::Plan)) => return plan::join(&cli, m),
+        (Some(_), Some(other)) => bail!(
+            "--join cannot be combined with the {} command; run `join <master> --token <token>` on its own",
+            command_name(other)
+        ),
+        _ => {}
     }
-    match cli.command {
-        Some(Command::Registry(args)) => registry::run(bundle, &args),
-        Some(Command::Install) | None => install::install(bundle, i, cli.output, cli.quiet),
-        Some(Command::Plan) => install::plan(bundle, i, cli.output),
-        Some(Command::Preflight) => install::preflight(bundle, i, cli.output),
-        Some(Command::Status) => install::status(i, cli.output),
-        Some(Command::Reset) => install::reset(i, cli.output, cli.quiet),
+    match &cli.command {
+        Some(Command::Registry(args)) => registry::run(bundle, args),
+        Some(Command::Install) | None => install::run(&cli),
+        Some(Command::Join { master }) => join::run(&cli, master),
+        Some(Command::Plan) => plan::install(&cli),
+        Some(Command::Preflight) => preflight::run(&cli),
+        Some(Command::Status) => status::run(&cli),
+        Some(Command::Reset) => reset::run(&cli),
         Some(Command::Supervise(a)) => {
             let env = a
                 .env
@@ -52,6 +71,19 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
             crate::service::supervise(&a.name, &a.pid_file, &env, &a.argv)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Install => "install",
+        Command::Join { .. } => "join",
+        Command::Plan => "plan",
+        Command::Preflight => "preflight",
+        Command::Status => "status",
+        Command::Reset => "reset",
+        Command::Supervise(_) => "supervise",
+        Command::Registry(_) => "registry",
     }
 }
 
@@ -68,5 +100,20 @@ pub fn human(n: u64) -> String {
         format!("{n} B")
     } else {
         format!("{v:.1} {}", U[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn join_is_never_silently_combined_with_another_command() {
+        for other in ["reset", "status", "install", "preflight"] {
+            let cli = Cli::try_parse_from(["d", "--join", "10.0.0.1:5443", other]).unwrap();
+            let e = run(cli).unwrap_err().to_string();
+            assert!(e.contains("cannot be combined"), "{other}: {e}");
+        }
     }
 }

@@ -54,7 +54,7 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
     if let (Some(ca), Some(token_file)) = (&args.ca, &args.token_file) {
         let token = std::fs::read_to_string(token_file)
             .with_context(|| format!("reading {}", token_file.display()))?;
-        let token = crate::join::token::Token::parse(&token).map_err(anyhow::Error::msg)?;
+        let token = crate::join::token::Token::parse(&token)?;
         let js = crate::join::server::JoinServer {
             bundle: b.clone(),
             ca_pem: std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?,

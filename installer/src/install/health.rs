@@ -1,10 +1,70 @@
-//! Health: bounded waits until what the install started answers — the registry's `/v2/`
-//! and containerd's socket — so "installed" means "working", not "started".
+//! Health probes: does what the install started answer — the registry's `/v2/`,
+//! containerd's socket, the k3s node, the bundle's workloads, a joined node's master
+//! registry — so "installed" means "working", not "started". The engine's `Wait` steps
+//! call [`probe`] until it passes or the wait times out.
 
+use crate::engine::HealthCheck;
+use crate::host::Host;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+/// One probe of `check`: `Ok(report)` when healthy, `Err(why not)` otherwise.
+pub fn probe(host: &Host, check: &HealthCheck) -> Result<String, String> {
+    let crashing = |service: &str| -> Option<String> {
+        let st = crate::service::SuperviseStatus::load(&host.path(&host.pid_file(service)))?;
+        st.recently_failed(30).then(|| {
+            format!(
+                "{service} keeps exiting ({} restarts, last {})",
+                st.restarts, st.last_exit
+            )
+        })
+    };
+    match check {
+        HealthCheck::Registry { addr, service } => registry_ok(addr)
+            .map(|_| String::new())
+            .map_err(|e| crashing(service).map(|c| format!("{c}; {e}")).unwrap_or(e)),
+        HealthCheck::Containerd {
+            ctr,
+            socket,
+            service,
+        } => containerd_ok(&host.path(ctr), &host.path(socket))
+            .map(|_| String::new())
+            .map_err(|e| crashing(service).map(|c| format!("{c}; {e}")).unwrap_or(e)),
+        HealthCheck::K3sNode { k3s, .. } => k3s_node_ready(&host.path(k3s)).map(|_| String::new()),
+        HealthCheck::Workloads { k3s } => {
+            let ws = super::workloads::check(&host.path(k3s))?;
+            let table = super::workloads::table(&ws);
+            let stuck: Vec<String> = ws
+                .iter()
+                .filter(|w| !w.ready)
+                .map(|w| format!("{} {}/{} ({})", w.kind, w.namespace, w.name, w.reason))
+                .collect();
+            if stuck.is_empty() {
+                Ok(table)
+            } else {
+                Err(format!("not ready: {}\n{table}", stuck.join("; ")))
+            }
+        }
+        HealthCheck::Running { service } => crate::service::running_pid(host, service)
+            .map(|_| String::new())
+            .ok_or_else(|| format!("{service} is not running")),
+        HealthCheck::MasterRegistry { url } => master_registry_ok(host, url),
+    }
+}
+
+/// A joined node's registry is the master's, over TLS with the pinned CA.
+pub fn master_registry_ok(host: &Host, url: &str) -> Result<String, String> {
+    let ca =
+        std::fs::read(host.path(&host.pki("ca.pem"))).map_err(|e| format!("pinned CA: {e}"))?;
+    let cfg = crate::join::tls::pinned_client(&ca)?;
+    match crate::join::client::get(cfg, url.trim_start_matches("https://"), "/v2/", None) {
+        Ok(r) if r.status == 200 => Ok(String::new()),
+        Ok(r) => Err(format!("{url}/v2/ answered {}", r.status)),
+        Err(e) => Err(format!("{url}: {e}")),
+    }
+}
 
 /// `GET <path>` over plain HTTP; returns the status code.
 pub fn http_status(addr: &str, path: &str) -> std::io::Result<u16> {
@@ -21,27 +81,6 @@ pub fn http_status(addr: &str, path: &str) -> std::io::Result<u16> {
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| std::io::Error::other("no HTTP status line"))
-}
-
-/// Waits until `probe` succeeds or `timeout` passes; returns the last error on timeout.
-pub fn wait_for(
-    what: &str,
-    timeout: Duration,
-    mut probe: impl FnMut() -> Result<(), String>,
-) -> Result<(), String> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        match probe() {
-            Ok(()) => return Ok(()),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(format!(
-                    "{what} not healthy after {}s: {e}",
-                    timeout.as_secs()
-                ))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
 }
 
 pub fn registry_ok(addr: &str) -> Result<(), String> {

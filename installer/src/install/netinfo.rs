@@ -1,9 +1,9 @@
 //! The node's address: the IPv4 of the interface holding the default route (what other
 //! nodes will reach), else the first non-loopback IPv4, else loopback.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 
-pub fn default_node_ip() -> String {
+pub fn default_node_ip() -> IpAddr {
     let route_if = std::fs::read_to_string("/proc/net/route")
         .ok()
         .and_then(|s| {
@@ -23,12 +23,12 @@ pub fn default_node_ip() -> String {
         .unwrap_or_default();
     if let Some(i) = route_if {
         if let Some((_, ip)) = addrs.iter().find(|(n, _)| *n == i) {
-            return ip.to_string();
+            return IpAddr::V4(*ip);
         }
     }
     addrs
         .iter()
         .find(|(_, ip)| !ip.is_loopback())
-        .map(|(_, ip)| ip.to_string())
-        .unwrap_or_else(|| "127.0.0.1".into())
+        .map(|(_, ip)| IpAddr::V4(*ip))
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }

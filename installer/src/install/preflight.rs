@@ -31,10 +31,31 @@ pub struct Inputs<'a> {
     pub ports: Vec<u16>,
     /// k3s needs more memory, a default route and br_netfilter; containerd alone does not.
     pub cluster: bool,
-    /// The payload sha256 of the bundle; an install of another bundle is "earlier install".
+    /// The payload sha256 of the bundle (`sha256:<hex>`); an install of another bundle
+    /// is "earlier install".
     pub bundle_sha256: &'a str,
+    /// What this run would make of the host: a server (install) or a joined node.
+    pub role: crate::engine::NodeRole,
+    /// How the operator runs this program, for the hints (`./delivery.run reset`).
+    pub invocation: &'a str,
     pub skip: &'a [String],
 }
+
+/// Every check's name, as `--skip-preflight` takes it.
+pub const CHECKS: [&str; 12] = [
+    "root",
+    "arch",
+    "kernel",
+    "cgroups",
+    "overlayfs",
+    "br_netfilter",
+    "ip_forward",
+    "disk",
+    "memory",
+    "ports",
+    "default_route",
+    "earlier_install",
+];
 
 fn check(name: &'static str, ok: bool, fail_status: Status, detail: String, fix: &str) -> Check {
     Check {
@@ -181,7 +202,19 @@ pub fn run(i: &Inputs) -> Vec<Check> {
         "add memory or stop other workloads",
     ));
 
+    let mut seen = Vec::new();
     for &port in &i.ports {
+        if seen.contains(&port) {
+            out.push(check(
+                "ports",
+                false,
+                Status::Fail,
+                format!("tcp {port} is given for two services"),
+                "give --registry-port and --join-port different ports",
+            ));
+            continue;
+        }
+        seen.push(port);
         let free = TcpListener::bind(("0.0.0.0", port)).is_ok();
         let ours = crate::service::running_pid(i.host, "registry").is_some();
         out.push(check(
@@ -198,7 +231,7 @@ pub fn run(i: &Inputs) -> Vec<Check> {
                     "in use"
                 }
             ),
-            "stop what listens there, or choose another --registry-port",
+            "stop what listens there, or choose another --registry-port / --join-port",
         ));
     }
 
@@ -211,23 +244,45 @@ pub fn run(i: &Inputs) -> Vec<Check> {
         "add one even on an isolated network (k3s refuses to start without it): ip route add default via <gw>",
     ));
 
-    let earlier = crate::install::journal::Journal::load(&i.host.path(&i.host.journal()))
+    let earlier = crate::engine::Journal::load(&i.host.path(&i.host.journal()))
         .ok()
         .flatten();
-    let (ok, detail) = match &earlier {
-        None => (true, "none".to_string()),
-        Some(j) if j.bundle_sha256 == i.bundle_sha256 => {
-            (true, format!("{} (same bundle: resuming)", j.bundle_name))
-        }
-        Some(j) => (false, format!("bundle {} is installed", j.bundle_name)),
+    let reset = format!("{} reset", i.invocation);
+    let (ok, detail, fix) = match &earlier {
+        None => (true, "none".to_string(), String::new()),
+        Some(j) if j.role != i.role => (
+            false,
+            format!(
+                "this host is already a {} node of bundle {}",
+                j.role.as_str(),
+                j.bundle_name
+            ),
+            match j.role {
+                crate::engine::NodeRole::Join => format!(
+                    "this host was joined to a master: to make it a master instead, run `{reset}` first"
+                ),
+                crate::engine::NodeRole::Server => format!(
+                    "this host is a master: join other hosts to it; to join it elsewhere, run `{reset}` first"
+                ),
+            },
+        ),
+        Some(j) if j.bundle_sha256 == i.bundle_sha256 || j.bundle_sha256.is_empty() => (
+            true,
+            format!("{} (same bundle: resuming)", j.bundle_name),
+            String::new(),
+        ),
+        Some(j) => (
+            false,
+            format!("bundle {} is installed", j.bundle_name),
+            format!("run `{reset}` first (upgrades come later)"),
+        ),
     };
-    out.push(check(
-        "earlier_install",
-        ok,
-        Status::Fail,
+    out.push(Check {
+        name: "earlier_install",
+        status: if ok { Status::Pass } else { Status::Fail },
         detail,
-        "run `./delivery.run reset` first (upgrades come later)",
-    ));
+        fix,
+    });
 
     for c in &mut out {
         if c.status == Status::Fail && i.skip.iter().any(|s| s == c.name) {
@@ -248,7 +303,7 @@ pub fn table(checks: &[Check]) -> String {
     );
     for c in checks {
         let r = match c.status {
-            Status::Pass => "ok",
+            Status::Pass => "pass",
             Status::Warn => "warn",
             Status::Fail => "FAIL",
             Status::Skipped => "skipped",

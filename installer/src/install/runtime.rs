@@ -1,14 +1,19 @@
 //! The runtime phase: containerd from the bundle's payload, configured so that every
 //! upstream registry host the bundle carries is mirrored by ferry's registry (`pull` +
 //! `resolve`), names untouched: containerd sends `?ns=<host>` to the mirror.
+//!
+//! Used by the first node (mirror: the local registry) and by joined nodes (mirror: the
+//! master's TLS registry, trusting the pinned CA): one function, two sources of bytes.
 
-use super::actions::{Content, FileAction, PhasePlan, ServiceSpec};
-use crate::host::Host;
+use super::{file, PlanError};
+use crate::engine::{Content, EntryRef, Journal, Phase, PhaseName};
+use crate::host::{Host, HostPath};
 use ferry_bundle::reference::Reference;
+use ferry_bundle::Bundle;
 use std::collections::BTreeSet;
 
 /// Every registry host the bundle's images name (docker.io, quay.io, …), sorted.
-pub fn upstream_hosts(bundle: &ferry_bundle::Bundle) -> BTreeSet<String> {
+pub fn upstream_hosts(bundle: &Bundle) -> BTreeSet<String> {
     bundle
         .manifest
         .images
@@ -16,6 +21,26 @@ pub fn upstream_hosts(bundle: &ferry_bundle::Bundle) -> BTreeSet<String> {
         .filter_map(|i| Reference::parse(&i.name).ok())
         .map(|r| r.host)
         .collect()
+}
+
+/// A TOML basic string: quoted, with `"`, `\` and control characters escaped, so no value
+/// can end the string and inject configuration.
+pub fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// `hosts.toml` for one upstream host (containerd's registry host configuration).
@@ -28,110 +53,121 @@ pub fn hosts_toml(upstream: &str, mirror_url: &str, ca_file: Option<&str>) -> St
     let mut s = format!(
         "# Written by ferry: {upstream} images are served by the bundle's registry under their\n\
          # original names (containerd adds ?ns={upstream}). The upstream is never contacted\n\
-         # for pulls that the mirror can answer.\nserver = \"{server}\"\n\n[host.\"{mirror_url}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"
+         # for pulls that the mirror can answer.\nserver = {}\n\n[host.{}]\n  capabilities = [\"pull\", \"resolve\"]\n",
+        toml_string(&server),
+        toml_string(mirror_url),
     );
     if let Some(ca) = ca_file {
-        s.push_str(&format!("  ca = \"{ca}\"\n"));
+        s.push_str(&format!("  ca = {}\n", toml_string(ca)));
     }
     s
 }
 
 pub fn containerd_config(host: &Host) -> String {
-    let p = |x: &str| host.path(x).display().to_string();
+    let p = |x: &HostPath| toml_string(&host.path(x).display().to_string());
     format!(
         "# Written by ferry. containerd for the bundle's workloads; registry mirrors in config_path.\n\
-         version = 2\nroot = \"{root}\"\nstate = \"{state}\"\n\n[grpc]\n  address = \"{sock}\"\n\n\
-         [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = \"{hosts}\"\n\n\
-         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = \"{cni}\"\n  conf_dir = \"{cniconf}\"\n",
+         version = 2\nroot = {root}\nstate = {state}\n\n[grpc]\n  address = {sock}\n\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = {hosts}\n\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = {cni}\n  conf_dir = {cniconf}\n",
         root = p(&host.containerd_root()),
         state = p(&host.containerd_state()),
         sock = p(&host.containerd_socket()),
         hosts = p(&host.hosts_dir()),
         cni = p(&host.cni_dir()),
-        cniconf = p("/etc/ferry/cni/net.d"),
+        cniconf = p(&host.cni_conf_dir()),
     )
 }
 
-/// The runtime payload's files of a bundle as (role, content) pairs.
-pub fn payload_files(bundle: &ferry_bundle::Bundle) -> Vec<(String, Content)> {
-    let m = &bundle.manifest;
-    m.payloads
+/// The containerd payload's files of a bundle: (role, entry).
+pub fn payload_files(b: &Bundle) -> Result<Vec<(String, EntryRef)>, PlanError> {
+    let mut out = Vec::new();
+    for p in b
+        .manifest
+        .payloads
         .iter()
         .filter(|p| p.name == "containerd")
-        .flat_map(|p| p.files.iter())
-        .filter_map(|(role, entry)| {
-            let rec = m.entry(entry)?;
-            Some((
+    {
+        for (role, entry) in &p.files {
+            out.push((
                 role.clone(),
-                Content::Entry {
-                    entry: rec.path.clone(),
-                    compression: rec.compression.clone(),
-                    size: rec.size,
-                    sha256: rec.sha256.clone(),
-                },
-            ))
-        })
-        .collect()
+                super::entry_ref(b, entry, &format!("payload containerd {role}"))?,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Where a runtime payload role is installed, if it is.
+pub fn role_path(host: &Host, role: &str) -> Option<HostPath> {
+    let (dir, name) = match role.split_once('/') {
+        Some(("bin", n)) => (host.bin_dir(), n),
+        Some(("cni", n)) => (host.cni_dir(), n),
+        _ => return None,
+    };
+    dir.join(name).ok()
 }
 
 /// Files and the containerd service for the runtime phase. `mirror_url` is the local
 /// registry (`http://127.0.0.1:<port>`) on the first node, the master's over TLS on others
-/// (then `ca_file` is the pinned CA, as a host path).
-pub fn plan(
+/// (then `ca_file` is the pinned CA, as a host path). `supervisor` is the program that
+/// supervises services on this node.
+#[allow(clippy::too_many_arguments)]
+pub fn phase(
     host: &Host,
-    payload: Vec<(String, Content)>,
-    hosts: &BTreeSet<String>,
+    journal: &Journal,
+    systemd: bool,
+    supervisor: &str,
+    payload: Vec<(String, EntryRef)>,
+    upstream: &[String],
     mirror_url: &str,
-    ca_file: Option<&str>,
-) -> PhasePlan {
-    let mut files = Vec::new();
-    for (role, content) in payload {
-        let (dir, name) = match role.split_once('/') {
-            Some(("bin", n)) => (format!("{}/bin", crate::host::OPT_DIR), n.to_string()),
-            Some(("cni", n)) => (host.cni_dir(), n.to_string()),
-            _ => continue,
-        };
-        files.push(FileAction {
-            path: format!("{dir}/{name}"),
-            mode: 0o755,
-            content,
-        });
+    ca_file: Option<&HostPath>,
+) -> Phase {
+    let mut p = Phase::new(PhaseName::Runtime);
+    for (role, e) in payload {
+        if let Some(path) = role_path(host, &role) {
+            p.steps
+                .push(file(host, journal, path, 0o755, Content::Entry(e)));
+        }
     }
-    files.push(FileAction {
-        path: host.containerd_config(),
-        mode: 0o644,
-        content: Content::text(containerd_config(host)),
-    });
+    p.steps.push(file(
+        host,
+        journal,
+        host.containerd_config(),
+        0o644,
+        Content::text(containerd_config(host)),
+    ));
     let ca = ca_file.map(|c| host.path(c).display().to_string());
-    for h in hosts {
-        files.push(FileAction {
-            path: format!("{}/{h}/hosts.toml", host.hosts_dir()),
-            mode: 0o644,
-            content: Content::text(hosts_toml(h, mirror_url, ca.as_deref())),
-        });
+    for h in upstream {
+        let Ok(path) = host.hosts_dir().join(&format!("{h}/hosts.toml")) else {
+            continue;
+        };
+        p.steps.push(file(
+            host,
+            journal,
+            path,
+            0o644,
+            Content::text(hosts_toml(h, mirror_url, ca.as_deref())),
+        ));
     }
-    let bin = host
-        .path(&format!("{}/bin", crate::host::OPT_DIR))
-        .display()
-        .to_string();
-    let services = vec![ServiceSpec {
-        name: "containerd".into(),
-        argv: vec![
+    let bin = host.path(&host.bin_dir()).display().to_string();
+    p.steps.extend(crate::service::steps(
+        host,
+        journal,
+        systemd,
+        supervisor,
+        "containerd",
+        vec![
             host.path(&host.bin("containerd")).display().to_string(),
             "--config".into(),
             host.path(&host.containerd_config()).display().to_string(),
         ],
-        env: vec![(
+        vec![(
             "PATH".into(),
             format!("{bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         )],
-    }];
-    PhasePlan {
-        phase: "runtime".into(),
-        files,
-        services,
-        commands: vec![],
-    }
+    ));
+    p
 }
 
 #[cfg(test)]
@@ -150,5 +186,29 @@ mod tests {
             Some("/etc/ferry/ca.pem"),
         );
         assert!(d.contains("registry-1.docker.io") && d.contains("ca = \"/etc/ferry/ca.pem\""));
+    }
+
+    #[test]
+    fn toml_strings_cannot_be_escaped_from() {
+        assert_eq!(toml_string("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        let t = hosts_toml("x.io", "http://h\"]\n[evil]", Some("/c\"a"));
+        let v: toml_check::Doc = toml_check::parse(&t);
+        assert_eq!(v.tables, ["host.\"http://h\\\"]\\n[evil]\""]);
+    }
+
+    /// Just enough TOML reading to see which tables a text declares.
+    mod toml_check {
+        pub struct Doc {
+            pub tables: Vec<String>,
+        }
+        pub fn parse(t: &str) -> Doc {
+            Doc {
+                tables: t
+                    .lines()
+                    .filter(|l| l.starts_with('['))
+                    .map(|l| l.trim_start_matches('[').trim_end_matches(']').to_string())
+                    .collect(),
+            }
+        }
     }
 }

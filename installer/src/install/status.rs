@@ -1,14 +1,24 @@
 //! `status`: what is installed and whether it works, from the journal plus live probes.
+//! A service that keeps exiting is "crash-looping", not "running"; anything unhealthy
+//! makes `status` exit non-zero, so scripts and monitoring can rely on its exit code.
 
+use crate::engine::{Journal, NodeRole};
 use crate::host::Host;
-use crate::install::journal::Journal;
+use crate::service::SuperviseStatus;
 use serde::Serialize;
 
 #[derive(Debug, Serialize)]
 pub struct ServiceStatus {
     pub name: String,
+    /// `running`, `crash-looping` or `stopped`.
+    pub state: String,
     pub running: bool,
     pub pid: Option<i32>,
+    pub restarts: u64,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub last_exit: String,
+    /// The service's log file.
+    pub log: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -28,10 +38,14 @@ pub struct ContainerdStatus {
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub installed: bool,
+    /// Every service runs and the registry answers.
+    pub healthy: bool,
+    /// What is wrong, one line each.
+    pub problems: Vec<String>,
     pub bundle: String,
     pub role: String,
     pub node_ip: String,
-    pub phases: Vec<crate::install::journal::PhaseRecord>,
+    pub phases: Vec<crate::engine::journal::PhaseRecord>,
     pub registry: RegistryStatus,
     pub containerd: ContainerdStatus,
     pub services: Vec<ServiceStatus>,
@@ -39,52 +53,97 @@ pub struct Status {
     /// Admin kubeconfig on k3s servers (when it exists).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubeconfig: Option<String>,
+    /// The staged bundle, which can run `status` and `reset` later.
+    pub staged_bundle: String,
+    /// The plain-text log of install runs.
+    pub log: String,
 }
 
 pub fn status(host: &Host) -> anyhow::Result<Status> {
     let j = Journal::load(&host.path(&host.journal()))?;
     let installed = j.is_some();
     let j = j.unwrap_or_default();
-    let addr = format!("127.0.0.1:{}", j.registry_port);
     let services: Vec<ServiceStatus> = j
         .services
         .iter()
         .map(|n| {
             let pid = crate::service::running_pid(host, n);
+            let sup = SuperviseStatus::load(&host.path(&host.pid_file(n))).unwrap_or_default();
+            let looping = pid.is_some() && sup.recently_failed(60);
             ServiceStatus {
                 name: n.clone(),
-                running: pid.is_some(),
+                state: match (pid, looping) {
+                    (None, _) => "stopped",
+                    (Some(_), true) => "crash-looping",
+                    (Some(_), false) => "running",
+                }
+                .into(),
+                running: pid.is_some() && !looping,
                 pid,
+                restarts: sup.restarts,
+                last_exit: sup.last_exit,
+                log: host.path(&host.log_file(n)).display().to_string(),
             }
         })
         .collect();
     let running = |n: &str| services.iter().any(|s| s.name == n && s.running);
+    let registry = if j.role == NodeRole::Join {
+        RegistryStatus {
+            url: j.registry_url.clone(),
+            healthy: crate::install::health::master_registry_ok(host, &j.registry_url).is_ok(),
+        }
+    } else {
+        let addr = format!("127.0.0.1:{}", j.registry_port);
+        RegistryStatus {
+            url: format!("http://{addr}"),
+            healthy: j.registry_port != 0 && crate::install::health::registry_ok(&addr).is_ok(),
+        }
+    };
+    let mut problems = Vec::new();
+    if installed {
+        for p in j.phases.iter().filter(|p| p.state != "done") {
+            problems.push(format!("phase {} {}: {}", p.name, p.state, p.error));
+        }
+        for s in services.iter().filter(|s| !s.running) {
+            problems.push(format!(
+                "service {} is {}{} (log: {})",
+                s.name,
+                s.state,
+                if s.last_exit.is_empty() {
+                    String::new()
+                } else {
+                    format!(", last {}", s.last_exit)
+                },
+                s.log
+            ));
+        }
+        if !registry.healthy {
+            problems.push(format!("registry {} does not answer", registry.url));
+        }
+    }
+    let kubeconfig = crate::host::HostPath::new(crate::install::KUBECONFIG)
+        .ok()
+        .map(|k| host.path(&k))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string());
     Ok(Status {
         installed,
+        healthy: installed && problems.is_empty(),
+        problems,
         bundle: j.bundle_name.clone(),
-        role: j.role.clone(),
+        role: j.role.as_str().into(),
         node_ip: j.node_ip.clone(),
         phases: j.phases.clone(),
-        registry: if j.role == "join" {
-            RegistryStatus {
-                url: j.registry_url.clone(),
-                healthy: master_registry_ok(host, &j.registry_url),
-            }
-        } else {
-            RegistryStatus {
-                url: format!("http://{addr}"),
-                healthy: j.registry_port != 0 && crate::install::health::registry_ok(&addr).is_ok(),
-            }
-        },
+        registry,
         containerd: ContainerdStatus {
             address: host.path(&host.containerd_socket()).display().to_string(),
             hosts_dir: host.path(&host.hosts_dir()).display().to_string(),
             running: running("containerd"),
         },
         join_command: j.join_command.clone(),
-        kubeconfig: Some(host.path(crate::install::KUBECONFIG))
-            .filter(|p| p.exists())
-            .map(|p| p.display().to_string()),
+        kubeconfig,
+        staged_bundle: host.path(&host.staged_bundle()).display().to_string(),
+        log: host.path(&host.run_log()).display().to_string(),
         services,
     })
 }
@@ -94,25 +153,19 @@ pub fn text(s: &Status) -> String {
         return "not installed\n".into();
     }
     let mut out = format!(
-        "bundle:     {}\nrole:       {}\nnode ip:    {}\n",
-        s.bundle, s.role, s.node_ip
+        "bundle:     {}\nrole:       {}\nnode ip:    {}\nhealth:     {}\n",
+        s.bundle,
+        s.role,
+        s.node_ip,
+        if s.healthy { "healthy" } else { "UNHEALTHY" }
     );
     out.push_str(&format!(
         "registry:   {} ({})\n",
         s.registry.url,
         if s.registry.healthy {
-            "healthy"
+            "answering"
         } else {
             "NOT answering"
-        }
-    ));
-    out.push_str(&format!(
-        "containerd: {} ({})\n",
-        s.containerd.address,
-        if s.containerd.running {
-            "running"
-        } else {
-            "not running"
         }
     ));
     out.push_str("phases:\n");
@@ -131,14 +184,24 @@ pub fn text(s: &Status) -> String {
     out.push_str("services:\n");
     for sv in &s.services {
         out.push_str(&format!(
-            "  {:<12} {}\n",
+            "  {:<12} {}{}\n",
             sv.name,
-            if sv.running {
-                format!("running (pid {})", sv.pid.unwrap_or(0))
+            match sv.pid {
+                Some(pid) => format!("{} (pid {pid})", sv.state),
+                None => sv.state.clone(),
+            },
+            if sv.restarts > 0 {
+                format!(", {} restarts, last {}", sv.restarts, sv.last_exit)
             } else {
-                "stopped".into()
+                String::new()
             }
         ));
+    }
+    if !s.problems.is_empty() {
+        out.push_str("problems:\n");
+        for p in &s.problems {
+            out.push_str(&format!("  - {p}\n"));
+        }
     }
     if let Some(k) = &s.kubeconfig {
         out.push_str(&format!("kubeconfig: {k}\n"));
@@ -146,17 +209,9 @@ pub fn text(s: &Status) -> String {
     if !s.join_command.is_empty() {
         out.push_str(&format!("join:       {}\n", s.join_command));
     }
+    out.push_str(&format!(
+        "later:      {} status | reset   (the staged bundle)\nlog:        {}\n",
+        s.staged_bundle, s.log
+    ));
     out
-}
-
-/// A joined node's registry is the master's, over TLS with the pinned CA.
-fn master_registry_ok(host: &Host, url: &str) -> bool {
-    let Ok(ca) = std::fs::read(host.path(&host.pki("ca.pem"))) else {
-        return false;
-    };
-    let Ok(cfg) = crate::join::tls::pinned_client(&ca) else {
-        return false;
-    };
-    crate::join::client::get(cfg, url.trim_start_matches("https://"), "/v2/", None)
-        .is_ok_and(|r| r.status == 200)
 }

@@ -75,7 +75,7 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
         .collect();
     JoinInfo {
         bundle_name: m.name.clone(),
-        bundle_sha256: b.footer.payload_sha256.hex(),
+        bundle_sha256: b.footer.payload_sha256.oci(),
         platform: m.platform.clone(),
         cluster: m.cluster.clone(),
         upstream_hosts: hosts,

@@ -9,7 +9,7 @@
 //! Choices, and why:
 //! - Settings go in the config file rather than on the command line, so the unit and the
 //!   supervised argv are the same for every node (`k3s server --config <path>`), and the
-//!   token is in a root-only file instead of in `ps` output and the unit file.
+//!   token is in a root-only file (`token-file`) instead of in `ps` output and the unit.
 //! - First server: `cluster-init: true` (embedded etcd), so more servers can join later
 //!   (HA) without a datastore migration.
 //! - Joining servers repeat `disable`: the docs list `--disable=servicelb` among the
@@ -22,8 +22,10 @@
 
 use super::yaml::{quote, string_list};
 
-/// `--token`: shared secret used to join a server or agent to a cluster.
-pub const TOKEN: &str = "token";
+/// `--token-file`: file holding the shared secret used to join a server or agent to a
+/// cluster. A file rather than `--token`, so the secret is in neither `ps` output, the
+/// unit, nor the plan ferry prints.
+pub const TOKEN_FILE: &str = "token-file";
 /// `--server`: server to connect to (`https://<master>:6443`).
 pub const SERVER: &str = "server";
 /// `--node-ip`: IP address to advertise for the node.
@@ -56,7 +58,8 @@ pub enum Role<'a> {
 /// The node's own settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeConfig {
-    pub token: String,
+    /// Host path of the file holding the cluster token.
+    pub token_file: String,
     pub node_ip: String,
     pub node_name: Option<String>,
     /// Servers only: SANs on the apiserver certificate (the node IP is added by the plan).
@@ -81,7 +84,7 @@ pub fn config_yaml(role: Role<'_>, node: &NodeConfig) -> String {
         Role::FirstServer => {}
         Role::JoinServer { server } | Role::Agent { server } => scalar(SERVER, quote(server)),
     }
-    scalar(TOKEN, quote(&node.token));
+    scalar(TOKEN_FILE, quote(&node.token_file));
     scalar(NODE_IP, quote(&node.node_ip));
     if let Some(name) = &node.node_name {
         scalar(NODE_NAME, quote(name));
@@ -115,7 +118,7 @@ mod tests {
 
     fn node() -> NodeConfig {
         NodeConfig {
-            token: "K10abc::server:s3cret".into(),
+            token_file: "/etc/ferry/cluster-secret".into(),
             node_ip: "10.0.0.2".into(),
             node_name: None,
             tls_sans: vec!["10.0.0.2".into(), "k3s.example.com".into()],
@@ -146,7 +149,7 @@ mod tests {
         assert_eq!(
             keys(&v),
             [
-                "token",
+                "token-file",
                 "node-ip",
                 "cluster-init",
                 "write-kubeconfig-mode",
@@ -155,7 +158,7 @@ mod tests {
                 "disable"
             ]
         );
-        assert_eq!(v["token"].as_str(), Some("K10abc::server:s3cret"));
+        assert_eq!(v["token-file"].as_str(), Some("/etc/ferry/cluster-secret"));
         assert_eq!(v["node-ip"].as_str(), Some("10.0.0.2"));
         assert_eq!(v["cluster-init"].as_bool(), Some(true));
         assert_eq!(v["write-kubeconfig-mode"].as_str(), Some("0600"));
@@ -177,7 +180,7 @@ mod tests {
         assert!(v.get("cluster-init").is_none());
         // Critical values must match the first server's, or the join is refused.
         assert_eq!(strings(&v["disable"]), ["traefik", "servicelb"]);
-        assert_eq!(v["token"].as_str(), Some("K10abc::server:s3cret"));
+        assert_eq!(v["token-file"].as_str(), Some("/etc/ferry/cluster-secret"));
     }
 
     #[test]
@@ -194,7 +197,7 @@ mod tests {
             keys(&v),
             [
                 "server",
-                "token",
+                "token-file",
                 "node-ip",
                 "node-name",
                 "disable-default-registry-endpoint"
@@ -207,11 +210,11 @@ mod tests {
     #[test]
     fn values_that_look_like_other_types_stay_strings() {
         let mut n = node();
-        n.token = "no".into();
+        n.token_file = "no".into();
         n.kubeconfig_mode = 0o644;
         n.tls_sans = vec!["yes".into(), "1.5".into()];
         let v = parse(&config_yaml(Role::FirstServer, &n));
-        assert_eq!(v["token"].as_str(), Some("no"));
+        assert_eq!(v["token-file"].as_str(), Some("no"));
         assert_eq!(v["write-kubeconfig-mode"].as_str(), Some("0644"));
         assert_eq!(strings(&v["tls-san"]), ["yes", "1.5"]);
     }

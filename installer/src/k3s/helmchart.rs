@@ -20,8 +20,8 @@
 //! and null as those strings, and the rest as strings. Integers beyond 32 bits cannot be
 //! held by the int-or-string type and go as strings.
 
-use super::base64;
 use super::yaml::{quote, text};
+use base64::Engine as _;
 use std::collections::BTreeMap;
 
 /// Namespace of every HelmChart resource ferry writes.
@@ -75,7 +75,7 @@ pub fn helmchart_yaml(c: &HelmChart<'_>) -> String {
         ChartSource::Content(tgz) => {
             out.push_str(&format!(
                 "  chartContent: {}\n",
-                quote(&base64::encode(tgz))
+                quote(&base64::engine::general_purpose::STANDARD.encode(tgz))
             ));
         }
         ChartSource::StaticUrl { file } => {

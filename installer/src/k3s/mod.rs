@@ -18,14 +18,14 @@
 //! - [`apps`]: an application (chart or manifests) → files in k3s's auto-deploy directory.
 //! - [`plan`]: puts them together: [`server_plan`], [`join_server_plan`], [`agent_plan`].
 //! - [`payload`]: the roles of the k3s payload's files (`payloads/k3s/payload.toml`).
-//! - [`yaml`] and [`base64`]: the small text helpers that keep the installer free of a YAML
-//!   crate (it must stay a small static binary).
+//! - [`yaml`]: the small text helpers that keep the installer free of a YAML crate (it must
+//!   stay a small static binary). base64 comes from the `base64` crate, which rustls'
+//!   PEM support links anyway.
 //!
 //! `docs/k3s.md` says which k3s document each file follows and what has (not) been checked
 //! against a real k3s.
 
 pub mod apps;
-pub mod base64;
 pub mod config;
 pub mod error;
 pub mod helmchart;

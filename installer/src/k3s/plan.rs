@@ -62,10 +62,9 @@ pub struct K3sParams {
     pub node_ip: String,
     /// `node-name`; needed where hosts share a hostname (network-namespace test hosts).
     pub node_name: Option<String>,
-    /// The cluster token. Joining nodes should get the full `K10<ca hash>::server:<secret>`
-    /// form from the master's `/var/lib/rancher/k3s/server/token`, so k3s checks the
-    /// master's CA against it.
-    pub token: String,
+    /// Host path of the file holding the cluster token (k3s `token-file`). ferry writes
+    /// the join token's secret there on every node.
+    pub token_file: String,
     /// Extra TLS SANs for a server's apiserver certificate (host names, VIPs).
     pub tls_sans: Vec<String>,
     /// Packaged components a server does not deploy (`traefik`, `servicelb`, …). Must be
@@ -95,11 +94,11 @@ pub struct K3sParams {
 impl K3sParams {
     /// Parameters with ferry's defaults: kubeconfig mode 0600, binary at
     /// [`DEFAULT_K3S_BINARY`], nothing disabled, no apps, no CA, not systemd.
-    pub fn new(node_ip: &str, token: &str, registry_endpoint: &str) -> K3sParams {
+    pub fn new(node_ip: &str, token_file: &str, registry_endpoint: &str) -> K3sParams {
         K3sParams {
             node_ip: node_ip.to_string(),
             node_name: None,
-            token: token.to_string(),
+            token_file: token_file.to_string(),
             tls_sans: Vec::new(),
             disable: Vec::new(),
             kubeconfig_mode: 0o600,
@@ -221,7 +220,7 @@ fn config_file(role: Role<'_>, p: &K3sParams) -> PlannedFile {
         }
     }
     let node = NodeConfig {
-        token: p.token.clone(),
+        token_file: p.token_file.clone(),
         node_ip: p.node_ip.clone(),
         node_name: p.node_name.clone(),
         tls_sans: sans,
@@ -321,7 +320,7 @@ fn finish(
 fn validate(p: &K3sParams) -> Result<(), K3sError> {
     for (field, value) in [
         ("node ip", p.node_ip.as_str()),
-        ("token", p.token.as_str()),
+        ("token file", p.token_file.as_str()),
         ("registry endpoint", p.registry_endpoint.as_str()),
         ("k3s binary path", p.k3s_binary.as_str()),
     ] {
@@ -480,7 +479,7 @@ mod tests {
         assert_eq!(file(&plan, CONFIG_PATH).mode, 0o600);
         let cfg = yaml(&plan, CONFIG_PATH);
         assert_eq!(cfg["cluster-init"].as_bool(), Some(true));
-        assert_eq!(cfg["token"].as_str(), Some("s3cret"));
+        assert_eq!(cfg["token-file"].as_str(), Some("s3cret"));
         let sans: Vec<&str> = cfg["tls-san"]
             .as_sequence()
             .unwrap()
@@ -567,7 +566,7 @@ mod tests {
         assert_eq!(plan.service, "k3s-agent");
         let cfg = yaml(&plan, CONFIG_PATH);
         assert_eq!(cfg["server"].as_str(), Some("https://10.0.0.1:6443"));
-        assert_eq!(cfg["token"].as_str(), Some("s3cret"));
+        assert_eq!(cfg["token-file"].as_str(), Some("s3cret"));
         assert_eq!(cfg["node-ip"].as_str(), Some("10.0.0.7"));
         assert_eq!(cfg["node-name"].as_str(), Some("worker-7"));
         assert!(cfg.get("cluster-init").is_none());
@@ -639,8 +638,8 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         let cases: Vec<(Breakage, &str)> = vec![
-            (|p| p.token.clear(), "token"),
-            (|p| p.token = "a\nb".into(), "line break"),
+            (|p| p.token_file.clear(), "token file"),
+            (|p| p.token_file = "a\nb".into(), "line break"),
             (
                 |p| p.registry_endpoint = "127.0.0.1:5050".into(),
                 "endpoint",

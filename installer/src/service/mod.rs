@@ -2,16 +2,20 @@
 //! where PID 1 is systemd on the real root, and otherwise (containers, CI, `--root`
 //! sandboxes) runs the service under ferry's own supervisor: a detached `supervise`
 //! process that restarts the service when it dies and records pid files.
+//!
+//! [`steps`] turns a service into plan steps (a unit file and `systemctl`, or the
+//! supervisor's command line); the engine's `System` starts and stops them through
+//! [`ensure_running`] and [`stop`].
 
 mod supervise;
 pub mod systemd;
 
-pub use supervise::supervise;
+pub use supervise::{supervise, SuperviseStatus};
 
+use crate::cli::SuperviseArgs;
+use crate::engine::{CommandSpec, Content, Journal, ServiceManager, ServiceSpec, Step};
 use crate::host::Host;
-use crate::install::actions::ServiceSpec;
 use std::io;
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,6 +28,56 @@ pub fn systemd_is_pid1() -> bool {
 
 pub fn use_systemd(host: &Host) -> bool {
     host.is_real_root() && systemd_is_pid1()
+}
+
+/// The plan steps that keep `name` running: `argv` is the service's own command line;
+/// `supervisor` the program (the staged bundle, or the bare installer on joined nodes)
+/// whose `supervise` command keeps it alive where there is no systemd.
+pub fn steps(
+    host: &Host,
+    journal: &Journal,
+    systemd: bool,
+    supervisor: &str,
+    name: &str,
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+) -> Vec<Step> {
+    let mut spec = ServiceSpec {
+        name: name.to_string(),
+        argv,
+        env,
+        manager: ServiceManager::Supervisor { argv: vec![] },
+    };
+    if systemd {
+        let unit = systemd::unit_name(name);
+        spec.manager = ServiceManager::Systemd { unit: unit.clone() };
+        vec![
+            crate::install::file(
+                host,
+                journal,
+                systemd::unit_path(name),
+                0o644,
+                Content::text(systemd::unit(&spec)),
+            ),
+            Step::Run(CommandSpec::new(["systemctl", "daemon-reload"])),
+            Step::Service(spec),
+        ]
+    } else {
+        let mut args = vec![supervisor.to_string()];
+        args.extend(supervise_args(host, &spec).to_argv());
+        spec.manager = ServiceManager::Supervisor { argv: args };
+        vec![Step::Service(spec)]
+    }
+}
+
+/// The supervisor's arguments for `spec` (after the program name).
+pub fn supervise_args(host: &Host, spec: &ServiceSpec) -> SuperviseArgs {
+    SuperviseArgs {
+        name: spec.name.clone(),
+        pid_file: host.path(&host.pid_file(&spec.name)),
+        env: spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        argv: spec.argv.clone(),
+    }
 }
 
 /// The supervisor pid recorded for `name`, if that process is alive.
@@ -44,44 +98,46 @@ pub fn alive(pid: i32) -> bool {
             .unwrap_or(false)
 }
 
-/// The argv that starts `spec` under the supervisor (what `plan` shows).
-pub fn supervise_argv(host: &Host, exe: &str, spec: &ServiceSpec) -> Vec<String> {
-    let mut v = vec![
-        exe.to_string(),
-        "supervise".into(),
-        "--name".into(),
-        spec.name.clone(),
-        "--pid-file".into(),
-        host.path(&host.pid_file(&spec.name)).display().to_string(),
-    ];
-    for (k, val) in &spec.env {
-        v.push("--env".into());
-        v.push(format!("{k}={val}"));
+/// The last lines of a service's log, with its path, for error messages.
+pub fn log_tail(host: &Host, name: &str) -> String {
+    let path = host.path(&host.log_file(name));
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return String::new();
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let tail = &lines[lines.len().saturating_sub(8)..];
+    if tail.is_empty() {
+        return String::new();
     }
-    v.push("--".into());
-    v.extend(spec.argv.iter().cloned());
-    v
+    format!(
+        "\n  last lines of {}:\n{}",
+        path.display(),
+        tail.iter()
+            .map(|l| format!("    {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    )
 }
 
-/// Starts `spec` unless it already runs. `exe` is the program that supervises (the staged
-/// bundle or the installer itself).
-pub fn ensure_running(host: &Host, exe: &Path, spec: &ServiceSpec) -> io::Result<()> {
-    if use_systemd(host) {
-        return systemd::ensure(spec);
-    }
+/// Starts a supervised service unless it already runs. `supervisor` is the full argv
+/// that starts its supervisor.
+pub fn ensure_running(host: &Host, spec: &ServiceSpec, supervisor: &[String]) -> io::Result<()> {
     if running_pid(host, &spec.name).is_some() {
         return Ok(());
     }
     let log = host.path(&host.log_file(&spec.name));
-    std::fs::create_dir_all(log.parent().unwrap())?;
-    std::fs::create_dir_all(host.path(&host.pid_file(&spec.name)).parent().unwrap())?;
+    std::fs::create_dir_all(log.parent().expect("log files live in a directory"))?;
+    std::fs::create_dir_all(
+        host.path(&host.pid_file(&spec.name))
+            .parent()
+            .expect("pid files live in a directory"),
+    )?;
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(&log)?;
-    let argv = supervise_argv(host, &exe.display().to_string(), spec);
-    let mut cmd = Command::new(&argv[0]);
-    cmd.args(&argv[1..])
+    let mut cmd = Command::new(&supervisor[0]);
+    cmd.args(&supervisor[1..])
         .stdin(Stdio::null())
         .stdout(out.try_clone()?)
         .stderr(out);
@@ -104,17 +160,17 @@ pub fn ensure_running(host: &Host, exe: &Path, spec: &ServiceSpec) -> io::Result
         }
         if let Ok(Some(st)) = child.try_wait() {
             return Err(io::Error::other(format!(
-                "supervisor for {} exited at once ({st}); see {}",
+                "supervisor for {} exited at once ({st}){}",
                 spec.name,
-                log.display()
+                log_tail(host, &spec.name)
             )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
     Err(io::Error::other(format!(
-        "supervisor for {} did not start; see {}",
+        "supervisor for {} did not start{}",
         spec.name,
-        log.display()
+        log_tail(host, &spec.name)
     )))
 }
 

@@ -1,6 +1,9 @@
 //! The supervisor process behind every non-systemd service: runs the service, restarts it
 //! with back-off when it exits, and on SIGTERM stops it (TERM, then KILL after 10 s) and
 //! exits. Its own pid is the service's pid file; it removes the file on the way out.
+//! Beside the pid file it keeps `<pid file>.json` ([`SuperviseStatus`]): how often the
+//! service exited and how, so that `status` can tell a running service from one that
+//! keeps crashing.
 
 use std::io;
 use std::path::Path;
@@ -9,6 +12,40 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 static STOP: AtomicBool = AtomicBool::new(false);
+
+/// What the supervisor knows about its service's exits.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SuperviseStatus {
+    /// Times the service exited and was started again.
+    pub restarts: u64,
+    /// How it last exited (`exit status: 1`), empty if it never did.
+    pub last_exit: String,
+    /// When it last exited (seconds since the epoch), 0 if never.
+    pub last_exit_at: u64,
+}
+
+impl SuperviseStatus {
+    pub fn path(pid_file: &Path) -> std::path::PathBuf {
+        let mut s = pid_file.as_os_str().to_owned();
+        s.push(".json");
+        s.into()
+    }
+    pub fn load(pid_file: &Path) -> Option<SuperviseStatus> {
+        serde_json::from_slice(&std::fs::read(Self::path(pid_file)).ok()?).ok()
+    }
+    /// True when the service exited within the last `window_secs` seconds.
+    pub fn recently_failed(&self, window_secs: u64) -> bool {
+        let now = now_secs();
+        self.last_exit_at != 0 && now.saturating_sub(self.last_exit_at) < window_secs
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
 
 extern "C" fn on_term(_: i32) {
     STOP.store(true, Ordering::SeqCst);
@@ -34,6 +71,12 @@ pub fn supervise(
         return Err(io::Error::other("supervise: no command"));
     }
     std::fs::write(pid_file, format!("{}\n", std::process::id()))?;
+    let mut status = SuperviseStatus::default();
+    let status_path = SuperviseStatus::path(pid_file);
+    let _ = std::fs::write(
+        &status_path,
+        serde_json::to_vec(&status).unwrap_or_default(),
+    );
     let mut backoff = Duration::from_millis(500);
     while !STOP.load(Ordering::SeqCst) {
         let started = Instant::now();
@@ -54,6 +97,13 @@ pub fn supervise(
         loop {
             if let Some(st) = child.try_wait()? {
                 eprintln!("ferry supervise {name}: exited with {st}");
+                status.restarts += 1;
+                status.last_exit = st.to_string();
+                status.last_exit_at = now_secs();
+                let _ = std::fs::write(
+                    &status_path,
+                    serde_json::to_vec(&status).unwrap_or_default(),
+                );
                 break;
             }
             if STOP.load(Ordering::SeqCst) {
@@ -81,6 +131,7 @@ pub fn supervise(
         }
     }
     let _ = std::fs::remove_file(pid_file);
+    let _ = std::fs::remove_file(&status_path);
     Ok(())
 }
 

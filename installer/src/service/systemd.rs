@@ -1,15 +1,23 @@
 //! systemd units for ferry's services, used where PID 1 is systemd on the real root.
+//! k3s keeps the unit names its own install.sh uses (`k3s`, `k3s-agent`), so operators
+//! who know k3s find it where they expect; ferry's own services are `ferry-<name>`.
 
-use crate::install::actions::ServiceSpec;
+use crate::engine::ServiceSpec;
+use crate::host::HostPath;
 use std::io;
 use std::process::Command;
 
 pub fn unit_name(name: &str) -> String {
-    format!("ferry-{name}.service")
+    if name == "k3s" || name == "k3s-agent" {
+        format!("{name}.service")
+    } else {
+        format!("ferry-{name}.service")
+    }
 }
 
-pub fn unit_path(name: &str) -> String {
-    format!("/etc/systemd/system/{}", unit_name(name))
+pub fn unit_path(name: &str) -> HostPath {
+    HostPath::new(format!("/etc/systemd/system/{}", unit_name(name)))
+        .expect("service names are plain words")
 }
 
 /// The unit text for a service.
@@ -24,19 +32,17 @@ pub fn unit(spec: &ServiceSpec) -> String {
          [Service]\nType=simple\n{env}ExecStart={exec}\nRestart=always\nRestartSec=2\nLimitNOFILE=1048576\nDelegate=yes\nKillMode=process\n\n\
          [Install]\nWantedBy=multi-user.target\n",
         name = spec.name,
-        exec = spec.argv.join(" ")
+        exec = spec
+            .argv
+            .iter()
+            .map(|a| crate::k3s::unit::systemd_quote(a))
+            .collect::<Vec<_>>()
+            .join(" ")
     )
-}
-
-pub fn ensure(spec: &ServiceSpec) -> io::Result<()> {
-    std::fs::write(unit_path(&spec.name), unit(spec))?;
-    run(&["systemctl", "daemon-reload"])?;
-    run(&["systemctl", "enable", "--now", &unit_name(&spec.name)])
 }
 
 pub fn stop(name: &str) -> io::Result<()> {
     let _ = run(&["systemctl", "disable", "--now", &unit_name(name)]);
-    let _ = std::fs::remove_file(unit_path(name));
     run(&["systemctl", "daemon-reload"])
 }
 

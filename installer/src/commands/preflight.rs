@@ -1,0 +1,46 @@
+//! `preflight`: the checks an install makes before writing anything, on their own.
+
+use super::settings;
+use crate::cli::Cli;
+use crate::engine::NodeRole;
+use crate::install::{preflight, InstallSettings};
+use anyhow::Result;
+use ferry_bundle::Bundle;
+use ferry_console::{out, OutputFormat};
+use std::process::ExitCode;
+
+/// The install's preflight checks for `b` with settings `s`.
+pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
+    let stage_bytes = if crate::install::stage::already_staged(&s.host, &s.host.staged_bundle(), b)
+    {
+        0
+    } else {
+        b.file_len
+    };
+    preflight::run(&preflight::Inputs {
+        host: &s.host,
+        stage_bytes,
+        platform: &b.manifest.platform,
+        ports: vec![s.registry_port, s.join_port],
+        cluster: b.manifest.cluster.is_some(),
+        bundle_sha256: &b.footer.payload_sha256.oci(),
+        role: NodeRole::Server,
+        invocation: &s.invocation,
+        skip: &s.skip_preflight,
+    })
+}
+
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let s = settings::install(cli)?;
+    let b = crate::locate::open(cli.bundle.as_deref())?;
+    let checks = checks(&s, &b);
+    match cli.output {
+        OutputFormat::Json => ferry_console::print_json(&checks)?,
+        OutputFormat::Text => out!("{}", preflight::table(&checks))?,
+    }
+    Ok(if preflight::failed(&checks).is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(super::exit::NOT_INSTALLED_OR_PREFLIGHT)
+    })
+}

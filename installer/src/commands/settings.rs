@@ -1,0 +1,99 @@
+//! From the command line to the library's settings: where the host is, how to reach this
+//! node, how the operator invoked us (for the commands we print), the run lock and the
+//! operator's confirmation.
+
+use crate::cli::{Cli, HostArgs};
+use crate::host::Host;
+use crate::install::InstallSettings;
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, IsTerminal};
+use std::net::IpAddr;
+use std::time::Duration;
+
+pub fn host(h: &HostArgs) -> Result<Host> {
+    Host::new(&h.root, h.data_dir.as_deref()).context("--data-dir")
+}
+
+/// How the operator ran this program (`./delivery.run`), for the commands we print.
+pub fn invocation() -> String {
+    std::env::args()
+        .next()
+        .filter(|a| !a.is_empty())
+        .unwrap_or_else(|| "./delivery.run".into())
+}
+
+pub fn node_ip(h: &HostArgs) -> IpAddr {
+    h.node_ip
+        .unwrap_or_else(crate::install::netinfo::default_node_ip)
+}
+
+pub fn install(cli: &Cli) -> Result<InstallSettings> {
+    let h = &cli.host;
+    let host = host(h)?;
+    Ok(InstallSettings {
+        systemd: crate::service::use_systemd(&host),
+        host,
+        node_ip: node_ip(h),
+        registry_port: h.registry_port,
+        join_port: h.join_port,
+        wait_timeout: Duration::from_secs(h.wait_timeout),
+        skip_preflight: h.skip_preflight.clone(),
+        quiet: cli.quiet || cli.output == ferry_console::OutputFormat::Json,
+        invocation: invocation(),
+    })
+}
+
+/// Asks `question` on a terminal; `--yes` answers for the operator. Without a terminal
+/// and without `--yes`, a destructive command refuses rather than guess.
+pub fn confirm(question: &str, yes: bool, destructive: bool) -> Result<()> {
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        if destructive {
+            bail!("{question} — refusing without a terminal to ask on; pass --yes to confirm");
+        }
+        return Ok(());
+    }
+    eprint!("{question} [y/N] ");
+    let mut a = String::new();
+    std::io::stdin().lock().read_line(&mut a)?;
+    if !matches!(a.trim(), "y" | "Y" | "yes" | "YES") {
+        bail!("not confirmed; nothing was changed (pass --yes to skip the question)");
+    }
+    Ok(())
+}
+
+/// The run lock: one install, join or reset at a time on a host. Held until dropped.
+pub struct RunLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+    path: std::path::PathBuf,
+}
+
+impl RunLock {
+    pub fn take(host: &Host) -> Result<RunLock> {
+        let path = host.path(&host.lock_file());
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(l) => Ok(RunLock { _lock: l, path }),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!(
+                "another ferry install, join or reset is running on this host (lock {}); wait for it to finish",
+                path.display()
+            ),
+            Err((_, e)) => bail!("locking {}: {e}", path.display()),
+        }
+    }
+    /// Removes the lock file (reset: nothing of ferry's may be left).
+    pub fn remove(self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,153 @@
+//! A recording [`System`] for tests: no process is started, every call is recorded, and
+//! the "process" can be made to die at any checkpoint. Only compiled for tests: the
+//! shipped installer has no crash hook.
+
+use super::plan::{CommandSpec, HealthCheck, ServiceSpec};
+use super::system::{CommandOutput, Crash, SysError, System};
+use crate::host::Host;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Call {
+    Run(Vec<String>),
+    Start(String),
+    Stop(String),
+    Probe(String),
+    Random(usize),
+}
+
+#[derive(Default)]
+struct State {
+    calls: Vec<Call>,
+    running: BTreeSet<String>,
+    checkpoints: Vec<String>,
+    /// Probe → how many more probes fail (with the message) before it passes.
+    failing_probes: BTreeMap<String, (usize, String)>,
+    /// argv[0] → (exit status, stderr) for commands that fail.
+    failing_commands: BTreeMap<String, (String, String)>,
+    crash_at: Option<usize>,
+    counter: u8,
+}
+
+#[derive(Default)]
+pub struct RecordingSystem {
+    state: Mutex<State>,
+}
+
+impl RecordingSystem {
+    pub fn new() -> RecordingSystem {
+        RecordingSystem::default()
+    }
+    /// Dies at the `n`-th checkpoint (0-based) from now on.
+    pub fn crash_at(self, n: usize) -> Self {
+        self.state.lock().unwrap().crash_at = Some(n);
+        self
+    }
+    /// The probe whose `what()` contains `needle` fails `times` times with `why`.
+    pub fn fail_probe(self, needle: &str, times: usize, why: &str) -> Self {
+        self.state
+            .lock()
+            .unwrap()
+            .failing_probes
+            .insert(needle.to_string(), (times, why.to_string()));
+        self
+    }
+    /// Commands whose program is `program` fail.
+    pub fn fail_command(self, program: &str, stderr: &str) -> Self {
+        self.state.lock().unwrap().failing_commands.insert(
+            program.to_string(),
+            ("exit status: 1".into(), stderr.to_string()),
+        );
+        self
+    }
+    pub fn calls(&self) -> Vec<Call> {
+        self.state.lock().unwrap().calls.clone()
+    }
+    pub fn checkpoints(&self) -> Vec<String> {
+        self.state.lock().unwrap().checkpoints.clone()
+    }
+    pub fn running(&self) -> BTreeSet<String> {
+        self.state.lock().unwrap().running.clone()
+    }
+}
+
+impl System for RecordingSystem {
+    fn run(&self, cmd: &CommandSpec) -> Result<CommandOutput, SysError> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(Call::Run(cmd.argv.clone()));
+        let prog = cmd.argv.first().cloned().unwrap_or_default();
+        Ok(match s.failing_commands.get(&prog) {
+            Some((status, stderr)) => CommandOutput {
+                success: false,
+                status: status.clone(),
+                stdout: String::new(),
+                stderr: stderr.clone(),
+            },
+            None => CommandOutput {
+                success: true,
+                status: "exit status: 0".into(),
+                ..Default::default()
+            },
+        })
+    }
+    fn start_service(&self, _host: &Host, svc: &ServiceSpec) -> Result<(), SysError> {
+        let mut s = self.state.lock().unwrap();
+        if s.running.insert(svc.name.clone()) {
+            s.calls.push(Call::Start(svc.name.clone()));
+        }
+        Ok(())
+    }
+    fn stop_service(&self, _host: &Host, name: &str) -> Result<(), SysError> {
+        let mut s = self.state.lock().unwrap();
+        if s.running.remove(name) {
+            s.calls.push(Call::Stop(name.to_string()));
+        }
+        Ok(())
+    }
+    fn service_pid(&self, _host: &Host, name: &str) -> Option<i32> {
+        self.state
+            .lock()
+            .unwrap()
+            .running
+            .contains(name)
+            .then_some(4242)
+    }
+    fn probe(&self, _host: &Host, check: &HealthCheck) -> Result<String, String> {
+        let mut s = self.state.lock().unwrap();
+        let what = check.what();
+        s.calls.push(Call::Probe(what.clone()));
+        for (needle, (left, why)) in s.failing_probes.iter_mut() {
+            if what.contains(needle.as_str()) && *left > 0 {
+                *left -= 1;
+                return Err(why.clone());
+            }
+        }
+        Ok(String::new())
+    }
+    fn random(&self, buf: &mut [u8]) -> Result<(), SysError> {
+        let mut s = self.state.lock().unwrap();
+        s.calls.push(Call::Random(buf.len()));
+        for b in buf.iter_mut() {
+            s.counter = s.counter.wrapping_add(1);
+            *b = s.counter;
+        }
+        Ok(())
+    }
+    fn sleep(&self, _d: Duration) {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    fn release_host(&self, _host: &Host) -> (usize, usize) {
+        (0, 0)
+    }
+    fn checkpoint(&self, at: &str) -> Result<(), Crash> {
+        let mut s = self.state.lock().unwrap();
+        let n = s.checkpoints.len();
+        s.checkpoints.push(at.to_string());
+        if s.crash_at == Some(n) {
+            return Err(Crash(at.to_string()));
+        }
+        Ok(())
+    }
+}

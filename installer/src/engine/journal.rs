@@ -1,0 +1,232 @@
+//! The journal (`<data>/journal.json`): what ferry did to this host, durably.
+//!
+//! It records which phases are done, every file and directory ferry created, every host
+//! file it replaced (with where the original is kept), the services it started, the
+//! node's role, and — while a phase runs — the phase's *pending* changes. It is written
+//! atomically (temp file, fsync, rename, fsync of the directory) before each change a
+//! phase makes, so after a crash, `kill -9` or power cut the next run finds either the
+//! old or the new journal, rolls back the pending changes of an interrupted phase (see
+//! [`super::transaction`]) and resumes. `reset` reads it to remove exactly what ferry
+//! installed and to restore what it replaced.
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// What this host is to ferry. A host keeps one role until `reset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    /// Installed from a bundle: serves the images, runs the first k3s server.
+    #[default]
+    Server,
+    /// Joined to a master with `join`.
+    Join,
+}
+
+impl NodeRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeRole::Server => "server",
+            NodeRole::Join => "join",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Journal {
+    /// Payload sha256 of the bundle (`sha256:<hex>`): a different bundle is not resumed.
+    pub bundle_sha256: String,
+    pub bundle_name: String,
+    #[serde(default)]
+    pub role: NodeRole,
+    pub phases: Vec<PhaseRecord>,
+    /// Host paths of files (and links) ferry wrote.
+    #[serde(default)]
+    pub files: BTreeSet<String>,
+    /// Host paths of directories ferry created, for removal on reset.
+    #[serde(default)]
+    pub dirs: BTreeSet<String>,
+    /// Host files ferry replaced → where their originals are kept (host paths). `reset`
+    /// puts every original back.
+    #[serde(default)]
+    pub replaced: BTreeMap<String, String>,
+    #[serde(default)]
+    pub services: BTreeSet<String>,
+    #[serde(default)]
+    pub node_ip: String,
+    #[serde(default)]
+    pub registry_port: u16,
+    #[serde(default)]
+    pub join_port: u16,
+    #[serde(default)]
+    pub join_command: String,
+    /// Registry this node's runtime pulls from (joined nodes: the master's, over TLS).
+    #[serde(default)]
+    pub registry_url: String,
+    /// The changes of a phase that has not finished; rolled back by the next run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<PendingTx>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PhaseRecord {
+    pub name: String,
+    /// `done` or `failed`.
+    pub state: String,
+    /// Seconds since the epoch.
+    pub at: u64,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+/// An unfinished phase's changes, in the order they were made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct PendingTx {
+    pub phase: String,
+    pub changes: Vec<Change>,
+}
+
+/// One change a transaction made (recorded *before* it is made).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Change {
+    /// A directory created (it did not exist).
+    Dir { path: String },
+    /// A file or link written at `path`. `backup` holds what was there before (a hard link
+    /// to the old inode), if anything; `host_file` says the old one was the host's own
+    /// (kept until reset) rather than ferry's (dropped at commit).
+    File {
+        path: String,
+        #[serde(default)]
+        backup: Option<String>,
+        #[serde(default)]
+        host_file: bool,
+    },
+}
+
+impl Journal {
+    pub fn load(path: &Path) -> std::io::Result<Option<Journal>> {
+        match std::fs::read(path) {
+            Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                std::io::Error::other(format!(
+                    "{}: {e} (the journal is damaged; move it away to start over)",
+                    path.display()
+                ))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(std::io::Error::new(
+                e.kind(),
+                format!("{}: {e}", path.display()),
+            )),
+        }
+    }
+
+    pub fn is_done(&self, phase: &str) -> bool {
+        self.phases
+            .iter()
+            .any(|p| p.name == phase && p.state == "done")
+    }
+
+    pub fn record(&mut self, phase: &str, result: Result<(), String>) {
+        self.phases.retain(|p| p.name != phase);
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (state, error) = match result {
+            Ok(()) => ("done", String::new()),
+            Err(e) => ("failed", e),
+        };
+        self.phases.push(PhaseRecord {
+            name: phase.into(),
+            state: state.into(),
+            at,
+            error,
+        });
+    }
+}
+
+/// The journal and the file it lives in. Every [`JournalFile::save`] is atomic.
+#[derive(Debug)]
+pub struct JournalFile {
+    pub path: PathBuf,
+    pub journal: Journal,
+}
+
+impl JournalFile {
+    /// Loads the journal at `path`, or starts an empty one (nothing is written yet).
+    pub fn open(path: PathBuf) -> std::io::Result<(JournalFile, bool)> {
+        let (journal, existed) = match Journal::load(&path)? {
+            Some(j) => (j, true),
+            None => (Journal::default(), false),
+        };
+        Ok((JournalFile { path, journal }, existed))
+    }
+
+    pub fn save(&self) -> std::io::Result<()> {
+        save_atomically(&self.path, &self.journal)
+    }
+}
+
+fn save_atomically(path: &Path, j: &Journal) -> std::io::Result<()> {
+    let ctx = |e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(ctx)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    {
+        let mut f = std::fs::File::create(&tmp).map_err(ctx)?;
+        f.write_all(&serde_json::to_vec_pretty(j).expect("journal serialises"))
+            .map_err(ctx)?;
+        f.sync_all().map_err(ctx)?;
+    }
+    std::fs::rename(&tmp, path).map_err(ctx)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(ctx)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saves_atomically_and_reloads() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal.json");
+        let (mut jf, existed) = JournalFile::open(p.clone()).unwrap();
+        assert!(!existed);
+        jf.journal.bundle_sha256 = "sha256:ab".into();
+        jf.journal.record("stage", Ok(()));
+        jf.journal.record("registry", Err("port busy".into()));
+        jf.journal.record("registry", Ok(()));
+        jf.journal.pending = Some(PendingTx {
+            phase: "files".into(),
+            changes: vec![Change::File {
+                path: "/etc/x".into(),
+                backup: Some("/var/lib/ferry/backups/etc/x".into()),
+                host_file: true,
+            }],
+        });
+        jf.save().unwrap();
+        let back = Journal::load(&p).unwrap().unwrap();
+        assert!(back.is_done("stage") && back.is_done("registry"));
+        assert_eq!(back.phases.len(), 2);
+        assert_eq!(back.pending, jf.journal.pending);
+        assert!(!d.path().join("journal.json.tmp").exists());
+    }
+
+    #[test]
+    fn a_damaged_journal_is_named() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal.json");
+        std::fs::write(&p, "{ half").unwrap();
+        let e = Journal::load(&p).unwrap_err().to_string();
+        assert!(e.contains("journal.json") && e.contains("damaged"), "{e}");
+    }
+}

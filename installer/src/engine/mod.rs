@@ -1,0 +1,85 @@
+//! The install engine: one way to change a host, used by install, join (and upgrade).
+//!
+//! Why an engine: what ferry does to a host must be reviewable before it happens
+//! (`plan`), resumable after a crash, undoable when a phase fails, and removable by
+//! `reset` without touching what ferry did not create. Those properties are easy to lose
+//! when every command writes files its own way, so every command instead *describes* its
+//! work as a [`Plan`] and hands it to [`Engine::run`]:
+//!
+//! - [`plan`]: the vocabulary — phases of steps (write a file from bytes, a bundle entry
+//!   or a secret; link; keep a service running; run a command; wait for health).
+//! - [`run`]: executes a plan phase by phase, each phase in one [`transaction`],
+//!   journaled in [`journal`] when done.
+//! - [`transaction`]: file changes recorded before they are made, rolled back on error
+//!   or by the next run after a crash; host files replaced are kept for `reset`.
+//! - [`system`]: every other side effect (commands, services, probes, randomness) behind
+//!   one trait, with a recording fake (`fake`, tests only).
+//! - [`source`]: where entry bytes come from — the staged bundle, or the master — always
+//!   verified against bundle.json.
+//! - [`print`] and [`report`]: the plan for people, and progress lines plus the run log.
+//!
+//! Install and join differ only in the plan they build and the source they read from.
+
+#[cfg(test)]
+pub mod fake;
+pub mod journal;
+pub mod plan;
+pub mod print;
+pub mod report;
+pub mod run;
+pub mod source;
+pub mod system;
+pub mod transaction;
+
+pub use journal::{Journal, JournalFile, NodeRole};
+pub use plan::{
+    CommandSpec, Content, EntryRef, Existing, FileStep, HealthCheck, Phase, PhaseName, Plan,
+    PlanKind, Secret, ServiceManager, ServiceSpec, Step,
+};
+pub use report::Reporter;
+pub use run::{Engine, EngineError, Resources, StepError};
+pub use source::{EntrySource, SecretSource, SourceError, StagedBundle};
+pub use system::{RealSystem, System};
+
+/// What a file step will find at `path`, judged from the journal and the host.
+pub fn existing(
+    host: &crate::host::Host,
+    journal: &Journal,
+    path: &crate::host::HostPath,
+) -> Existing {
+    if journal.files.contains(path.as_str()) {
+        Existing::Ours
+    } else if std::fs::symlink_metadata(host.path(path)).is_ok() {
+        Existing::HostFile
+    } else {
+        Existing::Nothing
+    }
+}
+
+/// Creates ferry's own directory trees (data, /etc/ferry, /run/ferry, logs, /opt/ferry)
+/// in a transaction of their own, so that the journal knows which of them ferry made and
+/// `reset` removes exactly those.
+pub fn claim_trees(
+    host: &crate::host::Host,
+    jf: &mut JournalFile,
+) -> Result<(), transaction::TxError> {
+    // Which directories are missing must be known before the journal's first save
+    // creates the data directory.
+    let mut missing: Vec<crate::host::HostPath> = Vec::new();
+    for t in host.owned_trees() {
+        let mut cur = Some(t);
+        while let Some(d) = cur {
+            if std::fs::symlink_metadata(host.path(&d)).is_ok() {
+                break;
+            }
+            cur = d.parent();
+            if !missing.contains(&d) {
+                missing.push(d);
+            }
+        }
+    }
+    missing.sort_by_key(|d| d.as_str().len());
+    let mut tx = transaction::Transaction::begin(host, jf, "prepare")?;
+    tx.adopt_dirs(&missing)?;
+    tx.commit(None)
+}

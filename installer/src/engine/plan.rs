@@ -1,0 +1,338 @@
+//! The plan vocabulary: what an install, a join (and later an upgrade) does to a host,
+//! as data.
+//!
+//! A [`Plan`] is a list of [`Phase`]s; a phase is a list of [`Step`]s executed in order
+//! inside one file transaction and journaled as a unit. Everything a step needs is in
+//! the step: file bytes or where to get them ([`Content`]), a service's full argv, a
+//! command's argv and environment, what to wait for. `plan` prints exactly this value and
+//! `install` executes exactly this value, so the two cannot disagree.
+//!
+//! Paths are host paths (`/etc/ferry/…`); the executor maps them under `--root`.
+
+use crate::host::HostPath;
+use ferry_bundle::Sha256Digest;
+use serde::Serialize;
+use std::fmt;
+
+/// What a plan makes of the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PlanKind {
+    /// The first node: stages the bundle, serves its images, starts the cluster.
+    Install,
+    /// Another node, fed by its master over the pinned channel.
+    Join,
+}
+
+/// A whole plan: what `plan` prints and the engine runs.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub kind: PlanKind,
+    /// Name of the bundle being installed (or joined).
+    pub bundle: String,
+    /// The bundle's identity: sha256 of its payload, as `--check` verifies it.
+    pub bundle_sha256: Sha256Digest,
+    pub phases: Vec<Phase>,
+}
+
+/// The phases, in the order they run. A phase is journaled when all its steps are done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhaseName {
+    /// verify every byte of the bundle while copying it to the data directory.
+    Stage,
+    /// `COPY` destinations, and on joined nodes what the master hands out.
+    Files,
+    /// The cluster CA, the registry's certificate, the join token, the registry service.
+    Registry,
+    /// containerd with a `hosts.toml` per upstream registry host.
+    Runtime,
+    /// k3s: config, registries.yaml, apps in the auto-deploy directory, the service.
+    Cluster,
+    /// Waits until what was started answers.
+    Health,
+    /// The Kubefile's `RUN` hooks.
+    Hooks,
+}
+
+impl PhaseName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PhaseName::Stage => "stage",
+            PhaseName::Files => "files",
+            PhaseName::Registry => "registry",
+            PhaseName::Runtime => "runtime",
+            PhaseName::Cluster => "cluster",
+            PhaseName::Health => "health",
+            PhaseName::Hooks => "hooks",
+        }
+    }
+    /// Phases whose steps are re-run even when journaled as done: checking health again is
+    /// how a re-run proves the install still works.
+    pub fn reruns(self) -> bool {
+        matches!(self, PhaseName::Health)
+    }
+}
+
+impl fmt::Display for PhaseName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Phase {
+    pub name: PhaseName,
+    pub steps: Vec<Step>,
+}
+
+impl Phase {
+    pub fn new(name: PhaseName) -> Phase {
+        Phase {
+            name,
+            steps: Vec::new(),
+        }
+    }
+    pub fn files(&self) -> impl Iterator<Item = &FileStep> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::WriteFile(f) => Some(f),
+            _ => None,
+        })
+    }
+    pub fn services(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.steps.iter().filter_map(|s| match s {
+            Step::Service(s) => Some(s),
+            _ => None,
+        })
+    }
+}
+
+/// One thing the engine does.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Step {
+    /// Verify the bundle being installed, every byte, while copying it to `dest`.
+    Stage {
+        dest: HostPath,
+        size: u64,
+        payload_sha256: Sha256Digest,
+    },
+    /// Write a file (atomically: the old one stays in place until the new one is whole).
+    WriteFile(FileStep),
+    /// Create a symbolic link (replacing what is at `path`).
+    Link { path: HostPath, target: HostPath },
+    /// Keep a long-running service running.
+    Service(ServiceSpec),
+    /// Run a command to completion; a non-zero exit fails the phase.
+    Run(CommandSpec),
+    /// Wait until a check passes, or fail the phase when the wait times out.
+    Wait(HealthCheck),
+}
+
+/// A file to write.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileStep {
+    pub path: HostPath,
+    pub mode: u32,
+    pub content: Content,
+    /// What is at `path` now; a host file that ferry replaces is kept and restored by reset.
+    pub existing: Existing,
+}
+
+/// What a file step finds at its path when planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Existing {
+    Nothing,
+    /// A file ferry wrote earlier (rewritten in place).
+    Ours,
+    /// A file of the host's own: ferry keeps the original under its data directory, and
+    /// `reset` puts it back.
+    HostFile,
+}
+
+/// Where a file's bytes come from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Content {
+    /// The bytes themselves (configs, units, a chart archive, the master's pinned CA).
+    Bytes {
+        #[serde(serialize_with = "bytes_for_people")]
+        bytes: Vec<u8>,
+    },
+    /// An entry of the bundle, decompressed if stored with zstd. Install reads it from
+    /// the staged bundle, a joining node from its master; either way its size and sha256
+    /// are checked as it streams.
+    Entry(EntryRef),
+    /// Made on this host at install time; never printed.
+    Secret { secret: Secret },
+    /// This program without its payload: the bare installer joined nodes run services with.
+    InstallerStub,
+}
+
+impl Content {
+    pub fn text(s: impl Into<String>) -> Content {
+        Content::Bytes {
+            bytes: s.into().into_bytes(),
+        }
+    }
+    pub fn bytes(b: Vec<u8>) -> Content {
+        Content::Bytes { bytes: b }
+    }
+}
+
+/// Text for people: UTF-8 text as is, anything else as its size and sha256.
+fn bytes_for_people<S: serde::Serializer>(b: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&describe_bytes(b))
+}
+
+/// Printable form of file bytes: the text itself, or `(N bytes, sha256:…)` for binaries.
+pub fn describe_bytes(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(t) if !t.contains('\0') => t.to_string(),
+        _ => format!(
+            "({} bytes of binary data, {})",
+            b.len(),
+            Sha256Digest::of(b)
+        ),
+    }
+}
+
+/// An entry of the bundle, with what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EntryRef {
+    pub entry: String,
+    /// Stored size and sha256 (before decompression).
+    pub size: u64,
+    pub sha256: Sha256Digest,
+    pub zstd: bool,
+}
+
+/// Secrets made at install time. Reused when an interrupted install is resumed, so a
+/// printed join token stays valid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Secret {
+    /// The cluster CA certificate (ECDSA P-256); its hash is pinned by join tokens.
+    CaCert,
+    CaKey,
+    /// The registry's serving certificate, for the node IP, signed by the CA.
+    ServerCert,
+    ServerKey,
+    /// `K10<sha256 of the CA>::<secret>`, printed as part of the join command.
+    JoinToken,
+    /// The token's secret alone, which k3s reads as its cluster token (`token-file`).
+    ClusterSecret,
+}
+
+impl Secret {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Secret::CaCert => "cluster CA certificate (ECDSA P-256), made at install",
+            Secret::CaKey => "cluster CA key, made at install",
+            Secret::ServerCert => "registry certificate for the node IP, signed by the CA",
+            Secret::ServerKey => "registry key, made at install",
+            Secret::JoinToken => "join token K10<sha256 of the CA>::<32 random bytes, hex>",
+            Secret::ClusterSecret => "the join token's secret (k3s cluster token)",
+        }
+    }
+}
+
+/// A service ferry keeps running: under systemd a unit, elsewhere ferry's supervisor.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceSpec {
+    /// `registry`, `containerd`, `k3s` or `k3s-agent`.
+    pub name: String,
+    /// The service's own command line (host paths as they are on this host).
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    /// How it is kept running (the argv that starts the supervisor, or the systemd unit).
+    pub manager: ServiceManager,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ServiceManager {
+    /// `<program> supervise --name … --pid-file … -- <argv>`, detached, with a pid file.
+    Supervisor { argv: Vec<String> },
+    /// A unit written by an earlier file step, started with `systemctl enable --now`.
+    Systemd { unit: String },
+}
+
+/// A command to run to completion.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CommandSpec {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl CommandSpec {
+    pub fn new<S: Into<String>>(argv: impl IntoIterator<Item = S>) -> CommandSpec {
+        CommandSpec {
+            argv: argv.into_iter().map(Into::into).collect(),
+            env: Vec::new(),
+        }
+    }
+}
+
+/// What a wait waits for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "check", rename_all = "snake_case")]
+pub enum HealthCheck {
+    /// `GET /v2/` on ferry's registry answers 200.
+    Registry { addr: String, service: String },
+    /// `ctr version` talks to containerd's socket.
+    Containerd {
+        ctr: HostPath,
+        socket: HostPath,
+        service: String,
+    },
+    /// The k3s node reports Ready (`k3s kubectl get nodes`).
+    K3sNode { k3s: HostPath, service: String },
+    /// Every workload the bundle deployed is available.
+    Workloads { k3s: HostPath },
+    /// A service's supervised process is up (joined k3s agents: their readiness is the
+    /// master's to see).
+    Running { service: String },
+    /// The master's TLS registry answers `/v2/` with the pinned CA.
+    MasterRegistry { url: String },
+}
+
+impl HealthCheck {
+    /// Short name for progress lines: "waiting for <what>".
+    pub fn what(&self) -> String {
+        match self {
+            HealthCheck::Registry { addr, .. } => format!("the registry on {addr}"),
+            HealthCheck::Containerd { .. } => "containerd".into(),
+            HealthCheck::K3sNode { .. } => "the k3s node to be Ready".into(),
+            HealthCheck::Workloads { .. } => "the bundle's workloads to be available".into(),
+            HealthCheck::Running { service } => format!("{service} to run"),
+            HealthCheck::MasterRegistry { url } => format!("the master's registry {url}"),
+        }
+    }
+    /// The service whose log explains a failure of this check, if any.
+    pub fn service(&self) -> Option<&str> {
+        match self {
+            HealthCheck::Registry { service, .. }
+            | HealthCheck::Containerd { service, .. }
+            | HealthCheck::K3sNode { service, .. }
+            | HealthCheck::Running { service } => Some(service),
+            HealthCheck::Workloads { .. } | HealthCheck::MasterRegistry { .. } => None,
+        }
+    }
+}
+
+impl Plan {
+    pub fn phase(&self, name: PhaseName) -> Option<&Phase> {
+        self.phases.iter().find(|p| p.name == name)
+    }
+    /// Every file step of every phase.
+    pub fn files(&self) -> impl Iterator<Item = (PhaseName, &FileStep)> {
+        self.phases
+            .iter()
+            .flat_map(|p| p.files().map(move |f| (p.name, f)))
+    }
+    pub fn services(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.phases.iter().flat_map(|p| p.services())
+    }
+}

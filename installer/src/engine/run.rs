@@ -1,0 +1,310 @@
+//! The engine: runs a [`Plan`] on a host, phase by phase.
+//!
+//! For each phase: a phase the journal records as done is skipped (its services are
+//! started again if they are not running: the host may have rebooted); otherwise its
+//! steps run in order inside one [`Transaction`], and the phase is journaled as done in
+//! the same atomic save that commits its files. A failing step rolls the phase's files
+//! back and journals the failure with its cause; the next run retries the phase. A
+//! crash leaves the phase pending in the journal and the next run undoes it first.
+
+use super::journal::JournalFile;
+use super::plan::{Content, FileStep, HealthCheck, Phase, Plan, ServiceSpec, Step};
+use super::report::Reporter;
+use super::source::{EntrySource, SecretSource, SourceError};
+use super::system::{Crash, SysError, System};
+use super::transaction::{Transaction, TxError};
+use crate::host::{Host, HostPath};
+use ferry_bundle::Bundle;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("phase {phase}: {source}")]
+    Phase {
+        phase: String,
+        #[source]
+        source: StepError,
+    },
+    #[error(transparent)]
+    Tx(#[from] TxError),
+    #[error(transparent)]
+    Crashed(#[from] Crash),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error("writing {path}: {source}")]
+    Write {
+        path: HostPath,
+        #[source]
+        source: TxError,
+    },
+    #[error("{what}: {source}")]
+    Source {
+        what: String,
+        #[source]
+        source: SourceError,
+    },
+    #[error(transparent)]
+    Sys(#[from] SysError),
+    #[error("`{argv}` failed ({status}){stderr}")]
+    Command {
+        argv: String,
+        status: String,
+        stderr: String,
+    },
+    #[error("{what} not healthy after {secs}s: {last}{log}")]
+    Timeout {
+        what: String,
+        secs: u64,
+        last: String,
+        /// The service's log: path and last lines, when there is one.
+        log: String,
+    },
+    #[error("staging the bundle: {0}")]
+    Stage(String),
+    #[error("{0}")]
+    Rollback(#[from] TxError),
+}
+
+/// What the engine reads from besides the plan itself.
+pub struct Resources<'a> {
+    /// Bundle entries (the staged bundle, or the master).
+    pub entries: &'a dyn EntrySource,
+    pub secrets: &'a dyn SecretSource,
+    /// The bundle this program carries, for a `Stage` step.
+    pub stage_from: Option<&'a Bundle>,
+    /// This program, whose stub part a `Content::InstallerStub` file is.
+    pub self_exe: PathBuf,
+}
+
+pub struct Engine<'a> {
+    pub sys: &'a dyn System,
+    pub host: &'a Host,
+    pub res: Resources<'a>,
+    /// Longest wait of each `Wait` step.
+    pub wait_timeout: Duration,
+    /// How often a wait says what it waits for.
+    pub wait_report_every: Duration,
+    pub report: &'a Reporter,
+}
+
+impl Engine<'_> {
+    pub fn run(&self, plan: &Plan, jf: &mut JournalFile) -> Result<(), EngineError> {
+        if let Some(phase) = Transaction::recover(self.host, jf)? {
+            self.report.say(&format!(
+                "==> undid the unfinished changes of phase {phase} (interrupted earlier)"
+            ));
+        }
+        for phase in &plan.phases {
+            let name = phase.name.as_str();
+            if jf.journal.is_done(name) && !phase.name.reruns() {
+                for svc in phase.services() {
+                    self.start(svc, jf)?;
+                }
+                continue;
+            }
+            self.report.say(&format!("==> {name}"));
+            match self.run_phase(phase, jf) {
+                Ok(()) => {}
+                Err(EngineError::Phase { phase, source }) => {
+                    jf.journal.record(&phase, Err(source.to_string()));
+                    jf.save().map_err(TxError::Journal)?;
+                    return Err(EngineError::Phase { phase, source });
+                }
+                Err(e) => return Err(e),
+            }
+            self.sys.checkpoint(&format!("{name}/done"))?;
+        }
+        Ok(())
+    }
+
+    fn start(&self, svc: &ServiceSpec, jf: &mut JournalFile) -> Result<(), EngineError> {
+        if jf.journal.services.insert(svc.name.clone()) {
+            jf.save().map_err(TxError::Journal)?;
+        }
+        self.sys
+            .start_service(self.host, svc)
+            .map_err(|e| EngineError::Phase {
+                phase: "services".into(),
+                source: e.into(),
+            })
+    }
+
+    fn run_phase(&self, phase: &Phase, jf: &mut JournalFile) -> Result<(), EngineError> {
+        let name = phase.name.as_str();
+        let fail = |source: StepError| EngineError::Phase {
+            phase: name.to_string(),
+            source,
+        };
+        let mut tx = Transaction::begin(self.host, jf, name)?;
+        for (i, step) in phase.steps.iter().enumerate() {
+            if let Err(c) = self.sys.checkpoint(&format!("{name}/{i}")) {
+                tx.abandon();
+                return Err(c.into());
+            }
+            if let Err(e) = self.step(step, &mut tx) {
+                return Err(fail(match tx.rollback() {
+                    Ok(()) => e,
+                    Err(r) => StepError::Stage(format!("{e}; and then {r}")),
+                }));
+            }
+        }
+        tx.commit(Some(name))
+            .map_err(|e| fail(StepError::Rollback(e)))
+    }
+
+    fn step(&self, step: &Step, tx: &mut Transaction) -> Result<(), StepError> {
+        match step {
+            Step::Stage { dest, .. } => self.stage(dest, tx),
+            Step::WriteFile(f) => self.write(f, tx),
+            Step::Link { path, target } => {
+                tx.symlink(path, target).map_err(|source| StepError::Write {
+                    path: path.clone(),
+                    source,
+                })
+            }
+            Step::Service(svc) => {
+                // Recorded before it starts: reset must stop it whatever happens next.
+                tx.journal().services.insert(svc.name.clone());
+                self.sys.start_service(self.host, svc)?;
+                Ok(())
+            }
+            Step::Run(cmd) => {
+                self.report
+                    .log_only(&format!("running {}", cmd.argv.join(" ")));
+                let out = self.sys.run(cmd)?;
+                for l in out.stdout.lines().chain(out.stderr.lines()) {
+                    self.report.say(&format!("    {l}"));
+                }
+                if out.success {
+                    Ok(())
+                } else {
+                    let err = out.stderr.trim();
+                    Err(StepError::Command {
+                        argv: cmd.argv.join(" "),
+                        status: out.status,
+                        stderr: if err.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {err}")
+                        },
+                    })
+                }
+            }
+            Step::Wait(check) => self.wait(check),
+        }
+    }
+
+    fn write(&self, f: &FileStep, tx: &mut Transaction) -> Result<(), StepError> {
+        let source = |what: String| move |source| StepError::Source { what, source };
+        let mut reader: Box<dyn Read + '_> = match &f.content {
+            Content::Bytes { bytes } => Box::new(&bytes[..]),
+            Content::Entry(e) => {
+                let raw = self.res.entries.open(e).map_err(source(format!(
+                    "{} from {}",
+                    e.entry,
+                    self.res.entries.describe()
+                )))?;
+                if e.zstd {
+                    Box::new(zstd::stream::read::Decoder::new(raw).map_err(|err| {
+                        StepError::Source {
+                            what: e.entry.clone(),
+                            source: SourceError::Other(err.to_string()),
+                        }
+                    })?)
+                } else {
+                    raw
+                }
+            }
+            Content::Secret { secret } => Box::new(std::io::Cursor::new(
+                self.res
+                    .secrets
+                    .secret(*secret)
+                    .map_err(source(secret.describe().to_string()))?,
+            )),
+            Content::InstallerStub => {
+                let exe = std::fs::File::open(&self.res.self_exe).map_err(|e| {
+                    StepError::Stage(format!("{}: {e}", self.res.self_exe.display()))
+                })?;
+                let stub_len = Bundle::open(&self.res.self_exe)
+                    .map(|b| b.footer.payload_offset)
+                    .unwrap_or(u64::MAX);
+                Box::new(exe.take(stub_len))
+            }
+        };
+        tx.write(&f.path, f.mode, &mut reader)
+            .map_err(|source| StepError::Write {
+                path: f.path.clone(),
+                source,
+            })
+    }
+
+    /// Verifies every byte of the bundle while copying it to `dest`; skips the copy when
+    /// `dest` already holds exactly this bundle.
+    fn stage(&self, dest: &HostPath, tx: &mut Transaction) -> Result<(), StepError> {
+        let b = self
+            .res
+            .stage_from
+            .ok_or_else(|| StepError::Stage("no bundle to stage".into()))?;
+        if crate::install::stage::already_staged(self.host, dest, b) {
+            return Ok(());
+        }
+        let bar = ferry_console::bytes_bar(b.file_len, "verifying", self.report.is_quiet());
+        let r = tx.write_with(dest, 0o755, |f| {
+            let mut w = std::io::BufWriter::with_capacity(4 << 20, f);
+            ferry_bundle::verify::check_and_copy(b, &|n| bar.set_position(n), Some(&mut w))
+                .map_err(std::io::Error::other)?;
+            std::io::Write::flush(&mut w)
+        });
+        bar.finish_and_clear();
+        r.map_err(|source| StepError::Write {
+            path: dest.clone(),
+            source,
+        })
+    }
+
+    /// Probes `check` until it passes or the timeout ends; says what it waits for every
+    /// few seconds; on timeout names the last error and the service's own log.
+    fn wait(&self, check: &HealthCheck) -> Result<(), StepError> {
+        let started = Instant::now();
+        let deadline = started + self.wait_timeout;
+        let mut next_report = started + self.wait_report_every;
+        loop {
+            match self.sys.probe(self.host, check) {
+                Ok(report) => {
+                    if !report.is_empty() {
+                        self.report.say(report.trim_end());
+                    }
+                    return Ok(());
+                }
+                Err(last) => {
+                    let now = Instant::now();
+                    if now >= deadline {
+                        return Err(StepError::Timeout {
+                            what: check.what(),
+                            secs: self.wait_timeout.as_secs(),
+                            last,
+                            log: check
+                                .service()
+                                .map(|s| crate::service::log_tail(self.host, s))
+                                .unwrap_or_default(),
+                        });
+                    }
+                    if now >= next_report {
+                        let left = deadline.saturating_duration_since(now).as_secs();
+                        self.report.say(&format!(
+                            "    waiting for {} ({left}s left): {}",
+                            check.what(),
+                            last.lines().next().unwrap_or("")
+                        ));
+                        next_report = now + self.wait_report_every;
+                    }
+                    self.sys.sleep(Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}

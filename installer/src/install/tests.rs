@@ -1,0 +1,392 @@
+//! The install engine end to end, without root and without a single real process: a
+//! bundle written by the real bundle writer, installed under a temporary `--root` with
+//! the recording `System`. Covers crash-and-resume at every step, rollback of a failing
+//! phase, reset, and host files that ferry replaces.
+
+use super::*;
+use crate::engine::fake::{Call, RecordingSystem};
+use crate::engine::{JournalFile, Reporter, System};
+use ferry_bundle::manifest::{AppRecord, ClusterRecord, FileRecord, PayloadRecord};
+use ferry_bundle::writer::BundleWriter;
+use ferry_bundle::BundleManifest;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Incompressible, non-UTF-8 bytes (a real gzip stream is like that).
+fn noise(len: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 3) as u8
+        })
+        .collect()
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    bundle: PathBuf,
+    root: PathBuf,
+}
+
+/// A bundle: a COPY to `/etc/hosts`, and either the containerd payload or (with
+/// `chart`) k3s with a chart app of that many bytes.
+fn fixture(chart: Option<usize>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("delivery.run");
+    let mut w = BundleWriter::create(&out, &b"#!stub installer\n"[..]).unwrap();
+    let hosts = b"10.0.0.1 site\n";
+    let e = w
+        .add_entry(
+            "files/rootfs/etc/hosts",
+            hosts.len() as u64,
+            0o644,
+            &hosts[..],
+        )
+        .unwrap();
+    let mut m = BundleManifest {
+        name: "demo".into(),
+        platform: "linux/amd64".into(),
+        ..Default::default()
+    };
+    m.files.push(FileRecord {
+        entry: e.path,
+        dest: "/etc/hosts".into(),
+        mode: 0o644,
+    });
+    let mut files = BTreeMap::new();
+    match chart {
+        None => {
+            for role in [
+                "bin/containerd",
+                "bin/containerd-shim-runc-v2",
+                "bin/ctr",
+                "bin/runc",
+                "cni/bridge",
+            ] {
+                let data = noise(3000, role.len() as u8);
+                let e = w
+                    .add_entry(
+                        &format!("files/payloads/containerd/{role}"),
+                        data.len() as u64,
+                        0o755,
+                        &data[..],
+                    )
+                    .unwrap();
+                files.insert(role.to_string(), e.path);
+            }
+            m.payloads.push(PayloadRecord {
+                name: "containerd".into(),
+                version: String::new(),
+                files,
+            });
+        }
+        Some(len) => {
+            let k3s = noise(5000, 1);
+            let e = w
+                .add_entry("files/payloads/k3s/bin/k3s", 5000, 0o755, &k3s[..])
+                .unwrap();
+            files.insert("bin/k3s".to_string(), e.path);
+            m.payloads.push(PayloadRecord {
+                name: "k3s".into(),
+                version: "v1.31.4+k3s1".into(),
+                files,
+            });
+            m.cluster = Some(ClusterRecord {
+                distribution: "k3s".into(),
+                version: "v1.31.4+k3s1".into(),
+            });
+            let tgz = noise(len, 2);
+            let e = w
+                .add_entry("files/apps/web/chart.tgz", len as u64, 0o644, &tgz[..])
+                .unwrap();
+            m.apps.push(AppRecord {
+                name: "web".into(),
+                kind: "chart".into(),
+                path: e.path,
+                values: vec![],
+                set: vec!["replicas=2".into()],
+                images: vec![],
+            });
+        }
+    }
+    w.finish(m).unwrap();
+    let root = dir.path().join("root");
+    Fixture {
+        bundle: out,
+        root,
+        _dir: dir,
+    }
+}
+
+fn settings(root: &Path) -> InstallSettings {
+    InstallSettings {
+        host: Host::new(root, None).unwrap(),
+        node_ip: "10.0.0.1".parse().unwrap(),
+        registry_port: 5050,
+        join_port: 5443,
+        wait_timeout: std::time::Duration::from_millis(300),
+        skip_preflight: vec![],
+        quiet: true,
+        systemd: false,
+        invocation: "./delivery.run".into(),
+    }
+}
+
+/// One install run, as the `install` command does it (minus preflight and the lock).
+fn install_with(f: &Fixture, sys: &dyn System) -> Result<(), crate::engine::EngineError> {
+    let s = settings(&f.root);
+    let b = Bundle::open(&f.bundle).unwrap();
+    let host = &s.host;
+    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    crate::engine::claim_trees(host, &mut jf).unwrap();
+    jf.journal.bundle_sha256 = b.footer.payload_sha256.oci();
+    jf.save().unwrap();
+    let plan = plan(&s, &b, &jf.journal).unwrap();
+    run(&s, &b, &plan, &mut jf, sys, &Reporter::console(true))
+}
+
+/// Every file under `root` (relative path → sha256 of its bytes, with the root's own
+/// path replaced), without the contents that differ between runs by nature: the journal
+/// and the secrets (made with a fresh key each time).
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_symlink() {
+                out.insert(rel, std::fs::read_link(&p).unwrap().display().to_string());
+            } else {
+                let secret = rel.contains("pki/")
+                    || rel.ends_with("token")
+                    || rel.ends_with("cluster-secret");
+                let digest = if secret || rel.ends_with("journal.json") {
+                    String::new()
+                } else {
+                    let bytes = std::fs::read(&p).unwrap();
+                    let text = String::from_utf8_lossy(&bytes)
+                        .replace(&root.display().to_string(), "<root>");
+                    ferry_bundle::Sha256Digest::of(text.as_bytes()).oci()
+                };
+                out.insert(rel, digest);
+            }
+        }
+    }
+    out
+}
+
+fn journal(root: &Path) -> crate::engine::Journal {
+    let h = Host::new(root, None).unwrap();
+    crate::engine::Journal::load(&h.path(&h.journal()))
+        .unwrap()
+        .unwrap()
+}
+
+fn site_hosts(root: &Path) {
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/hosts"),
+        "127.0.0.1 localhost # the site's own\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_crash_at_any_step_resumes_and_converges() {
+    let reference = fixture(None);
+    site_hosts(&reference.root);
+    let sys = RecordingSystem::new();
+    install_with(&reference, &sys).unwrap();
+    let want = tree(&reference.root);
+    let steps = sys.checkpoints().len();
+    assert!(steps > 10, "{:?}", sys.checkpoints());
+    assert!(sys.running().contains("registry") && sys.running().contains("containerd"));
+
+    for k in 0..steps {
+        let f = fixture(None);
+        site_hosts(&f.root);
+        let crashed = install_with(&f, &RecordingSystem::new().crash_at(k));
+        assert!(
+            matches!(crashed, Err(crate::engine::EngineError::Crashed(_))),
+            "checkpoint {k}: {crashed:?}"
+        );
+        // The next run (a new process) undoes the interrupted phase and finishes.
+        let sys = RecordingSystem::new();
+        install_with(&f, &sys).unwrap_or_else(|e| panic!("resume after crash at {k}: {e}"));
+        let got = tree(&f.root);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "crash at {k} ({})",
+            sys.checkpoints().first().cloned().unwrap_or_default()
+        );
+        assert_eq!(got, want, "crash at {k}: contents differ");
+        let j = journal(&f.root);
+        assert!(j.pending.is_none());
+        for p in ["stage", "files", "registry", "runtime", "health"] {
+            assert!(j.is_done(p), "crash at {k}: {p} not done");
+        }
+        // The site's own /etc/hosts is kept whatever the moment of the crash.
+        let kept = j.replaced.get("/etc/hosts").expect("original kept");
+        assert_eq!(
+            std::fs::read_to_string(f.root.join(kept.trim_start_matches('/'))).unwrap(),
+            "127.0.0.1 localhost # the site's own\n",
+            "crash at {k}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_phase_is_rolled_back_and_journaled_with_its_cause() {
+    let f = fixture(None);
+    let sys = RecordingSystem::new().fail_probe("containerd", usize::MAX, "socket refused");
+    let e = install_with(&f, &sys).unwrap_err().to_string();
+    assert!(
+        e.contains("phase health")
+            && e.contains("containerd not healthy")
+            && e.contains("socket refused"),
+        "{e}"
+    );
+    let j = journal(&f.root);
+    assert!(j.is_done("runtime"));
+    let rec = j.phases.iter().find(|p| p.name == "health").unwrap();
+    assert_eq!(rec.state, "failed");
+    assert!(rec.error.contains("socket refused"));
+
+    // A phase whose file cannot be written leaves none of its files behind.
+    let f = fixture(None);
+    std::fs::create_dir_all(f.root.join("etc/ferry/containerd/config.toml")).unwrap();
+    let e = install_with(&f, &RecordingSystem::new())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("phase runtime") && e.contains("is a directory"),
+        "{e}"
+    );
+    assert!(!f.root.join("opt/ferry/bin/containerd").exists());
+    assert!(
+        f.root.join("etc/ferry/token").exists(),
+        "earlier phases stay"
+    );
+    assert!(journal(&f.root).pending.is_none());
+}
+
+#[test]
+fn reset_removes_what_ferry_made_and_restores_what_it_replaced() {
+    let f = fixture(None);
+    site_hosts(&f.root);
+    std::fs::write(f.root.join("etc/motd"), "not ferry's").unwrap();
+    let sys = RecordingSystem::new();
+    install_with(&f, &sys).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(f.root.join("etc/hosts")).unwrap(),
+        "10.0.0.1 site\n"
+    );
+    let host = Host::new(&f.root, None).unwrap();
+    let r = reset::reset(&host, &sys).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert_eq!(r.restored, ["/etc/hosts"]);
+    assert!(sys.calls().contains(&Call::Stop("registry".into())));
+    assert!(sys.running().is_empty());
+    let left = tree(&f.root);
+    assert_eq!(
+        left.keys().collect::<Vec<_>>(),
+        ["etc/hosts", "etc/motd"],
+        "reset left {left:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(f.root.join("etc/hosts")).unwrap(),
+        "127.0.0.1 localhost # the site's own\n"
+    );
+}
+
+#[test]
+fn plan_says_a_host_file_will_be_replaced() {
+    let f = fixture(None);
+    site_hosts(&f.root);
+    let s = settings(&f.root);
+    let b = Bundle::open(&f.bundle).unwrap();
+    let p = plan(&s, &b, &crate::engine::Journal::default()).unwrap();
+    let text = crate::engine::print::plan_text(&p);
+    assert!(
+        text.contains("write /etc/hosts (mode 644) (REPLACES an existing host file"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_chart_over_128_kib_lands_byte_for_byte_in_the_static_directory() {
+    let len = 300 * 1024;
+    let f = fixture(Some(len));
+    let sys = RecordingSystem::new();
+    install_with(&f, &sys).unwrap();
+    let chart = f
+        .root
+        .join("var/lib/rancher/k3s/server/static/charts/ferry-web.tgz");
+    assert_eq!(std::fs::read(&chart).unwrap(), noise(len, 2));
+    let hc = std::fs::read_to_string(
+        f.root
+            .join("var/lib/rancher/k3s/server/manifests/web-chart.yaml"),
+    )
+    .unwrap();
+    assert!(
+        hc.contains("https://%{KUBERNETES_API}%/static/charts/ferry-web.tgz"),
+        "{hc}"
+    );
+    assert!(!hc.contains("chartContent"));
+    let cfg = std::fs::read_to_string(f.root.join("etc/rancher/k3s/config.yaml")).unwrap();
+    assert!(
+        cfg.contains("token-file:") && cfg.contains("etc/ferry/cluster-secret"),
+        "{cfg}"
+    );
+    let secret = std::fs::read_to_string(f.root.join("etc/ferry/cluster-secret")).unwrap();
+    let token = std::fs::read_to_string(f.root.join("etc/ferry/token")).unwrap();
+    assert!(
+        token.ends_with(&format!("::{secret}")),
+        "{token} / {secret}"
+    );
+    assert!(sys.running().contains("k3s"));
+    assert_eq!(
+        std::fs::read(f.root.join("opt/ferry/bin/k3s")).unwrap(),
+        noise(5000, 1)
+    );
+}
+
+#[test]
+fn a_damaged_entry_is_refused_while_it_streams() {
+    let f = fixture(None);
+    let s = settings(&f.root);
+    let b = Bundle::open(&f.bundle).unwrap();
+    let mut p = plan(&s, &b, &crate::engine::Journal::default()).unwrap();
+    // A plan that expects other bytes than the bundle holds (as a lying master would send).
+    for ph in &mut p.phases {
+        for st in &mut ph.steps {
+            if let crate::engine::Step::WriteFile(fs) = st {
+                if let crate::engine::Content::Entry(e) = &mut fs.content {
+                    e.sha256 = ferry_bundle::Sha256Digest::of(b"something else");
+                }
+            }
+        }
+    }
+    let host = &s.host;
+    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    let sys = RecordingSystem::new();
+    let e = run(&s, &b, &p, &mut jf, &sys, &Reporter::console(true))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("phase files") && e.contains("refusing it"),
+        "{e}"
+    );
+    assert!(!f.root.join("etc/hosts").exists());
+}
