@@ -1,26 +1,45 @@
 #!/usr/bin/env bash
-# Builds both halves in release mode: ferry (host) and ferry-installer (static musl,
-# stripped). Leaves them at target/dist/ferry and target/dist/ferry-installer; other
-# scripts and the end-to-end tests rely on exactly those paths.
+# Builds the shipped binaries in release mode: ferry (host), ferry-installer (static musl,
+# x86_64, stripped) and ferry-installer-aarch64 (static musl, aarch64, cross-compiled).
+# Leaves them at target/dist/{ferry,ferry-installer,ferry-installer-aarch64}; other scripts
+# and the end-to-end tests rely on exactly those paths.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MUSL=x86_64-unknown-linux-musl
+ARM=aarch64-unknown-linux-musl
 MAX_STUB=$((6 * 1024 * 1024))
 
 cargo build --release -p ferry-builder --bin ferry
 cargo build --release -p ferry-installer --bin ferry-installer --target "$MUSL"
 
+# The aarch64 stub is cross-compiled with cargo-zigbuild, zig acting as the C cross compiler
+# (ring and zstd-sys compile C) and as the linker; both come as wheels from PyPI
+# (scripts/deps.sh), which takes seconds, where a Debian aarch64 cross gcc would bring glibc
+# headers that do not match musl and an arm64 musl would need a foreign dpkg architecture.
+# Rust's own self-contained musl is what gets linked, so the result is fully static. The
+# release profile's `strip = true` strips it at link time (the host's GNU strip does not
+# know aarch64), checked below.
+cargo zigbuild --release -p ferry-installer --bin ferry-installer --target "$ARM"
+
 mkdir -p target/dist
 cp target/release/ferry target/dist/ferry
 cp "target/$MUSL/release/ferry-installer" target/dist/ferry-installer
 strip target/dist/ferry-installer
+cp "target/$ARM/release/ferry-installer" target/dist/ferry-installer-aarch64
 
-# The stub must be static (it runs on bare hosts) and small (it is carried to every node).
-if ! file target/dist/ferry-installer | grep -q 'static'; then
-  echo "ferry-installer is not statically linked" >&2; exit 1
-fi
-size=$(stat -c %s target/dist/ferry-installer)
-if [ "$size" -gt "$MAX_STUB" ]; then
-  echo "ferry-installer is $size bytes, over the $MAX_STUB byte budget" >&2; exit 1
-fi
-echo "target/dist/ferry-installer: $size bytes (static, stripped)"
+# A stub must be static (it runs on bare hosts), stripped (strip after the payload is
+# appended would cut it off) and small (it is carried to every node).
+check_stub() { # <file> <expected `file` architecture>
+  local f=$1 arch=$2 desc size
+  desc=$(file -b "$f")
+  case $desc in *"$arch"*) ;; *) echo "$f is not a $arch executable: $desc" >&2; exit 1 ;; esac
+  case $desc in *static*) ;; *) echo "$f is not statically linked: $desc" >&2; exit 1 ;; esac
+  case $desc in *", stripped"*) ;; *) echo "$f is not stripped: $desc" >&2; exit 1 ;; esac
+  size=$(stat -c %s "$f")
+  if [ "$size" -gt "$MAX_STUB" ]; then
+    echo "$f is $size bytes, over the $MAX_STUB byte budget" >&2; exit 1
+  fi
+  echo "$f: $size bytes (static, stripped, $arch)"
+}
+check_stub target/dist/ferry-installer x86-64
+check_stub target/dist/ferry-installer-aarch64 "ARM aarch64"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Installs everything ferry's build, demo and tests need on a fresh Debian machine:
-# the musl target and tools for the static installer, and the real components the tests
-# talk to (Distribution registry, containerd, runc, CNI plugins, skopeo, umoci, podman,
-# helm). Idempotent: fast when everything is already there.
+# Installs everything ferry's build, demo and tests need on a fresh Debian machine: the
+# musl targets and tools for the static installers (x86_64 natively; aarch64 cross-compiled
+# with cargo-zigbuild + zig, run in the tests under qemu-user), and the real components the
+# tests talk to (Distribution registry, containerd, runc, CNI plugins, skopeo, umoci,
+# podman, helm). Idempotent: fast when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,7 +11,8 @@ need_apt=()
 for pair in musl-gcc:musl-tools skopeo:skopeo containerd:containerd runc:runc \
             docker-registry:docker-registry umoci:umoci busybox:busybox-static \
             podman:podman htpasswd:apache2-utils file:file zstd:zstd ip:iproute2 \
-            /usr/lib/cni/bridge:containernetworking-plugins; do
+            /usr/lib/cni/bridge:containernetworking-plugins \
+            qemu-aarch64-static:qemu-user-static; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   if [[ $cmd == /* ]]; then [ -e "$cmd" ] || need_apt+=("$pkg"); else command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg"); fi
 done
@@ -19,8 +21,17 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
-if ! rustup target list --installed 2>/dev/null | grep -q x86_64-unknown-linux-musl; then
-  rustup target add x86_64-unknown-linux-musl
+installed_targets=$(rustup target list --installed 2>/dev/null || true)
+for target in x86_64-unknown-linux-musl aarch64-unknown-linux-musl; do
+  grep -qx "$target" <<<"$installed_targets" || rustup target add "$target"
+done
+# The aarch64 cross toolchain (see scripts/build.sh): cargo-zigbuild and zig as PyPI wheels,
+# pinned to the pair tested together (zig's command line changes between releases).
+ZIGBUILD=0.24.1 ZIG=0.17.1
+if [ "$(cargo-zigbuild --version 2>/dev/null)" != "cargo-zigbuild $ZIGBUILD" ] ||
+   [ "$(python3 -m ziglang version 2>/dev/null)" != "$ZIG" ]; then
+  echo "deps: installing cargo-zigbuild $ZIGBUILD and ziglang $ZIG (PyPI)"
+  python3 -m pip install --quiet "cargo-zigbuild==$ZIGBUILD" "ziglang==$ZIG"
 fi
 if [ -x scripts/install-helm.sh ]; then
   bash scripts/install-helm.sh

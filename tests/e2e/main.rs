@@ -2,6 +2,7 @@
 //! `ferry-installer` binaries (built by `scripts/build.sh` into `target/dist/`).
 
 mod apps;
+mod arm64;
 mod bundle;
 mod install;
 mod join;

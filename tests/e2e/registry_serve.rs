@@ -2,34 +2,8 @@
 //! and TLS on the same listener with `--tls-cert/--tls-key`, each checked with skopeo.
 
 use ferry_tests::bins::{ferry, run_ok, workspace};
-use ferry_tests::registry::free_port;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-struct Serving(Child);
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve(bundle: &Path, extra: &[&str], port: u16) -> Serving {
-    let child = Command::new(bundle)
-        .args(["registry", "--listen", &format!("127.0.0.1:{port}")])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "registry did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Serving(child)
-}
+use ferry_tests::registry::BundleRegistry;
+use std::process::{Command, Stdio};
 
 #[test]
 fn serves_plain_and_tls_from_the_bundle_file() {
@@ -53,12 +27,11 @@ fn serves_plain_and_tls_from_the_bundle_file() {
             .arg(&bundle),
     );
 
-    let port = free_port().unwrap();
-    let _s = serve(&bundle, &[], port);
+    let plain = BundleRegistry::start(Command::new(&bundle), &[]).unwrap();
     let raw = run_ok(
         Command::new("skopeo")
             .args(["inspect", "--raw", "--tls-verify=false"])
-            .arg(format!("docker://127.0.0.1:{port}/acme/app:1")),
+            .arg(format!("docker://{}/acme/app:1", plain.host())),
     );
     assert!(raw.contains("schemaVersion"), "{raw}");
 
@@ -88,22 +61,21 @@ fn serves_plain_and_tls_from_the_bundle_file() {
             .arg(certs.join("ca.crt"))
             .stderr(Stdio::null()),
     );
-    let tport = free_port().unwrap();
-    let _tls = serve(
-        &bundle,
+    let tls = BundleRegistry::start(
+        Command::new(&bundle),
         &[
             "--tls-cert",
             certs.join("ca.crt").to_str().unwrap(),
             "--tls-key",
             certs.join("key.pem").to_str().unwrap(),
         ],
-        tport,
-    );
+    )
+    .unwrap();
     let raw = run_ok(
         Command::new("skopeo")
             .args(["inspect", "--raw", "--cert-dir"])
             .arg(&certs)
-            .arg(format!("docker://127.0.0.1:{tport}/quay.io/acme/app:1")),
+            .arg(format!("docker://{}/quay.io/acme/app:1", tls.host())),
     );
     assert!(raw.contains("schemaVersion"), "{raw}");
 }

@@ -1,6 +1,7 @@
-//! The binaries under test. End-to-end tests run exactly what ships: `target/dist/ferry`
-//! and `target/dist/ferry-installer` as left by `scripts/build.sh` (which `scripts/test.sh`
-//! runs first). A missing binary fails the test with the command that makes it.
+//! The binaries under test. End-to-end tests run exactly what ships: `target/dist/ferry`,
+//! `target/dist/ferry-installer` and `target/dist/ferry-installer-aarch64` as left by
+//! `scripts/build.sh` (which `scripts/test.sh` runs first). A missing binary fails the test
+//! with the command that makes it. [`qemu_aarch64`] runs aarch64 binaries on this host.
 
 use std::borrow::BorrowMut;
 use std::path::{Path, PathBuf};
@@ -29,6 +30,24 @@ pub fn ferry() -> PathBuf {
 
 pub fn installer() -> PathBuf {
     dist("ferry-installer")
+}
+
+/// The static aarch64 stub, cross-compiled by `scripts/build.sh`.
+pub fn installer_aarch64() -> PathBuf {
+    dist("ferry-installer-aarch64")
+}
+
+/// A command that runs the aarch64 executable `program` under qemu-user
+/// (`qemu-aarch64-static`, Debian's qemu-user-static). qemu is named explicitly rather than
+/// relying on binfmt_misc, which containers and CI machines often lack. qemu-user presents
+/// the guest's own file as `/proc/self/exe`, so a bundle finds its payload as on arm64.
+/// Like the kernel it refuses a file without an execute bit, but silently (exit 1).
+pub fn qemu_aarch64(program: &Path) -> Command {
+    crate::registry::require_tool("qemu-aarch64-static", "apt-get install qemu-user-static")
+        .unwrap();
+    let mut cmd = Command::new("qemu-aarch64-static");
+    cmd.arg(program);
+    cmd
 }
 
 /// Runs a command, returning its output; panics only if it cannot be started.

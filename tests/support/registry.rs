@@ -9,6 +9,8 @@
 //! certificates: a Bearer token flow (`WWW-Authenticate: Bearer realm=…` plus a `/token`
 //! endpoint checking Basic credentials) and injected `503`s to exercise client retries.
 //!
+//! [`BundleRegistry`] runs a bundle's own read-only registry (`delivery.run registry`).
+//!
 //! Everything here uses only loopback addresses.
 
 use anyhow::{bail, Context, Result};
@@ -154,6 +156,61 @@ impl Registry {
 }
 
 impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bundle's own registry, `delivery.run registry --listen 127.0.0.1:<free port>`, run in
+/// the foreground as an operator runs it. Killed on drop.
+pub struct BundleRegistry {
+    child: Child,
+    host: String,
+    log: tempfile::NamedTempFile,
+}
+
+impl BundleRegistry {
+    /// Starts `bundle` (a command for the bundle file: the file itself, or the file under
+    /// [`crate::bins::qemu_aarch64`]) with `registry --listen <host>` and `extra` options, and
+    /// returns once the port accepts connections (plain or TLS alike).
+    pub fn start(mut bundle: Command, extra: &[&str]) -> Result<BundleRegistry> {
+        let host = format!("127.0.0.1:{}", free_port()?);
+        let log = tempfile::NamedTempFile::new()?;
+        let child = bundle
+            .args(["registry", "--listen", &host])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log.reopen()?)
+            .spawn()
+            .with_context(|| format!("starting {bundle:?}"))?;
+        let mut r = BundleRegistry { child, host, log };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(&r.host).is_err() {
+            if let Some(status) = r.child.try_wait()? {
+                bail!("bundle registry exited with {status}: {}", r.log());
+            }
+            if Instant::now() > deadline {
+                bail!("bundle registry did not listen on {}: {}", r.host, r.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(r)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// What the registry logged so far, for failure messages.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for BundleRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
