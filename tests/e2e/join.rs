@@ -165,6 +165,21 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
     assert_eq!(st["registry"]["url"], format!("https://{master}"));
     assert_eq!(st["registry"]["healthy"], true);
 
+    // A joined node is not quietly turned into a second master.
+    let mut c = Command::new(&bundle);
+    c.arg("--root").arg(&root_b).args(["--yes", "-q", "--skip-preflight", "ports"]);
+    let msg = run_fail(c);
+    assert!(
+        msg.contains("earlier_install") || msg.contains("joined to a master"),
+        "{msg}"
+    );
+    let mut c = Command::new(&bundle);
+    c.arg("--root")
+        .arg(&root_b)
+        .args(["preflight", "--output", "json", "--skip-preflight", "ports"]);
+    let checks = String::from_utf8(c.output().unwrap().stdout).unwrap();
+    assert!(checks.contains("was joined to a master"), "{checks}");
+
     let mut r = Command::new(&bare);
     r.arg("--root").arg(&root_b).args(["reset", "-q", "--yes"]);
     run_ok(r);

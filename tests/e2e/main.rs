@@ -7,5 +7,6 @@ mod bundle;
 mod install;
 mod join;
 mod k3s;
+mod novice;
 mod pull;
 mod registry_serve;

@@ -30,7 +30,7 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 "files": m.files,
                 "payloads": m.payloads,
                 "hooks": m.hooks,
-                "entries": m.entries.len(),
+                "entries": m.entries.len() + 1,
             });
             ferry_console::print_json(&v)?;
         }

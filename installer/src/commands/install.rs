@@ -14,6 +14,9 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     let s = settings::install(cli)?;
     let b = crate::locate::open(cli.bundle.as_deref())?;
     let host = &s.host;
+    // The plan first: a bundle this host cannot take is refused before anything changes.
+    let journal = crate::engine::Journal::load(&host.path(&host.journal()))?.unwrap_or_default();
+    let plan = install::plan(&s, &b, &journal).context("nothing was changed")?;
     let checks = super::preflight::checks(&s, &b);
     if !s.quiet {
         eprint!("{}", preflight::table(&checks));
@@ -56,7 +59,6 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
         b.footer.payload_sha256,
         b.path.display()
     ));
-    let plan = install::plan(&s, &b, &jf.journal)?;
     let log = host.path(&host.run_log());
     install::run(&s, &b, &plan, &mut jf, &RealSystem, &report)
         .with_context(|| format!("install of {} (log: {})", b.manifest.name, log.display()))?;

@@ -30,6 +30,7 @@ pub fn node_ip(h: &HostArgs) -> IpAddr {
 pub fn install(cli: &Cli) -> Result<InstallSettings> {
     let h = &cli.host;
     let host = host(h)?;
+    let host_for_detect = host.clone();
     Ok(InstallSettings {
         systemd: crate::service::use_systemd(&host),
         host,
@@ -40,6 +41,7 @@ pub fn install(cli: &Cli) -> Result<InstallSettings> {
         skip_preflight: h.skip_preflight.clone(),
         quiet: cli.quiet || cli.output == ferry_console::OutputFormat::Json,
         invocation: invocation(),
+        host_containerd: crate::install::runtime::detect_host_containerd(&host_for_detect),
     })
 }
 

@@ -32,6 +32,8 @@ pub struct Plan {
     pub bundle: String,
     /// The bundle's identity: sha256 of its payload, as `--check` verifies it.
     pub bundle_sha256: Sha256Digest,
+    /// What the operator should know about this plan beyond its steps.
+    pub notes: Vec<String>,
     pub phases: Vec<Phase>,
 }
 

@@ -16,6 +16,9 @@ pub fn plan_text(plan: &Plan) -> String {
         plan.bundle,
         plan.bundle_sha256
     );
+    for n in &plan.notes {
+        let _ = writeln!(s, "note: {n}");
+    }
     for phase in &plan.phases {
         for step in &phase.steps {
             let p = phase.name;

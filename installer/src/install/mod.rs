@@ -44,6 +44,8 @@ pub struct InstallSettings {
     pub systemd: bool,
     /// How the operator started this program (`./delivery.run`), for printed commands.
     pub invocation: String,
+    /// The host's own containerd, if it has one (used when the bundle carries no runtime).
+    pub host_containerd: Option<runtime::HostContainerd>,
 }
 
 impl InstallSettings {
@@ -99,6 +101,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
     let host = &s.host;
     let staged = host.staged_bundle();
     let mut phases = Vec::new();
+    let mut notes = Vec::new();
 
     let mut stage = Phase::new(PhaseName::Stage);
     stage.steps.push(Step::Stage {
@@ -187,6 +190,30 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         service: "registry".into(),
     }));
     match &b.manifest.cluster {
+        None if runtime::payload_files(b)?.is_empty() => {
+            let c = s.host_containerd.as_ref().ok_or_else(|| {
+                PlanError::Other(
+                    "this bundle carries no container runtime (built with --no-payload) and this host \
+                     has no containerd (looked for ctr in /usr/bin, /usr/local/bin, /usr/sbin, /bin and \
+                     for /run/containerd/containerd.sock): install containerd first, or use a bundle \
+                     built with the containerd payload"
+                        .into(),
+                )
+            })?;
+            notes.push(format!(
+                "this bundle carries no runtime: the host's containerd ({}, socket {}) pulls through \
+                 ferry's registry using the hosts.toml files below in {}; containerd 2 reads them by \
+                 default, containerd 1.x needs config_path = \"{}\" in its CRI registry settings, \
+                 and ctr needs --hosts-dir {}",
+                c.ctr, c.socket, c.certs_dir, c.certs_dir, c.certs_dir
+            ));
+            phases.push(runtime::host_phase(host, journal, c, &upstream, &mirror));
+            health.steps.push(Step::Wait(HealthCheck::Containerd {
+                ctr: c.ctr.clone(),
+                socket: c.socket.clone(),
+                service: "containerd".into(),
+            }));
+        }
         None => {
             let payload = runtime::payload_files(b)?;
             phases.push(runtime::phase(
@@ -250,6 +277,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         kind: PlanKind::Install,
         bundle: b.manifest.name.clone(),
         bundle_sha256: b.footer.payload_sha256,
+        notes,
         phases,
     })
 }

@@ -12,6 +12,61 @@ use ferry_bundle::reference::Reference;
 use ferry_bundle::Bundle;
 use std::collections::BTreeSet;
 
+/// A containerd the host already runs, for bundles that carry no runtime of their own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostContainerd {
+    pub ctr: HostPath,
+    pub socket: HostPath,
+    /// Where containerd looks for `hosts.toml` files (`config_path`).
+    pub certs_dir: HostPath,
+}
+
+/// Looks for a containerd on the host: its `ctr` in the usual places and its socket.
+pub fn detect_host_containerd(host: &Host) -> Option<HostContainerd> {
+    let ctr = [
+        "/usr/bin/ctr",
+        "/usr/local/bin/ctr",
+        "/usr/sbin/ctr",
+        "/bin/ctr",
+    ]
+    .iter()
+    .map(|p| HostPath::new(*p).expect("fixed path"))
+    .find(|p| host.path(p).exists())?;
+    let socket = HostPath::new("/run/containerd/containerd.sock").expect("fixed path");
+    host.path(&socket).exists().then(|| HostContainerd {
+        ctr,
+        socket,
+        certs_dir: HostPath::new("/etc/containerd/certs.d").expect("fixed path"),
+    })
+}
+
+/// The runtime phase of a bundle without a runtime: mirrors for the host's own
+/// containerd, nothing else. Its configuration is not touched: containerd 2 reads
+/// `/etc/containerd/certs.d` by default; containerd 1.x needs `config_path` set there
+/// (the plan says so).
+pub fn host_phase(
+    host: &Host,
+    journal: &Journal,
+    c: &HostContainerd,
+    upstream: &[String],
+    mirror_url: &str,
+) -> Phase {
+    let mut p = Phase::new(PhaseName::Runtime);
+    for h in upstream {
+        let Ok(path) = c.certs_dir.join(&format!("{h}/hosts.toml")) else {
+            continue;
+        };
+        p.steps.push(file(
+            host,
+            journal,
+            path,
+            0o644,
+            Content::text(hosts_toml(h, mirror_url, None)),
+        ));
+    }
+    p
+}
+
 /// Every registry host the bundle's images name (docker.io, quay.io, …), sorted.
 pub fn upstream_hosts(bundle: &Bundle) -> BTreeSet<String> {
     bundle

@@ -132,6 +132,7 @@ fn settings(root: &Path) -> InstallSettings {
         quiet: true,
         systemd: false,
         invocation: "./delivery.run".into(),
+        host_containerd: None,
     }
 }
 

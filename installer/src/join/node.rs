@@ -271,6 +271,7 @@ pub fn plan(
         bundle_sha256: ferry_bundle::Sha256Digest::from_oci(&info.bundle_sha256)
             .or_else(|| ferry_bundle::Sha256Digest::from_hex(&info.bundle_sha256))
             .unwrap_or_default(),
+        notes: vec![],
         phases: vec![files, runtime_phase, health],
     })
 }
