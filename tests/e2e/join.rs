@@ -167,16 +167,22 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
 
     // A joined node is not quietly turned into a second master.
     let mut c = Command::new(&bundle);
-    c.arg("--root").arg(&root_b).args(["--yes", "-q", "--skip-preflight", "ports"]);
+    c.arg("--root")
+        .arg(&root_b)
+        .args(["--yes", "-q", "--skip-preflight", "ports"]);
     let msg = run_fail(c);
     assert!(
         msg.contains("earlier_install") || msg.contains("joined to a master"),
         "{msg}"
     );
     let mut c = Command::new(&bundle);
-    c.arg("--root")
-        .arg(&root_b)
-        .args(["preflight", "--output", "json", "--skip-preflight", "ports"]);
+    c.arg("--root").arg(&root_b).args([
+        "preflight",
+        "--output",
+        "json",
+        "--skip-preflight",
+        "ports",
+    ]);
     let checks = String::from_utf8(c.output().unwrap().stdout).unwrap();
     assert!(checks.contains("was joined to a master"), "{checks}");
 

@@ -250,7 +250,10 @@ fn a_failing_service_is_named_with_its_log_and_status_says_unhealthy() {
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
     let msg = run_fail(sb.cmd().args(["-q", "--skip-preflight", "ports"]));
-    assert!(msg.contains("another ferry install, join or reset is running"), "{msg}");
+    assert!(
+        msg.contains("another ferry install, join or reset is running"),
+        "{msg}"
+    );
     let _ = first.wait();
     drop(squatter);
     // The log is plain text (no colour codes) and says where the install stopped.

@@ -52,19 +52,32 @@ pub fn host_phase(
     mirror_url: &str,
 ) -> Phase {
     let mut p = Phase::new(PhaseName::Runtime);
-    for h in upstream {
-        let Ok(path) = c.certs_dir.join(&format!("{h}/hosts.toml")) else {
-            continue;
-        };
-        p.steps.push(file(
-            host,
-            journal,
-            path,
-            0o644,
-            Content::text(hosts_toml(h, mirror_url, None)),
-        ));
-    }
+    p.steps = mirror_files(host, journal, &c.certs_dir, upstream, mirror_url, None);
     p
+}
+
+/// One `hosts.toml` per upstream host in `dir`, each mirrored by `mirror_url`.
+fn mirror_files(
+    host: &Host,
+    journal: &Journal,
+    dir: &HostPath,
+    upstream: &[String],
+    mirror_url: &str,
+    ca: Option<&str>,
+) -> Vec<crate::engine::Step> {
+    upstream
+        .iter()
+        .filter_map(|h| {
+            let path = dir.join(&format!("{h}/hosts.toml")).ok()?;
+            Some(file(
+                host,
+                journal,
+                path,
+                0o644,
+                Content::text(hosts_toml(h, mirror_url, ca)),
+            ))
+        })
+        .collect()
 }
 
 /// Every registry host the bundle's images name (docker.io, quay.io, …), sorted.
@@ -193,18 +206,14 @@ pub fn phase(
         Content::text(containerd_config(host)),
     ));
     let ca = ca_file.map(|c| host.path(c).display().to_string());
-    for h in upstream {
-        let Ok(path) = host.hosts_dir().join(&format!("{h}/hosts.toml")) else {
-            continue;
-        };
-        p.steps.push(file(
-            host,
-            journal,
-            path,
-            0o644,
-            Content::text(hosts_toml(h, mirror_url, ca.as_deref())),
-        ));
-    }
+    p.steps.extend(mirror_files(
+        host,
+        journal,
+        &host.hosts_dir(),
+        upstream,
+        mirror_url,
+        ca.as_deref(),
+    ));
     let bin = host.path(&host.bin_dir()).display().to_string();
     p.steps.extend(crate::service::steps(
         host,
