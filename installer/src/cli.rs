@@ -125,6 +125,11 @@ pub enum Command {
     /// replaced — nothing else. Asks first unless --yes.
     #[command(alias = "uninstall")]
     Reset,
+    /// Upgrade the installed bundle to this (newer) one: shows what changes, asks, then
+    /// upgrades; if anything fails, the installed version keeps running.
+    Upgrade,
+    /// Return to the version installed before the last upgrade.
+    Rollback,
     /// (internal) Run a service under ferry's supervisor.
     #[command(hide = true)]
     Supervise(SuperviseArgs),
@@ -186,6 +191,10 @@ pub struct RegistryArgs {
     /// Address joining nodes use for this registry (`ip:port`), told to them in join info.
     #[arg(long)]
     pub advertise: Option<String>,
+    /// Also serve the images of this bundle (repeatable), where --bundle has none of that
+    /// name: an upgrade serves the old version's images until it commits.
+    #[arg(long, value_name = "FILE")]
+    pub serve_also: Vec<PathBuf>,
 }
 
 impl RegistryArgs {
@@ -204,6 +213,9 @@ impl RegistryArgs {
         opt("ca", path(&self.ca));
         opt("token-file", path(&self.token_file));
         opt("advertise", self.advertise.clone());
+        for p in &self.serve_also {
+            v.push(format!("--serve-also={}", p.display()));
+        }
         v
     }
 }
@@ -228,6 +240,7 @@ mod tests {
             ca: Some("/r/etc/ferry/pki/ca.pem".into()),
             token_file: Some("/r/etc/ferry/token".into()),
             advertise: Some("10.0.0.1:5443".into()),
+            serve_also: vec!["/r/var/lib/ferry/bundles/a.run".into()],
         };
         match parse(&a.to_argv()).command {
             Some(Command::Registry(back)) => assert_eq!(back, a),
@@ -241,6 +254,7 @@ mod tests {
             ca: None,
             token_file: None,
             advertise: None,
+            serve_also: vec![],
         };
         match parse(&bare.to_argv()).command {
             Some(Command::Registry(back)) => assert_eq!(back, bare),

@@ -133,8 +133,15 @@ impl Host {
     fn data(&self, name: &str) -> HostPath {
         self.data_dir.join(name).expect("fixed names")
     }
+    /// The installed version's staged bundle, as a link to its versioned file: what
+    /// `status` and `reset` are run from later.
     pub fn staged_bundle(&self) -> HostPath {
         self.data("bundle.run")
+    }
+    /// Where a bundle with payload sha256 `id` is staged: versions live side by side, so
+    /// an upgrade can serve both and a rollback finds the previous one.
+    pub fn staged_version(&self, id: &ferry_bundle::Sha256Digest) -> HostPath {
+        self.data(&format!("bundles/{}.run", &id.hex()[..16]))
     }
     pub fn journal(&self) -> HostPath {
         self.data("journal.json")

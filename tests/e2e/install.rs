@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// A runtime-only bundle: containerd payload from this machine's packages, and two images
-/// with the same repository path on different hosts and different content.
-pub fn runtime_bundle(dir: &Path) -> PathBuf {
+/// The demo images (`dir/layout`, tags a and b) and a containerd payload from this
+/// machine's packages (`dir/payload`).
+pub fn images_and_payload(dir: &Path) {
     run_ok(
         Command::new("bash")
             .arg(workspace().join("scripts/demo-images.sh"))
@@ -21,6 +21,12 @@ pub fn runtime_bundle(dir: &Path) -> PathBuf {
             .arg(workspace().join("scripts/containerd-payload.sh"))
             .arg(dir.join("payload")),
     );
+}
+
+/// A runtime-only bundle: containerd payload from this machine's packages, and two images
+/// with the same repository path on different hosts and different content.
+pub fn runtime_bundle(dir: &Path) -> PathBuf {
+    images_and_payload(dir);
     std::fs::write(dir.join("hello.sh"), "#!/bin/sh\necho hi\n").unwrap();
     let payload = format!("containerd={}", dir.join("payload").display());
     build_kubefile(

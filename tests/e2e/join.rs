@@ -89,18 +89,21 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
     let join_port = 5443;
 
     // Host A: full install inside its namespace.
-    let mut c = net.exec(&net.a, &bundle);
-    c.arg("--root").arg(&a.root).args([
-        "--node-ip",
-        &net.ip_a(),
-        "--registry-port",
-        &a.port.to_string(),
-        "--join-port",
-        &join_port.to_string(),
-        "--yes",
-        "-q",
-    ]);
-    let out = run_ok(c);
+    let on_a = |program: &Path, args: &[&str]| {
+        let mut c = net.exec(&net.a, program);
+        c.arg("--root").arg(&a.root).args([
+            "--node-ip",
+            &net.ip_a(),
+            "--registry-port",
+            &a.port.to_string(),
+            "--join-port",
+            &join_port.to_string(),
+            "--yes",
+        ]);
+        c.args(args);
+        c
+    };
+    let out = run_ok(on_a(&bundle, &["-q"]));
     let token = out
         .split("--token ")
         .nth(1)
@@ -145,16 +148,21 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
         port: 0,
         join_port: 0,
     };
-    let hosts = root_b.join("etc/ferry/containerd/certs.d");
-    let mut pull = net.exec(&net.b, &root_b.join("opt/ferry/bin/ctr"));
-    pull.arg("--address")
-        .arg(root_b.join("run/ferry/containerd/containerd.sock"))
-        .args(["images", "pull", "--hosts-dir"])
-        .arg(&hosts)
-        .arg("docker.io/library/app:1");
-    run_ok(pull);
-    let ran = run_ok(b.ctr(&["run", "--rm", "docker.io/library/app:1", "j1"]));
-    assert_eq!(ran.trim(), "hello from image a");
+    // B's containerd pulls by the original name (through B's network: from A) and runs it.
+    let pull_and_run_on_b = |id: &str| {
+        let _ = b.ctr(&["images", "rm", "docker.io/library/app:1"]).output();
+        let mut pull = net.exec(&net.b, &root_b.join("opt/ferry/bin/ctr"));
+        pull.arg("--address")
+            .arg(root_b.join("run/ferry/containerd/containerd.sock"))
+            .args(["images", "pull", "--hosts-dir"])
+            .arg(root_b.join("etc/ferry/containerd/certs.d"))
+            .arg("docker.io/library/app:1");
+        run_ok(pull);
+        run_ok(b.ctr(&["run", "--rm", "docker.io/library/app:1", id]))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(pull_and_run_on_b("j1"), "hello from image a");
 
     let mut st = net.exec(&net.b, &bare);
     st.arg("--root")
@@ -164,6 +172,26 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
     assert_eq!(st["role"], "join");
     assert_eq!(st["registry"]["url"], format!("https://{master}"));
     assert_eq!(st["registry"]["healthy"], true);
+
+    // Day two: the master upgrades to v2 (app:1 now has b's content); the node follows
+    // with its own installer's `upgrade`, and pulls the new content under the same name.
+    let payload = format!("containerd={}", t.path().join("payload").display());
+    let v2 = ferry_tests::bins::build_kubefile(
+        t.path(),
+        "FROM scratch\nLABEL name=rt\nIMAGE oci:layout:b AS docker.io/library/app:1\n",
+        "v2.run",
+        &["--payload", &payload],
+    );
+    let out = ferry_tests::bins::run(on_a(&v2, &["upgrade"]));
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("ferry-installer upgrade"), "{said}");
+    let mut up = net.exec(&net.b, &root_b.join("var/lib/ferry/ferry-installer"));
+    up.arg("--root")
+        .arg(&root_b)
+        .args(["upgrade", "--yes", "-q"]);
+    run_ok(up);
+    assert_eq!(pull_and_run_on_b("j2"), "hello from image b");
 
     // A joined node is not quietly turned into a second master.
     let mut c = Command::new(&bundle);

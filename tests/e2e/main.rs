@@ -10,3 +10,4 @@ mod k3s;
 mod novice;
 mod pull;
 mod registry_serve;
+mod upgrade;

@@ -221,7 +221,7 @@ fn a_failing_service_is_named_with_its_log_and_status_says_unhealthy() {
             .args(["-q", "--skip-preflight", "ports", "--wait-timeout", "4"]),
     );
     assert!(
-        msg.contains("not healthy after 4s")
+        msg.contains("not healthy after 4.0s")
             && msg.contains("registry.log")
             && msg.contains("in use"),
         "{msg}"

@@ -3,7 +3,7 @@
 
 use super::settings::{self, RunLock};
 use crate::cli::Cli;
-use crate::engine::{JournalFile, NodeRole, RealSystem, Reporter};
+use crate::engine::{JournalFile, RealSystem, Reporter};
 use crate::install::{self, preflight};
 use anyhow::{Context, Result};
 use ferry_console::{outln, OutputFormat};
@@ -23,9 +23,12 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     }
     let failed = preflight::failed(&checks);
     if !failed.is_empty() {
-        let names: Vec<_> = failed.iter().map(|c| c.name).collect();
+        let names: Vec<_> = failed
+            .iter()
+            .map(|c| format!("{} ({}: {})", c.name, c.detail, c.fix))
+            .collect();
         eprintln!(
-            "error: preflight failed: {} (fix them, or skip with --skip-preflight <name>); nothing was changed",
+            "error: preflight failed: {}; nothing was changed (fix it, or skip a check with --skip-preflight <name>)",
             names.join(", ")
         );
         return Ok(ExitCode::from(super::exit::NOT_INSTALLED_OR_PREFLIGHT));
@@ -41,16 +44,8 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     )?;
     let _lock = RunLock::take(host)?;
     let (mut jf, _) = JournalFile::open(host.path(&host.journal()))?;
-    {
-        // Who this host is, in the journal's very first save.
-        let j = &mut jf.journal;
-        j.bundle_sha256 = b.footer.payload_sha256.oci();
-        j.bundle_name = b.manifest.name.clone();
-        j.role = NodeRole::Server;
-        j.node_ip = s.node_ip.to_string();
-        j.registry_port = s.registry_port;
-        j.join_port = s.join_port;
-    }
+    // Who this host is, in the journal's very first save.
+    install::claim(&mut jf.journal, &s, &b);
     crate::engine::claim_trees(host, &mut jf)?;
     let report = Reporter::console(s.quiet).with_log(&host.path(&host.run_log()));
     report.log_only(&format!(

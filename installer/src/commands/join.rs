@@ -40,6 +40,7 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         ports: vec![],
         cluster: m.info.cluster.is_some(),
         bundle_sha256: &m.info.bundle_sha256,
+        bundle_name: &m.info.bundle_name,
         role: NodeRole::Join,
         invocation: &settings::invocation(),
         skip: &cli.host.skip_preflight,
@@ -49,7 +50,10 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
     }
     let failed = preflight::failed(&checks);
     if !failed.is_empty() {
-        let names: Vec<_> = failed.iter().map(|c| c.name).collect();
+        let names: Vec<_> = failed
+            .iter()
+            .map(|c| format!("{} ({}: {})", c.name, c.detail, c.fix))
+            .collect();
         eprintln!(
             "error: preflight failed: {}; nothing was changed",
             names.join(", ")
@@ -66,6 +70,7 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         j.role = NodeRole::Join;
         j.node_ip = js.node_ip.to_string();
         j.registry_url = m.info.registry.clone();
+        j.join_info = serde_json::to_value(&m.info).ok();
     }
     crate::engine::claim_trees(&host, &mut jf)?;
     let report = Reporter::console(quiet).with_log(&host.path(&host.run_log()));

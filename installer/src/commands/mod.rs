@@ -14,6 +14,7 @@ mod registry;
 mod reset;
 mod settings;
 mod status;
+mod upgrade;
 
 use crate::cli::{Cli, Command};
 use anyhow::{bail, Result};
@@ -59,6 +60,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Some(Command::Preflight) => preflight::run(&cli),
         Some(Command::Status) => status::run(&cli),
         Some(Command::Reset) => reset::run(&cli),
+        Some(Command::Upgrade) => upgrade::run(&cli, false),
+        Some(Command::Rollback) => upgrade::run(&cli, true),
         Some(Command::Supervise(a)) => {
             let env = a
                 .env
@@ -82,6 +85,8 @@ fn command_name(c: &Command) -> &'static str {
         Command::Preflight => "preflight",
         Command::Status => "status",
         Command::Reset => "reset",
+        Command::Upgrade => "upgrade",
+        Command::Rollback => "rollback",
         Command::Supervise(_) => "supervise",
         Command::Registry(_) => "registry",
     }

@@ -11,8 +11,11 @@ use std::process::ExitCode;
 
 /// The install's preflight checks for `b` with settings `s`.
 pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
-    let stage_bytes = if crate::install::stage::already_staged(&s.host, &s.host.staged_bundle(), b)
-    {
+    let stage_bytes = if crate::install::stage::already_staged(
+        &s.host,
+        &s.host.staged_version(&b.footer.payload_sha256),
+        b,
+    ) {
         0
     } else {
         b.file_len
@@ -24,6 +27,7 @@ pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
         ports: vec![s.registry_port, s.join_port],
         cluster: b.manifest.cluster.is_some(),
         bundle_sha256: &b.footer.payload_sha256.oci(),
+        bundle_name: &b.manifest.name,
         role: NodeRole::Server,
         invocation: &s.invocation,
         skip: &s.skip_preflight,

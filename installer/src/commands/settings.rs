@@ -42,6 +42,7 @@ pub fn install(cli: &Cli) -> Result<InstallSettings> {
         quiet: cli.quiet || cli.output == ferry_console::OutputFormat::Json,
         invocation: invocation(),
         host_containerd: crate::install::runtime::detect_host_containerd(&host_for_detect),
+        serve_also: None,
     })
 }
 

@@ -14,6 +14,7 @@ pub enum Call {
     Run(Vec<String>),
     Start(String),
     Stop(String),
+    Restart(String),
     Probe(String),
     Random(usize),
 }
@@ -29,6 +30,10 @@ struct State {
     failing_commands: BTreeMap<String, (String, String)>,
     crash_at: Option<usize>,
     counter: u8,
+    /// Probe needle → service: the probe fails after the service's first restart and
+    /// passes again after its second (a new version that is broken, then rolled back).
+    broken_after_restart: BTreeMap<String, (String, String)>,
+    restarts: BTreeMap<String, usize>,
 }
 
 #[derive(Default)]
@@ -52,6 +57,16 @@ impl RecordingSystem {
             .unwrap()
             .failing_probes
             .insert(needle.to_string(), (times, why.to_string()));
+        self
+    }
+    /// The probe whose `what()` contains `needle` fails (with `why`) between the first
+    /// and the second restart of `service`: an upgraded service that will not come up.
+    pub fn broken_after_restart(self, needle: &str, service: &str, why: &str) -> Self {
+        self.state
+            .lock()
+            .unwrap()
+            .broken_after_restart
+            .insert(needle.to_string(), (service.to_string(), why.to_string()));
         self
     }
     /// Commands whose program is `program` fail.
@@ -106,6 +121,13 @@ impl System for RecordingSystem {
         }
         Ok(())
     }
+    fn restart_service(&self, _host: &Host, svc: &ServiceSpec) -> Result<(), SysError> {
+        let mut s = self.state.lock().unwrap();
+        s.running.insert(svc.name.clone());
+        s.calls.push(Call::Restart(svc.name.clone()));
+        *s.restarts.entry(svc.name.clone()).or_default() += 1;
+        Ok(())
+    }
     fn service_pid(&self, _host: &Host, name: &str) -> Option<i32> {
         self.state
             .lock()
@@ -118,6 +140,11 @@ impl System for RecordingSystem {
         let mut s = self.state.lock().unwrap();
         let what = check.what();
         s.calls.push(Call::Probe(what.clone()));
+        for (needle, (service, why)) in &s.broken_after_restart {
+            if what.contains(needle.as_str()) && s.restarts.get(service) == Some(&1) {
+                return Err(why.clone());
+            }
+        }
         for (needle, (left, why)) in s.failing_probes.iter_mut() {
             if what.contains(needle.as_str()) && *left > 0 {
                 *left -= 1;

@@ -54,6 +54,9 @@ pub struct Journal {
     pub replaced: BTreeMap<String, String>,
     #[serde(default)]
     pub services: BTreeSet<String>,
+    /// The revision each service was last started with (see `ServiceSpec::revision`).
+    #[serde(default)]
+    pub revisions: BTreeMap<String, String>,
     #[serde(default)]
     pub node_ip: String,
     #[serde(default)]
@@ -68,6 +71,31 @@ pub struct Journal {
     /// The changes of a phase that has not finished; rolled back by the next run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingTx>,
+    /// The staged bundle the installed version runs from (host path).
+    #[serde(default)]
+    pub staged: String,
+    /// The staged bundle of the version before it, kept for `rollback` until the next
+    /// upgrade (host path; empty when there is none).
+    #[serde(default)]
+    pub previous: String,
+    /// An upgrade under way: if a run finds this, the upgrade was interrupted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upgrade: Option<UpgradeState>,
+    /// On joined nodes: what the master handed out at the last join or upgrade, so an
+    /// interrupted node upgrade can return to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join_info: Option<serde_json::Value>,
+}
+
+/// An upgrade in progress (or interrupted).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct UpgradeState {
+    /// Payload sha256 (`sha256:<hex>`) and staged path of the version being left.
+    pub from: String,
+    pub from_staged: String,
+    /// … and of the version being installed.
+    pub to: String,
+    pub to_staged: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -92,6 +120,14 @@ pub struct PendingTx {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Change {
+    /// A file ferry wrote, taken away: moved aside to `aside` (dropped at commit). If it
+    /// had replaced a host file, that original (kept at `original`) is moved back.
+    Remove {
+        path: String,
+        aside: String,
+        #[serde(default)]
+        original: Option<String>,
+    },
     /// A directory created (it did not exist).
     Dir { path: String },
     /// A file or link written at `path`. `backup` holds what was there before (a hard link

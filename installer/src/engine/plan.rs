@@ -12,6 +12,7 @@
 use crate::host::HostPath;
 use ferry_bundle::Sha256Digest;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use std::fmt;
 
 /// What a plan makes of the host.
@@ -107,6 +108,31 @@ impl Phase {
             _ => None,
         })
     }
+
+    /// Sets each service's revision from its own spec and every file of this phase.
+    pub fn seal(mut self) -> Phase {
+        let mut files = Sha256::new();
+        for f in self.files() {
+            files.update(f.path.as_str().as_bytes());
+            files.update(f.mode.to_le_bytes());
+            files.update(f.content.identity().0);
+        }
+        for step in &mut self.steps {
+            if let Step::Service(svc) = step {
+                let mut h = files.clone();
+                for a in &svc.argv {
+                    h.update(a.as_bytes());
+                    h.update([0]);
+                }
+                for (k, v) in &svc.env {
+                    h.update(format!("{k}={v}").as_bytes());
+                    h.update([0]);
+                }
+                svc.revision = Sha256Digest(h.finalize().into());
+            }
+        }
+        self
+    }
 }
 
 /// One thing the engine does.
@@ -121,8 +147,12 @@ pub enum Step {
     },
     /// Write a file (atomically: the old one stays in place until the new one is whole).
     WriteFile(FileStep),
-    /// Create a symbolic link (replacing what is at `path`).
-    Link { path: HostPath, target: HostPath },
+    /// Create a symbolic link (replacing what is at `path`). `target` is relative to
+    /// the link's directory, or an absolute host path.
+    Link { path: HostPath, target: String },
+    /// Take away a file ferry wrote earlier (an upgrade no longer has it); a host file it
+    /// had replaced goes back.
+    Remove { path: HostPath },
     /// Keep a long-running service running.
     Service(ServiceSpec),
     /// Run a command to completion; a non-zero exit fails the phase.
@@ -173,6 +203,15 @@ pub enum Content {
 }
 
 impl Content {
+    /// What the content is, as a digest: the same content always gives the same one.
+    pub fn identity(&self) -> Sha256Digest {
+        match self {
+            Content::Bytes { bytes } => Sha256Digest::of(bytes),
+            Content::Entry(e) => e.sha256,
+            Content::Secret { secret } => Sha256Digest::of(format!("secret {secret:?}").as_bytes()),
+            Content::InstallerStub => Sha256Digest::of(b"installer stub"),
+        }
+    }
     pub fn text(s: impl Into<String>) -> Content {
         Content::Bytes {
             bytes: s.into().into_bytes(),
@@ -250,6 +289,10 @@ pub struct ServiceSpec {
     pub env: Vec<(String, String)>,
     /// How it is kept running (the argv that starts the supervisor, or the systemd unit).
     pub manager: ServiceManager,
+    /// What the running service is made of: its command line and environment and every
+    /// file its phase writes. A service running another revision is restarted (an
+    /// upgrade replaced its binary or config; a rollback put the old ones back).
+    pub revision: Sha256Digest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -65,6 +65,12 @@ pub fn plan_text(plan: &Plan) -> String {
                 Step::Link { path, target } => {
                     let _ = writeln!(s, "==> [{p}] link {path} -> {target}");
                 }
+                Step::Remove { path } => {
+                    let _ = writeln!(
+                        s,
+                        "==> [{p}] remove {path} (ferry's; a host file it replaced goes back)"
+                    );
+                }
                 Step::Service(svc) => match &svc.manager {
                     ServiceManager::Supervisor { argv } => {
                         let _ =

@@ -55,10 +55,10 @@ pub enum StepError {
         status: String,
         stderr: String,
     },
-    #[error("{what} not healthy after {secs}s: {last}{log}")]
+    #[error("{what} not healthy after {secs:.1}s: {last}{log}")]
     Timeout {
         what: String,
-        secs: u64,
+        secs: f64,
         last: String,
         /// The service's log: path and last lines, when there is one.
         log: String,
@@ -121,16 +121,73 @@ impl Engine<'_> {
         Ok(())
     }
 
-    fn start(&self, svc: &ServiceSpec, jf: &mut JournalFile) -> Result<(), EngineError> {
-        if jf.journal.services.insert(svc.name.clone()) {
-            jf.save().map_err(TxError::Journal)?;
+    /// Runs every phase of `plan` inside ONE transaction, committed only when all of them
+    /// (health included) have passed: an upgrade either completes or leaves every file as
+    /// it was. Phases are reported as they finish; the journal records them all as done at
+    /// the commit. On error the transaction is rolled back (the caller then makes the
+    /// services converge back to the old plan); a crash leaves it pending for the next
+    /// run to roll back.
+    pub fn run_atomic(&self, plan: &Plan, jf: &mut JournalFile) -> Result<(), EngineError> {
+        Transaction::recover(self.host, jf)?;
+        let mut tx = Transaction::begin(self.host, jf, "upgrade")?;
+        for phase in &plan.phases {
+            let name = phase.name.as_str();
+            self.report.say(&format!("==> {name}"));
+            for (i, step) in phase.steps.iter().enumerate() {
+                if let Err(c) = self.sys.checkpoint(&format!("{name}/{i}")) {
+                    tx.abandon();
+                    return Err(c.into());
+                }
+                if let Err(e) = self.step(step, &mut tx) {
+                    let source = match tx.rollback() {
+                        Ok(()) => e,
+                        Err(r) => StepError::Stage(format!("{e}; and then {r}")),
+                    };
+                    return Err(EngineError::Phase {
+                        phase: name.to_string(),
+                        source,
+                    });
+                }
+            }
         }
-        self.sys
-            .start_service(self.host, svc)
+        if let Err(c) = self.sys.checkpoint("commit") {
+            tx.abandon();
+            return Err(c.into());
+        }
+        for phase in &plan.phases {
+            tx.journal().record(phase.name.as_str(), Ok(()));
+        }
+        tx.commit(None)?;
+        Ok(())
+    }
+
+    fn start(&self, svc: &ServiceSpec, jf: &mut JournalFile) -> Result<(), EngineError> {
+        self.converge(svc, &mut jf.journal)
             .map_err(|e| EngineError::Phase {
                 phase: "services".into(),
                 source: e.into(),
-            })
+            })?;
+        jf.save().map_err(TxError::Journal)?;
+        Ok(())
+    }
+
+    /// Makes `svc` run at its revision: started if it is not running, restarted if it
+    /// runs another revision. Recorded in the journal before anything starts, so that
+    /// `reset` stops it whatever happens next.
+    fn converge(&self, svc: &ServiceSpec, j: &mut crate::engine::Journal) -> Result<(), SysError> {
+        j.services.insert(svc.name.clone());
+        let want = svc.revision.to_string();
+        let had = j.revisions.insert(svc.name.clone(), want.clone());
+        let running = self.sys.service_pid(self.host, &svc.name).is_some();
+        if running && had.as_deref() != Some(want.as_str()) {
+            self.report.say(&format!(
+                "    restarting {} (its binary or configuration changed)",
+                svc.name
+            ));
+            self.sys.restart_service(self.host, svc)
+        } else {
+            self.sys.start_service(self.host, svc)
+        }
     }
 
     fn run_phase(&self, phase: &Phase, jf: &mut JournalFile) -> Result<(), EngineError> {
@@ -160,18 +217,17 @@ impl Engine<'_> {
         match step {
             Step::Stage { dest, .. } => self.stage(dest, tx),
             Step::WriteFile(f) => self.write(f, tx),
+            Step::Remove { path } => tx.remove(path).map_err(|source| StepError::Write {
+                path: path.clone(),
+                source,
+            }),
             Step::Link { path, target } => {
                 tx.symlink(path, target).map_err(|source| StepError::Write {
                     path: path.clone(),
                     source,
                 })
             }
-            Step::Service(svc) => {
-                // Recorded before it starts: reset must stop it whatever happens next.
-                tx.journal().services.insert(svc.name.clone());
-                self.sys.start_service(self.host, svc)?;
-                Ok(())
-            }
+            Step::Service(svc) => Ok(self.converge(svc, tx.journal())?),
             Step::Run(cmd) => {
                 self.report
                     .log_only(&format!("running {}", cmd.argv.join(" ")));
@@ -285,7 +341,7 @@ impl Engine<'_> {
                     if now >= deadline {
                         return Err(StepError::Timeout {
                             what: check.what(),
-                            secs: self.wait_timeout.as_secs(),
+                            secs: self.wait_timeout.as_secs_f64(),
                             last,
                             log: check
                                 .service()

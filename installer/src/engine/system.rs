@@ -49,6 +49,27 @@ pub trait System {
     fn start_service(&self, host: &Host, svc: &ServiceSpec) -> Result<(), SysError>;
     /// Stops a service and waits for it to exit.
     fn stop_service(&self, host: &Host, name: &str) -> Result<(), SysError>;
+    /// Stops `svc` and starts it again (its binary or configuration changed).
+    fn restart_service(&self, host: &Host, svc: &ServiceSpec) -> Result<(), SysError> {
+        match &svc.manager {
+            ServiceManager::Systemd { unit } => {
+                let out = self.run(&CommandSpec::new(["systemctl", "restart", unit]))?;
+                if out.success {
+                    Ok(())
+                } else {
+                    Err(SysError::Service(format!(
+                        "systemctl restart {unit}: {} {}",
+                        out.status,
+                        out.stderr.trim()
+                    )))
+                }
+            }
+            ServiceManager::Supervisor { .. } => {
+                self.stop_service(host, &svc.name)?;
+                self.start_service(host, svc)
+            }
+        }
+    }
     /// The pid of a running supervised service.
     fn service_pid(&self, host: &Host, name: &str) -> Option<i32>;
     /// One probe of a health check: `Ok(report)` when it passes (the report, possibly

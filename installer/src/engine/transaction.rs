@@ -188,9 +188,10 @@ impl<'a> Transaction<'a> {
         })
     }
 
-    /// Makes `path` a symbolic link to `target` (a host path), keeping what was there.
-    pub fn symlink(&mut self, path: &HostPath, target: &HostPath) -> Result<(), TxError> {
-        let target = target.as_str().to_string();
+    /// Makes `path` a symbolic link to `target` (relative, or an absolute host path),
+    /// keeping what was there.
+    pub fn symlink(&mut self, path: &HostPath, target: &str) -> Result<(), TxError> {
+        let target = target.to_string();
         self.replace(path, move |tmp| std::os::unix::fs::symlink(&target, tmp))
     }
 
@@ -259,6 +260,29 @@ impl<'a> Transaction<'a> {
         Ok(())
     }
 
+    /// Takes away a file ferry wrote (an upgrade dropped it). If it had replaced a host
+    /// file, the host's original goes back in its place.
+    pub fn remove(&mut self, path: &HostPath) -> Result<(), TxError> {
+        let real = self.host.path(path);
+        if std::fs::symlink_metadata(&real).is_err() {
+            return Ok(());
+        }
+        let aside = HostPath::new(format!("{path}.ferry-removed")).expect("sibling");
+        let original = self.jf.journal.replaced.get(path.as_str()).cloned();
+        self.record(Change::Remove {
+            path: path.to_string(),
+            aside: aside.to_string(),
+            original: original.clone(),
+        })?;
+        let aside_real = self.host.path(&aside);
+        let _ = std::fs::remove_file(&aside_real);
+        std::fs::rename(&real, &aside_real).map_err(io_at(&real))?;
+        if let Some(o) = original.and_then(|o| HostPath::new(o).ok()) {
+            std::fs::rename(self.host.path(&o), &real).map_err(io_at(&real))?;
+        }
+        Ok(())
+    }
+
     /// Makes the phase's changes permanent: the journal lists every file and directory
     /// created and every host file replaced (with its kept original), and — in the same
     /// atomic save — records `phase` as done. Backups of ferry's own earlier files go.
@@ -268,6 +292,11 @@ impl<'a> Transaction<'a> {
         let mut drop_backups = Vec::new();
         for c in &p.changes {
             match c {
+                Change::Remove { path, aside, .. } => {
+                    j.files.remove(path);
+                    j.replaced.remove(path);
+                    drop_backups.push(aside.clone());
+                }
                 Change::Dir { path } => {
                     j.dirs.insert(path.clone());
                 }
@@ -331,6 +360,33 @@ fn undo(host: &Host, changes: &[Change]) -> (Vec<String>, Result<(), RollbackErr
     let mut kept = Vec::new();
     for c in changes.iter().rev() {
         match c {
+            Change::Remove {
+                path,
+                aside,
+                original,
+            } => {
+                let (Ok(p), Ok(a)) = (HostPath::new(path.clone()), HostPath::new(aside.clone()))
+                else {
+                    continue;
+                };
+                let (real, aside_real) = (host.path(&p), host.path(&a));
+                if std::fs::symlink_metadata(&aside_real).is_err() {
+                    continue; // not moved yet
+                }
+                let mut r = Ok(());
+                if let Some(o) = original
+                    .as_ref()
+                    .and_then(|o| HostPath::new(o.clone()).ok())
+                {
+                    if std::fs::symlink_metadata(&real).is_ok() {
+                        r = std::fs::rename(&real, host.path(&o));
+                    }
+                }
+                let r = r.and_then(|()| std::fs::rename(&aside_real, &real));
+                if let Err(e) = r {
+                    failures.push((path.clone(), e.to_string()));
+                }
+            }
             Change::File { path, backup, .. } => {
                 let Ok(hp) = HostPath::new(path.clone()) else {
                     continue;
@@ -539,10 +595,39 @@ mod tests {
     }
 
     #[test]
+    fn removing_puts_a_replaced_host_file_back_and_can_be_undone() {
+        let (_d, host, mut jf) = setup();
+        std::fs::create_dir_all(host.path(&hp("/etc"))).unwrap();
+        std::fs::write(host.path(&hp("/etc/hosts")), "site").unwrap();
+        let mut t = Transaction::begin(&host, &mut jf, "files").unwrap();
+        t.write(&hp("/etc/hosts"), 0o644, &mut &b"ferry"[..])
+            .unwrap();
+        t.write(&hp("/opt/x"), 0o644, &mut &b"ours"[..]).unwrap();
+        t.commit(Some("files")).unwrap();
+        // Undone: everything as it was.
+        let mut t = Transaction::begin(&host, &mut jf, "upgrade").unwrap();
+        t.remove(&hp("/etc/hosts")).unwrap();
+        t.remove(&hp("/opt/x")).unwrap();
+        assert_eq!(read(&host, "/etc/hosts").as_deref(), Some("site"));
+        assert_eq!(read(&host, "/opt/x"), None);
+        t.rollback().unwrap();
+        assert_eq!(read(&host, "/etc/hosts").as_deref(), Some("ferry"));
+        assert_eq!(read(&host, "/opt/x").as_deref(), Some("ours"));
+        // Committed: the host's file is back and no longer ferry's.
+        let mut t = Transaction::begin(&host, &mut jf, "upgrade").unwrap();
+        t.remove(&hp("/etc/hosts")).unwrap();
+        t.remove(&hp("/opt/x")).unwrap();
+        t.commit(None).unwrap();
+        assert_eq!(read(&host, "/etc/hosts").as_deref(), Some("site"));
+        assert!(!jf.journal.files.contains("/etc/hosts") && jf.journal.replaced.is_empty());
+        assert!(!host.path(&hp("/opt/x.ferry-removed")).exists());
+    }
+
+    #[test]
     fn links_are_written_and_undone() {
         let (_d, host, mut jf) = setup();
         let mut t = Transaction::begin(&host, &mut jf, "cluster").unwrap();
-        t.symlink(&hp("/a/link"), &hp("/opt/target")).unwrap();
+        t.symlink(&hp("/a/link"), "/opt/target").unwrap();
         assert_eq!(
             std::fs::read_link(host.path(&hp("/a/link"))).unwrap(),
             Path::new("/opt/target")

@@ -171,7 +171,7 @@ pub fn phase(i: &ClusterInputs, role: ClusterRole) -> Result<Phase, PlanError> {
         let bad = |e: crate::host::HostPathError| PlanError::K3s(e.to_string());
         phase.steps.push(Step::Link {
             path: HostPath::new(l.path).map_err(bad)?,
-            target: HostPath::new(l.target).map_err(bad)?,
+            target: HostPath::new(l.target).map_err(bad)?.to_string(),
         });
     }
     let enable = format!("{}.service", kp.service);
@@ -198,7 +198,8 @@ pub fn phase(i: &ClusterInputs, role: ClusterRole) -> Result<Phase, PlanError> {
             argv: vec![],
             env: vec![],
             manager: crate::engine::ServiceManager::Systemd { unit: enable },
+            revision: Default::default(),
         })),
     }
-    Ok(phase)
+    Ok(phase.seal())
 }

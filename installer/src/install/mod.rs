@@ -16,6 +16,7 @@ pub mod runtime;
 pub mod secrets;
 pub mod stage;
 pub mod status;
+pub mod upgrade;
 pub mod workloads;
 
 use crate::cli::RegistryArgs;
@@ -46,6 +47,9 @@ pub struct InstallSettings {
     pub invocation: String,
     /// The host's own containerd, if it has one (used when the bundle carries no runtime).
     pub host_containerd: Option<runtime::HostContainerd>,
+    /// During an upgrade: the staged bundle of the version being left, whose images the
+    /// registry keeps serving until the upgrade commits.
+    pub serve_also: Option<HostPath>,
 }
 
 impl InstallSettings {
@@ -96,10 +100,23 @@ pub fn file(host: &Host, journal: &Journal, path: HostPath, mode: u32, content: 
     })
 }
 
+/// The join token, root only: printed by the master, kept by nodes for `upgrade`.
+pub fn token_file(host: &Host, journal: &Journal) -> Step {
+    file(
+        host,
+        journal,
+        host.token_file(),
+        0o600,
+        Content::Secret {
+            secret: Secret::JoinToken,
+        },
+    )
+}
+
 /// The install plan of `b` on this host.
 pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, PlanError> {
     let host = &s.host;
-    let staged = host.staged_bundle();
+    let staged = host.staged_version(&b.footer.payload_sha256);
     let mut phases = Vec::new();
     let mut notes = Vec::new();
 
@@ -108,6 +125,15 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         dest: staged.clone(),
         size: b.file_len,
         payload_sha256: b.footer.payload_sha256,
+    });
+    let link = host.staged_bundle();
+    stage.steps.push(Step::Link {
+        target: staged
+            .as_str()
+            .strip_prefix(&format!("{}/", host.data_dir))
+            .unwrap_or(staged.as_str())
+            .to_string(),
+        path: link,
     });
     phases.push(stage);
 
@@ -140,15 +166,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
             Content::Secret { secret },
         ));
     }
-    registry.steps.push(file(
-        host,
-        journal,
-        host.token_file(),
-        0o600,
-        Content::Secret {
-            secret: Secret::JoinToken,
-        },
-    ));
+    registry.steps.push(token_file(host, journal));
     let exe = host.path(&staged).display().to_string();
     let pki = |n: &str| host.path(&host.pki(n));
     let registry_args = RegistryArgs {
@@ -167,6 +185,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         ca: Some(pki("ca.pem")),
         token_file: Some(host.path(&host.token_file())),
         advertise: Some(s.advertise()),
+        serve_also: s.serve_also.iter().map(|p| host.path(p)).collect(),
     };
     let mut argv = vec![exe.clone()];
     argv.extend(registry_args.to_argv());
@@ -180,7 +199,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         argv,
         vec![],
     ));
-    phases.push(registry);
+    phases.push(registry.seal());
 
     let upstream: Vec<String> = runtime::upstream_hosts(b).into_iter().collect();
     let mirror = format!("http://{}", s.registry_addr());
@@ -282,18 +301,18 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
     })
 }
 
-/// Runs the install plan of `b` through the engine: entries from the staged bundle,
-/// secrets made (or reused) on this host.
-pub fn run(
+/// An engine for `b`'s plans on this host: entries from `b`'s staged copy, secrets made
+/// (or reused) here.
+pub fn with_engine<T>(
     s: &InstallSettings,
     b: &Bundle,
-    plan: &Plan,
-    jf: &mut crate::engine::JournalFile,
     sys: &dyn crate::engine::System,
     report: &crate::engine::Reporter,
-) -> Result<(), crate::engine::EngineError> {
+    f: impl FnOnce(&crate::engine::Engine) -> T,
+) -> T {
     let host = &s.host;
-    let staged = crate::engine::StagedBundle::new(host.path(&host.staged_bundle()));
+    let staged =
+        crate::engine::StagedBundle::new(host.path(&host.staged_version(&b.footer.payload_sha256)));
     let secrets = secrets::InstallSecrets::new(host, sys, s.node_ip.to_string());
     let engine = crate::engine::Engine {
         sys,
@@ -308,7 +327,30 @@ pub fn run(
         wait_report_every: Duration::from_secs(5),
         report,
     };
-    engine.run(plan, jf)
+    f(&engine)
+}
+
+/// Runs the install plan of `b` through the engine.
+pub fn run(
+    s: &InstallSettings,
+    b: &Bundle,
+    plan: &Plan,
+    jf: &mut crate::engine::JournalFile,
+    sys: &dyn crate::engine::System,
+    report: &crate::engine::Reporter,
+) -> Result<(), crate::engine::EngineError> {
+    with_engine(s, b, sys, report, |e| e.run(plan, jf))
+}
+
+/// Records in the journal who this host is about to be: the server of bundle `b`.
+pub fn claim(journal: &mut Journal, s: &InstallSettings, b: &Bundle) {
+    journal.bundle_sha256 = b.footer.payload_sha256.oci();
+    journal.bundle_name = b.manifest.name.clone();
+    journal.role = crate::engine::NodeRole::Server;
+    journal.node_ip = s.node_ip.to_string();
+    journal.registry_port = s.registry_port;
+    journal.join_port = s.join_port;
+    journal.staged = s.host.staged_version(&b.footer.payload_sha256).to_string();
 }
 
 /// k3s's admin kubeconfig (a host path).
@@ -333,3 +375,5 @@ pub fn hook_env(s: &InstallSettings, b: &Bundle) -> Vec<(String, String)> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod upgrade_tests;

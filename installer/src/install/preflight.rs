@@ -34,6 +34,8 @@ pub struct Inputs<'a> {
     /// The payload sha256 of the bundle (`sha256:<hex>`); an install of another bundle
     /// is "earlier install".
     pub bundle_sha256: &'a str,
+    /// Its name: another version of the same bundle is an upgrade, not an install.
+    pub bundle_name: &'a str,
     /// What this run would make of the host: a server (install) or a joined node.
     pub role: crate::engine::NodeRole,
     /// How the operator runs this program, for the hints (`./delivery.run reset`).
@@ -271,10 +273,15 @@ pub fn run(i: &Inputs) -> Vec<Check> {
             format!("{} (same bundle: resuming)", j.bundle_name),
             String::new(),
         ),
+        Some(j) if j.bundle_name == i.bundle_name && i.role == crate::engine::NodeRole::Server => (
+            false,
+            format!("another version of {} is installed", j.bundle_name),
+            format!("run `{} upgrade` to upgrade it (it shows what changes first)", i.invocation),
+        ),
         Some(j) => (
             false,
             format!("bundle {} is installed", j.bundle_name),
-            format!("run `{reset}` first (upgrades come later)"),
+            format!("run `{reset}` first to replace it with another bundle"),
         ),
     };
     out.push(Check {

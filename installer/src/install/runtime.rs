@@ -231,7 +231,7 @@ pub fn phase(
             format!("{bin}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"),
         )],
     ));
-    p
+    p.seal()
 }
 
 #[cfg(test)]

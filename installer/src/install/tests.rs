@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Incompressible, non-UTF-8 bytes (a real gzip stream is like that).
-fn noise(len: usize, seed: u8) -> Vec<u8> {
+pub(super) fn noise(len: usize, seed: u8) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
     (0..len)
         .map(|_| {
@@ -25,39 +25,56 @@ fn noise(len: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
-struct Fixture {
-    _dir: tempfile::TempDir,
-    bundle: PathBuf,
-    root: PathBuf,
+pub(super) struct Fixture {
+    pub(super) _dir: tempfile::TempDir,
+    pub(super) bundle: PathBuf,
+    pub(super) root: PathBuf,
 }
 
-/// A bundle: a COPY to `/etc/hosts`, and either the containerd payload or (with
-/// `chart`) k3s with a chart app of that many bytes.
-fn fixture(chart: Option<usize>) -> Fixture {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("delivery.run");
-    let mut w = BundleWriter::create(&out, &b"#!stub installer\n"[..]).unwrap();
-    let hosts = b"10.0.0.1 site\n";
-    let e = w
-        .add_entry(
-            "files/rootfs/etc/hosts",
-            hosts.len() as u64,
-            0o644,
-            &hosts[..],
-        )
-        .unwrap();
+/// What a test bundle holds: COPY files, the containerd payload made from `bin_seed`
+/// (or, with `chart`, k3s and a chart app of that many bytes).
+#[derive(Clone)]
+pub(super) struct Version {
+    pub(super) copies: Vec<(&'static str, &'static str)>,
+    pub(super) bin_seed: u8,
+    pub(super) chart: Option<usize>,
+}
+
+impl Default for Version {
+    fn default() -> Self {
+        Version {
+            copies: vec![("/etc/hosts", "10.0.0.1 site\n")],
+            bin_seed: 0,
+            chart: None,
+        }
+    }
+}
+
+/// Writes bundle `demo` of version `v` to `out`.
+pub(super) fn write_bundle(out: &Path, v: &Version) {
+    let mut w = BundleWriter::create(out, &b"#!stub installer\n"[..]).unwrap();
     let mut m = BundleManifest {
         name: "demo".into(),
         platform: "linux/amd64".into(),
         ..Default::default()
     };
-    m.files.push(FileRecord {
-        entry: e.path,
-        dest: "/etc/hosts".into(),
-        mode: 0o644,
-    });
+    for (dest, text) in &v.copies {
+        let e = w
+            .add_entry(
+                &format!("files/rootfs{dest}"),
+                text.len() as u64,
+                0o644,
+                text.as_bytes(),
+            )
+            .unwrap();
+        m.files.push(FileRecord {
+            entry: e.path,
+            dest: dest.to_string(),
+            mode: 0o644,
+        });
+    }
     let mut files = BTreeMap::new();
-    match chart {
+    match v.chart {
         None => {
             for role in [
                 "bin/containerd",
@@ -66,7 +83,7 @@ fn fixture(chart: Option<usize>) -> Fixture {
                 "bin/runc",
                 "cni/bridge",
             ] {
-                let data = noise(3000, role.len() as u8);
+                let data = noise(3000, role.len() as u8 ^ v.bin_seed);
                 let e = w
                     .add_entry(
                         &format!("files/payloads/containerd/{role}"),
@@ -113,15 +130,27 @@ fn fixture(chart: Option<usize>) -> Fixture {
         }
     }
     w.finish(m).unwrap();
-    let root = dir.path().join("root");
+}
+
+/// A bundle of the default version (k3s with a chart of `chart` bytes, if given).
+pub(super) fn fixture(chart: Option<usize>) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("delivery.run");
+    write_bundle(
+        &out,
+        &Version {
+            chart,
+            ..Default::default()
+        },
+    );
     Fixture {
         bundle: out,
-        root,
+        root: dir.path().join("root"),
         _dir: dir,
     }
 }
 
-fn settings(root: &Path) -> InstallSettings {
+pub(super) fn settings(root: &Path) -> InstallSettings {
     InstallSettings {
         host: Host::new(root, None).unwrap(),
         node_ip: "10.0.0.1".parse().unwrap(),
@@ -133,18 +162,21 @@ fn settings(root: &Path) -> InstallSettings {
         systemd: false,
         invocation: "./delivery.run".into(),
         host_containerd: None,
+        serve_also: None,
     }
 }
 
 /// One install run, as the `install` command does it (minus preflight and the lock).
-fn install_with(f: &Fixture, sys: &dyn System) -> Result<(), crate::engine::EngineError> {
+pub(super) fn install_with(
+    f: &Fixture,
+    sys: &dyn System,
+) -> Result<(), crate::engine::EngineError> {
     let s = settings(&f.root);
     let b = Bundle::open(&f.bundle).unwrap();
     let host = &s.host;
     let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    claim(&mut jf.journal, &s, &b);
     crate::engine::claim_trees(host, &mut jf).unwrap();
-    jf.journal.bundle_sha256 = b.footer.payload_sha256.oci();
-    jf.save().unwrap();
     let plan = plan(&s, &b, &jf.journal).unwrap();
     run(&s, &b, &plan, &mut jf, sys, &Reporter::console(true))
 }
@@ -152,7 +184,7 @@ fn install_with(f: &Fixture, sys: &dyn System) -> Result<(), crate::engine::Engi
 /// Every file under `root` (relative path → sha256 of its bytes, with the root's own
 /// path replaced), without the contents that differ between runs by nature: the journal
 /// and the secrets (made with a fresh key each time).
-fn tree(root: &Path) -> BTreeMap<String, String> {
+pub(super) fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -186,14 +218,14 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
-fn journal(root: &Path) -> crate::engine::Journal {
+pub(super) fn journal(root: &Path) -> crate::engine::Journal {
     let h = Host::new(root, None).unwrap();
     crate::engine::Journal::load(&h.path(&h.journal()))
         .unwrap()
         .unwrap()
 }
 
-fn site_hosts(root: &Path) {
+pub(super) fn site_hosts(root: &Path) {
     std::fs::create_dir_all(root.join("etc")).unwrap();
     std::fs::write(
         root.join("etc/hosts"),

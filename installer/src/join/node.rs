@@ -145,6 +145,12 @@ impl SecretSource for JoinSecrets {
         match s {
             Secret::CaCert => Ok(self.ca.clone()),
             Secret::ClusterSecret => Ok(self.secret.clone().into_bytes()),
+            Secret::JoinToken => Ok(Token {
+                ca_hash: pki::ca_hash(&self.ca),
+                secret: self.secret.clone(),
+            }
+            .to_string()
+            .into_bytes()),
             other => Err(SourceError::Other(format!(
                 "a joined node has no {}",
                 other.describe()
@@ -191,6 +197,8 @@ pub fn plan(
         0o755,
         Content::InstallerStub,
     ));
+    // The token stays with the node (root only): `upgrade` contacts the master again.
+    files.steps.push(crate::install::token_file(host, journal));
     let mut health = Phase::new(PhaseName::Health);
     let is_k3s = info
         .cluster
@@ -274,4 +282,85 @@ pub fn plan(
         notes: vec![],
         phases: vec![files, runtime_phase, health],
     })
+}
+
+/// `upgrade` on a joined node, after its master was upgraded: the join plan again, with
+/// what the master hands out now, in one transaction; on failure the node returns to what
+/// it ran before (the journal keeps the join information it last applied).
+pub fn upgrade(
+    host: &Host,
+    jf: &mut crate::engine::JournalFile,
+    sys: &dyn crate::engine::System,
+    report: &crate::engine::Reporter,
+    wait_timeout: Duration,
+) -> anyhow::Result<bool> {
+    use anyhow::Context;
+    let j = &jf.journal;
+    let token_text = std::fs::read_to_string(host.path(&host.token_file()))
+        .with_context(|| format!("reading the join token {}", host.token_file()))?;
+    let token = Token::parse(token_text.trim())?;
+    let master = j.registry_url.trim_start_matches("https://").to_string();
+    let s = JoinSettings {
+        master: master.clone(),
+        token,
+        control_plane: j.services.contains("k3s"),
+        node_ip: j.node_ip.parse().context("the journal's node ip")?,
+        wait_timeout,
+        systemd: crate::service::use_systemd(host),
+    };
+    let m = contact(&s.master, &s.token)?;
+    if m.info.bundle_sha256 == j.bundle_sha256 {
+        report.say(&format!(
+            "this node already runs {} as its master does",
+            m.info.bundle_name
+        ));
+        return Ok(false);
+    }
+    let old: Option<JoinInfo> = j
+        .join_info
+        .clone()
+        .and_then(|v| serde_json::from_value(v).ok());
+    let new_plan = plan(host, &jf.journal, &m.info, &s)?;
+    let source = MasterSource {
+        addr: master,
+        secret: s.token.secret.clone(),
+        tls: m.tls.clone(),
+    };
+    let secrets = JoinSecrets {
+        ca: m.ca.clone(),
+        secret: s.token.secret.clone(),
+    };
+    let engine = crate::engine::Engine {
+        sys,
+        host,
+        res: crate::engine::Resources {
+            entries: &source,
+            secrets: &secrets,
+            stage_from: None,
+            self_exe: "/proc/self/exe".into(),
+        },
+        wait_timeout,
+        wait_report_every: Duration::from_secs(5),
+        report,
+    };
+    match engine.run_atomic(&new_plan, jf) {
+        Ok(()) => {
+            jf.journal.bundle_sha256 = m.info.bundle_sha256.clone();
+            jf.journal.bundle_name = m.info.bundle_name.clone();
+            jf.journal.join_info = serde_json::to_value(&m.info).ok();
+            jf.save()?;
+            Ok(true)
+        }
+        Err(e) => {
+            if let Some(old) = old {
+                let back = plan(host, &jf.journal, &old, &s)?;
+                engine
+                    .run(&back, jf)
+                    .context("returning to the node's previous version")?;
+            }
+            Err(anyhow::anyhow!(
+                "node upgrade failed: {e}; every file was put back and the node runs its previous version"
+            ))
+        }
+    }
 }

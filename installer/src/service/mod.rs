@@ -47,6 +47,7 @@ pub fn steps(
         argv,
         env,
         manager: ServiceManager::Supervisor { argv: vec![] },
+        revision: Default::default(),
     };
     if systemd {
         let unit = systemd::unit_name(name);
