@@ -303,7 +303,7 @@ fn hostile_bundles_are_refused_before_anything_is_written() {
     refused(
         "lying-sha",
         forge(&stub, &[file("files/a.txt", b"fine")], |r| {
-            r[0].sha256 = "0".repeat(64)
+            r[0].sha256 = ferry_bundle::Sha256Digest([0; 32])
         }),
         "files/a.txt",
     );

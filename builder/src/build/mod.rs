@@ -12,14 +12,18 @@ mod files;
 pub mod payload;
 pub mod stub;
 
-use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage, OCI_INDEX};
+use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage};
 use crate::kubefile::{Instruction, Kubefile};
-use crate::pull::{pull, ContentCache, PullOptions, PullStats};
+use crate::pull::{pull, ContentCache, Platform, PullOptions, PullStats};
 use anyhow::{bail, Context, Result};
-use ferry_bundle::manifest::{FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::manifest::{AppRecord, FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::oci::{Descriptor, LayoutIndex, LAYOUT_FILE};
+use ferry_bundle::paths::{self, OCI_INDEX_PATH, OCI_LAYOUT_PATH};
 use ferry_bundle::reference::Reference;
+use ferry_bundle::roles;
 use ferry_bundle::writer::BundleWriter;
 use ferry_bundle::{BundleManifest, Footer};
+use payload::PayloadSource;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -29,14 +33,15 @@ pub struct BuildOptions {
     pub context: PathBuf,
     pub output: PathBuf,
     pub installer: Option<PathBuf>,
-    pub platform: String,
+    /// The platform of the target hosts (bundle.json's `platform`).
+    pub platform: Platform,
     pub quiet: bool,
     /// Registry pulls: platforms, mirrors, insecure registries, credentials.
     pub pull: PullOptions,
     /// Content cache for pulled blobs (default `~/.cache/ferry`).
     pub cache_dir: Option<PathBuf>,
     /// `--payload name=path` sources.
-    pub payloads: Vec<(String, PathBuf)>,
+    pub payloads: Vec<PayloadSource>,
     /// Build without any runtime payload (`--no-payload`).
     pub no_payload: bool,
     /// Also carry images that discovery only found as candidates.
@@ -50,6 +55,7 @@ pub struct BuildReport {
     pub images: usize,
     pub blobs_written: usize,
     pub blobs_shared: usize,
+    /// sha256 of the payload, bare hex.
     pub payload_sha256: String,
     /// Registry blobs downloaded by this build / found in the content cache.
     pub pulled: PullStats,
@@ -67,7 +73,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let ctx = &opts.context;
     let mut manifest = BundleManifest {
         builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
-        platform: opts.platform.clone(),
+        platform: opts.platform.to_string(),
         ..Default::default()
     };
     let mut specs = Vec::new();
@@ -202,10 +208,15 @@ fn k3s_images(
     manifest: &BundleManifest,
     have: &[ResolvedImage],
 ) -> Result<AirgapImages> {
-    if manifest.cluster.as_ref().map(|c| c.distribution.as_str()) != Some("k3s") {
+    if manifest.cluster.as_ref().map(|c| c.distribution.as_str()) != Some(roles::PAYLOAD_K3S) {
         return Ok((vec![], None));
     }
-    let Some((_, dir)) = opts.payloads.iter().find(|(n, _)| n == "k3s") else {
+    let Some(dir) = opts
+        .payloads
+        .iter()
+        .find(|p| p.name == roles::PAYLOAD_K3S)
+        .map(|p| &p.path)
+    else {
         return Ok((vec![], None));
     };
     let Some(tarball) = payload::k3s_airgap_tarball(dir) else {
@@ -248,10 +259,10 @@ fn plan_payloads(
 ) -> Result<Vec<(String, Vec<payload::PayloadFile>)>> {
     let needed = match &manifest.cluster {
         Some(c) => c.distribution.clone(),
-        None => "containerd".to_string(),
+        None => roles::PAYLOAD_CONTAINERD.to_string(),
     };
     let mut out = Vec::new();
-    for (name, src) in &opts.payloads {
+    for PayloadSource { name, path: src } in &opts.payloads {
         if name != &needed {
             bail!("--payload {name}: this bundle needs the {needed} payload, not {name}");
         }
@@ -325,7 +336,7 @@ fn resolve_images(
                 let c = cache.as_ref().unwrap();
                 let p = pull(r, &opts.pull, c).with_context(|| at.clone())?;
                 stats.add(&p.stats);
-                let blob = |d: &crate::pull::Descriptor| Blob {
+                let blob = |d: &Descriptor| Blob {
                     digest: d.digest,
                     size: d.size,
                     media_type: d.media_type.clone(),
@@ -344,7 +355,13 @@ fn resolve_images(
         let key = img.name.to_string();
         if let Some(prev) = by_name.get(&key) {
             if prev.root.digest != img.root.digest {
-                bail!("{at}: image name {key} is given twice with different content ({} from {}, {:?} from {})", prev.root.digest.oci(), prev.source, img.root.digest, img.source);
+                bail!(
+                    "{at}: image name {key} is given twice with different content ({} from {}, {} from {})",
+                    prev.root.digest,
+                    prev.source,
+                    img.root.digest,
+                    img.source
+                );
             }
             continue;
         }
@@ -380,19 +397,19 @@ fn write(
         .unwrap_or(Path::new("."))
         .to_path_buf();
     w.add_entry(
-        "oci/oci-layout",
-        30,
+        OCI_LAYOUT_PATH,
+        LAYOUT_FILE.len() as u64,
         0o644,
-        &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
+        LAYOUT_FILE.as_bytes(),
     )?;
     let (mut written, mut shared) = (0usize, 0usize);
-    let mut index_manifests = Vec::new();
+    let mut index = LayoutIndex::new();
     for img in images {
         for b in &img.blobs {
             let r = b
                 .source
                 .open()
-                .with_context(|| format!("{}: reading blob {:?}", img.source, b.digest))?;
+                .with_context(|| format!("{}: reading blob {}", img.source, b.digest))?;
             let added = w
                 .add_blob(&b.digest, b.size, r)
                 .with_context(|| format!("image {} (from {})", img.name, img.source))?;
@@ -403,31 +420,23 @@ fn write(
             }
             bar.inc(b.size);
         }
-        let tag = img.name.tag.clone().unwrap_or_else(|| img.name.to_string());
-        index_manifests.push(serde_json::json!({
-            "mediaType": img.root.media_type,
-            "digest": img.root.digest.oci(),
-            "size": img.root.size,
-            "annotations": {
-                "io.containerd.image.name": img.name.to_string(),
-                "org.opencontainers.image.ref.name": tag,
-            }
-        }));
+        index.add_image(
+            &img.name,
+            Descriptor::new(img.root.media_type.clone(), img.root.digest, img.root.size),
+        );
         manifest.images.push(ImageRecord {
-            name: img.name.to_string(),
-            digest: img.root.digest.oci(),
+            name: img.name.clone(),
+            digest: img.root.digest,
             media_type: img.root.media_type.clone(),
             size: img.size(),
             source: img.source.clone(),
             platforms: img.platforms.clone(),
         });
     }
-    let index = serde_json::to_vec_pretty(
-        &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_manifests}),
-    )?;
-    w.add_entry("oci/index.json", index.len() as u64, 0o644, &index[..])?;
+    let index = index.to_json();
+    w.add_entry(OCI_INDEX_PATH, index.len() as u64, 0o644, &index[..])?;
     for c in copies {
-        let entry = files::entry_for(&c.dest);
+        let entry = paths::rootfs_entry(&c.dest);
         let rec = add_maybe_compressed(&mut w, &entry, &c.src, c.size, c.mode, &tmp_dir)?;
         manifest.files.push(FileRecord {
             entry: rec.path,
@@ -446,7 +455,7 @@ fn write(
             files: BTreeMap::new(),
         };
         for f in pfiles {
-            let entry = payload::entry_for(name, &f.role);
+            let entry = paths::payload_entry(name, &f.role);
             let r = add_maybe_compressed(&mut w, &entry, &f.src, f.size, f.mode, &tmp_dir)?;
             rec.files.insert(f.role.clone(), r.path);
             bar.inc(f.size);
@@ -497,14 +506,10 @@ fn add_maybe_compressed(
 
 /// Carries one app: its chart as a `.tgz` (packed here from a directory) or its manifest
 /// files, plus its values files; records it with the images discovery found.
-fn write_app(
-    w: &mut BundleWriter,
-    app: &apps::PlannedApp,
-    tmp_dir: &Path,
-) -> Result<ferry_bundle::manifest::AppRecord> {
+fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Result<AppRecord> {
     use crate::discover::AppKind;
     let name = &app.spec.name;
-    let base = format!("{}/apps/{name}", ferry_bundle::FILES_DIR);
+    let entry = |rel: &str| paths::app_entry(name, rel);
     let add_file = |w: &mut BundleWriter, entry: &str, src: &Path| -> Result<String> {
         let size = std::fs::metadata(src)?.len();
         let f = std::fs::File::open(src)
@@ -517,15 +522,9 @@ fn write_app(
                 .suffix(".tgz")
                 .tempfile_in(tmp_dir)?;
             apps::pack_chart(&app.spec.path, tmp.path())?;
-            (
-                "chart",
-                add_file(w, &format!("{base}/chart.tgz"), tmp.path())?,
-            )
+            ("chart", add_file(w, &entry("chart.tgz"), tmp.path())?)
         }
-        AppKind::ChartArchive => (
-            "chart",
-            add_file(w, &format!("{base}/chart.tgz"), &app.spec.path)?,
-        ),
+        AppKind::ChartArchive => ("chart", add_file(w, &entry("chart.tgz"), &app.spec.path)?),
         AppKind::ManifestFile => {
             let fname = app
                 .spec
@@ -533,8 +532,8 @@ fn write_app(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "manifest.yaml".into());
-            add_file(w, &format!("{base}/manifests/{fname}"), &app.spec.path)?;
-            ("manifests", format!("{base}/manifests"))
+            add_file(w, &entry(&format!("manifests/{fname}")), &app.spec.path)?;
+            ("manifests", entry("manifests"))
         }
         AppKind::ManifestDir => {
             for f in files::plan_copy(&app.spec.path, "/")? {
@@ -542,17 +541,17 @@ fn write_app(
                 if matches!(ext, "yaml" | "yml" | "json") {
                     add_file(
                         w,
-                        &format!("{base}/manifests{}", f.dest.trim_end_matches('/')),
+                        &entry(&format!("manifests/{}", f.dest.relative())),
                         &f.src,
                     )?;
                 }
             }
-            ("manifests", format!("{base}/manifests"))
+            ("manifests", entry("manifests"))
         }
     };
     let mut values = Vec::new();
     for (i, v) in app.spec.values.iter().enumerate() {
-        values.push(add_file(w, &format!("{base}/values-{i}.yaml"), v)?);
+        values.push(add_file(w, &entry(&format!("values-{i}.yaml")), v)?);
     }
     let mut images: Vec<String> = app
         .discovery
@@ -563,7 +562,7 @@ fn write_app(
         .collect();
     images.sort();
     images.dedup();
-    Ok(ferry_bundle::manifest::AppRecord {
+    Ok(AppRecord {
         name: name.clone(),
         kind: kind.into(),
         path,

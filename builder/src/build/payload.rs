@@ -4,34 +4,46 @@
 //! `k3s`. `--payload <name>=<dir|.tar.gz>` supplies one from local files: customers with
 //! vetted binaries, and CI, which has no internet. Each file becomes an entry under
 //! `files/payloads/<name>/…` (zstd where it helps) and the bundle's `payloads[]` maps the
-//! file's role (`bin/containerd`, `cni/bridge`) to its entry.
+//! file's role (`bin/containerd`, `cni/bridge`) to its entry. Payload names, roles and
+//! entry paths are the bundle crate's ([`ferry_bundle::roles`], [`ferry_bundle::paths`]):
+//! the installer looks the files up by the same strings.
 
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
+use ferry_bundle::roles;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-
-/// Files a containerd payload must hold (role → why).
-pub const CONTAINERD_REQUIRED: [&str; 4] = [
-    "bin/containerd",
-    "bin/containerd-shim-runc-v2",
-    "bin/ctr",
-    "bin/runc",
-];
+use std::str::FromStr;
 
 #[derive(Debug, Clone)]
 pub struct PayloadFile {
-    /// Role inside the payload, e.g. `bin/containerd`.
+    /// Role inside the payload, e.g. `bin/containerd` ([`ferry_bundle::roles`]).
     pub role: String,
     pub src: PathBuf,
     pub size: u64,
     pub mode: u32,
 }
 
-/// Parses `name=path` as given to `--payload`.
-pub fn parse_arg(s: &str) -> Result<(String, PathBuf)> {
-    match s.split_once('=') {
-        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), PathBuf::from(p))),
-        _ => bail!("--payload {s:?}: expected <name>=<dir|file.tar.gz>, e.g. containerd=./containerd-payload"),
+/// `--payload <name>=<dir|file.tar.gz>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadSource {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected <name>=<dir|file.tar.gz>, e.g. containerd=./containerd-payload")]
+pub struct PayloadSourceError(String);
+
+impl FromStr for PayloadSource {
+    type Err = PayloadSourceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(PayloadSource {
+                name: n.to_string(),
+                path: PathBuf::from(p),
+            }),
+            _ => Err(PayloadSourceError(s.to_string())),
+        }
     }
 }
 
@@ -58,7 +70,7 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
         d
     };
     let mut out = Vec::new();
-    if name == "k3s" {
+    if name == roles::PAYLOAD_K3S {
         // k3s's own release layout: the binary and the airgap image tarball side by side.
         let bin = dir.join("k3s");
         let m = std::fs::metadata(&bin).with_context(|| {
@@ -66,14 +78,14 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
         })?;
         use std::os::unix::fs::PermissionsExt;
         out.push(PayloadFile {
-            role: "bin/k3s".into(),
+            role: roles::K3S.into(),
             src: bin,
             size: m.len(),
             mode: m.permissions().mode() & 0o777 | 0o755,
         });
         return Ok(out);
     }
-    for sub in ["bin", "cni", "images"] {
+    for sub in [roles::BIN, roles::CNI, roles::IMAGES] {
         let d = dir.join(sub);
         if !d.is_dir() {
             continue;
@@ -85,7 +97,7 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
             if m.is_file() {
                 use std::os::unix::fs::PermissionsExt;
                 out.push(PayloadFile {
-                    role: format!("{sub}/{}", e.file_name().to_string_lossy()),
+                    role: roles::in_dir(sub, &e.file_name().to_string_lossy()),
                     src: e.path(),
                     size: m.len(),
                     mode: m.permissions().mode() & 0o777,
@@ -93,26 +105,22 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
             }
         }
     }
-    if name == "containerd" {
-        let have: BTreeMap<_, _> = out.iter().map(|f| (f.role.as_str(), ())).collect();
-        let missing: Vec<_> = CONTAINERD_REQUIRED
+    if name == roles::PAYLOAD_CONTAINERD {
+        let have: BTreeSet<&str> = out.iter().map(|f| f.role.as_str()).collect();
+        let missing: Vec<_> = roles::CONTAINERD_REQUIRED
             .iter()
-            .filter(|r| !have.contains_key(*r))
+            .filter(|r| !have.contains(*r))
             .collect();
         if !missing.is_empty() {
             bail!(
-                "payload containerd from {}: missing {:?}; it must hold bin/containerd, bin/containerd-shim-runc-v2, bin/ctr, bin/runc and cni/<plugins>",
+                "payload containerd from {}: missing {:?}; it must hold {} and cni/<plugins>",
                 src.display(),
-                missing
+                missing,
+                roles::CONTAINERD_REQUIRED.join(", ")
             );
         }
     }
     Ok(out)
-}
-
-/// Entry path of a payload file.
-pub fn entry_for(name: &str, role: &str) -> String {
-    format!("{}/payloads/{name}/{role}", ferry_bundle::FILES_DIR)
 }
 
 /// k3s's airgap image tarball in a k3s payload directory, if any
@@ -132,4 +140,83 @@ pub fn k3s_airgap_tarball(dir: &Path) -> Option<PathBuf> {
         .collect();
     found.sort();
     found.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A tar.gz of `(name, type, link target or content)`; names are written raw, so
+    /// hostile ones (`../x`, `/abs`) can be made.
+    fn targz(dir: &Path, entries: &[(&str, tar::EntryType, &str)]) -> PathBuf {
+        let out = dir.join("p.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&out).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut t = tar::Builder::new(gz);
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            let body: &[u8] = if kind.is_symlink() || kind.is_hard_link() {
+                h.as_old_mut().linkname[..data.len()].copy_from_slice(data.as_bytes());
+                b""
+            } else {
+                data.as_bytes()
+            };
+            h.set_size(body.len() as u64);
+            h.set_cksum();
+            t.append(&h, body).unwrap();
+        }
+        t.into_inner().unwrap().finish().unwrap().flush().unwrap();
+        out
+    }
+
+    use tar::EntryType as T;
+
+    #[test]
+    fn collect_names_roles_and_requires_containerd_files() {
+        let d = tempfile::tempdir().unwrap();
+        let a = targz(
+            d.path(),
+            &[
+                ("bin/containerd", T::Regular, "1"),
+                ("bin/containerd-shim-runc-v2", T::Regular, "2"),
+                ("bin/ctr", T::Regular, "3"),
+                ("bin/runc", T::Regular, "4"),
+                ("cni/bridge", T::Regular, "5"),
+            ],
+        );
+        let files = collect(roles::PAYLOAD_CONTAINERD, &a, &d.path().join("s")).unwrap();
+        let got: Vec<&str> = files.iter().map(|f| f.role.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                roles::CONTAINERD,
+                roles::CONTAINERD_SHIM_RUNC_V2,
+                roles::CTR,
+                roles::RUNC,
+                "cni/bridge"
+            ]
+        );
+        let partial = targz(d.path(), &[("bin/ctr", T::Regular, "3")]);
+        let e = collect(roles::PAYLOAD_CONTAINERD, &partial, &d.path().join("s2"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bin/runc"), "{e}");
+    }
+
+    #[test]
+    fn payload_sources_parse() {
+        let p: PayloadSource = "k3s=./dir".parse().unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.path.as_path()),
+            ("k3s", Path::new("./dir"))
+        );
+        assert!("k3s".parse::<PayloadSource>().is_err());
+        assert!("=x".parse::<PayloadSource>().is_err());
+    }
 }

@@ -13,7 +13,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let platforms = args
+    let platforms: Vec<crate::pull::Platform> = args
         .platform
         .iter()
         .map(|p| {
@@ -29,27 +29,27 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 .map_err(|e| anyhow::anyhow!("--registry-mirror {m}: {e}"))
         })
         .collect::<Result<_>>()?;
+    let payloads = args
+        .payloads
+        .iter()
+        .map(|p| p.parse().map_err(|e| anyhow::anyhow!("--payload {p}: {e}")))
+        .collect::<Result<_>>()?;
+    let platform = platforms
+        .first()
+        .cloned()
+        .unwrap_or_else(|| "linux/amd64".parse().expect("a valid platform"));
     let pull = crate::pull::PullOptions {
         platforms,
         mirrors,
         insecure_registries: args.insecure_registries.clone(),
         ..Default::default()
     };
-    let payloads = args
-        .payloads
-        .iter()
-        .map(|p| crate::build::payload::parse_arg(p))
-        .collect::<Result<_>>()?;
     let opts = BuildOptions {
         kubefile: args.kubefile.clone(),
         context,
         output: args.out.clone(),
         installer: args.installer.clone(),
-        platform: args
-            .platform
-            .first()
-            .cloned()
-            .unwrap_or_else(|| "linux/amd64".into()),
+        platform,
         quiet,
         pull,
         cache_dir: args.cache_dir.clone(),

@@ -1,7 +1,7 @@
 //! Parses an image source as written in a Kubefile and dispatches to the right resolver.
 
 use super::{docker_archive, oci_layout, ImageError, ResolvedImage};
-use ferry_bundle::reference::Reference;
+use ferry_bundle::reference::{Reference, ReferenceError};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum ImageSource {
 
 impl ImageSource {
     /// Parses `s`; relative paths are taken from `context`.
-    pub fn parse(s: &str, context: &Path) -> Result<ImageSource, String> {
+    pub fn parse(s: &str, context: &Path) -> Result<ImageSource, ReferenceError> {
         if let Some(rest) = s.strip_prefix("oci:") {
             let (dir, tag) = match rest.split_once(':') {
                 Some((d, t)) => (d, Some(t.to_string())),

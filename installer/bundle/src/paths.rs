@@ -1,33 +1,165 @@
-//! Entry path rules. One function decides what a safe entry path is, and both the writer
-//! (refuses to create a bad bundle) and the reader (refuses a hostile one) call it.
+//! Paths, defined once: what a safe entry path is, what a safe host destination is, and
+//! where each kind of content lives inside the payload.
+//!
+//! One function decides what a safe entry path is, and both the writer (refuses to create
+//! a bad bundle) and the reader (refuses a hostile one) call it. Host destinations
+//! (`files[].dest`) are a [`HostPath`]: parsed when bundle.json is read, so a destination
+//! that could leave `--root` (`/etc/../../x`) never reaches the installer's file code.
+//! The entry-path builders ([`blob_entry`], [`rootfs_entry`], [`app_entry`],
+//! [`payload_entry`]) are the only place the payload's directory scheme is spelled out.
+
+use crate::digest::Sha256Digest;
+use std::fmt;
 
 /// Longest entry path accepted. Generous for real content, small enough to bound memory.
 pub const MAX_PATH_LEN: usize = 1024;
 
-/// Checks that `path` is a relative, normalised, portable entry path: no leading `/`, no
-/// `.`/`..`/empty components, no NUL, no backslash, no trailing slash.
-pub fn check_entry_path(path: &str) -> Result<(), String> {
-    if path.is_empty() {
-        return Err("empty path".into());
+/// The OCI layout's marker file.
+pub const OCI_LAYOUT_PATH: &str = "oci/oci-layout";
+/// The OCI layout's index: one descriptor per image (see [`crate::oci::LayoutIndex`]).
+pub const OCI_INDEX_PATH: &str = "oci/index.json";
+/// Directory of the OCI blobs, named by their sha256 hex.
+pub const BLOBS_DIR: &str = "oci/blobs/sha256";
+
+/// Why a path was refused. The caller adds which entry or destination it was.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PathError {
+    #[error("empty path")]
+    Empty,
+    #[error("path longer than {MAX_PATH_LEN} bytes")]
+    TooLong,
+    #[error("absolute path")]
+    Absolute,
+    #[error("not an absolute path")]
+    Relative,
+    #[error("path contains NUL or backslash")]
+    BadCharacter,
+    #[error("empty path component (// or trailing /)")]
+    EmptyComponent,
+    #[error("'.' component")]
+    DotComponent,
+    #[error("'..' component escapes the target")]
+    DotDotComponent,
+    #[error("the root directory itself is not a file destination")]
+    Root,
+}
+
+/// Checks each `/`-separated component of `rel` (no leading `/`).
+fn check_components(rel: &str) -> Result<(), PathError> {
+    if rel.contains('\0') || rel.contains('\\') {
+        return Err(PathError::BadCharacter);
     }
-    if path.len() > MAX_PATH_LEN {
-        return Err(format!("path longer than {MAX_PATH_LEN} bytes"));
-    }
-    if path.starts_with('/') {
-        return Err("absolute path".into());
-    }
-    if path.contains('\0') || path.contains('\\') {
-        return Err("path contains NUL or backslash".into());
-    }
-    for comp in path.split('/') {
+    for comp in rel.split('/') {
         match comp {
-            "" => return Err("empty path component (// or trailing /)".into()),
-            "." => return Err("'.' component".into()),
-            ".." => return Err("'..' component escapes the target".into()),
+            "" => return Err(PathError::EmptyComponent),
+            "." => return Err(PathError::DotComponent),
+            ".." => return Err(PathError::DotDotComponent),
             _ => {}
         }
     }
     Ok(())
+}
+
+/// Checks that `path` is a relative, normalised, portable entry path: no leading `/`, no
+/// `.`/`..`/empty components, no NUL, no backslash, no trailing slash.
+pub fn check_entry_path(path: &str) -> Result<(), PathError> {
+    if path.is_empty() {
+        return Err(PathError::Empty);
+    }
+    if path.len() > MAX_PATH_LEN {
+        return Err(PathError::TooLong);
+    }
+    if path.starts_with('/') {
+        return Err(PathError::Absolute);
+    }
+    check_components(path)
+}
+
+/// An absolute, normalised destination on the host (`/opt/demo/hello.sh`): no `.`, `..`
+/// or empty components, no NUL or backslash, not `/` itself. Installed under `--root`
+/// by joining [`HostPath::relative`], which therefore cannot climb out of it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct HostPath(String);
+
+impl HostPath {
+    pub fn parse(path: &str) -> Result<HostPath, PathError> {
+        if path.is_empty() {
+            return Err(PathError::Empty);
+        }
+        if path.len() > MAX_PATH_LEN {
+            return Err(PathError::TooLong);
+        }
+        let rel = path.strip_prefix('/').ok_or(PathError::Relative)?;
+        if rel.is_empty() {
+            return Err(PathError::Root);
+        }
+        check_components(rel)?;
+        Ok(HostPath(path.to_string()))
+    }
+
+    /// The absolute path, `/opt/x`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Without the leading `/` (`opt/x`): what to join onto `--root`.
+    pub fn relative(&self) -> &str {
+        &self.0[1..]
+    }
+}
+
+impl fmt::Display for HostPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for HostPath {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for HostPath {
+    type Err = PathError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        HostPath::parse(s)
+    }
+}
+
+serde_as_string!(HostPath);
+
+/// Entry path of an OCI blob: `oci/blobs/sha256/<hex>`.
+pub fn blob_entry(d: &Sha256Digest) -> String {
+    format!("{BLOBS_DIR}/{}", d.hex())
+}
+
+/// The digest an entry path names, if it is an OCI blob's entry.
+pub fn blob_digest(entry: &str) -> Option<Sha256Digest> {
+    entry
+        .strip_prefix(BLOBS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+        .and_then(Sha256Digest::from_hex)
+}
+
+/// Entry path of a `COPY` destined for `dest` on the host: `files/rootfs/<dest>`.
+pub fn rootfs_entry(dest: &HostPath) -> String {
+    format!("{}/rootfs/{}", crate::FILES_DIR, dest.relative())
+}
+
+/// Entry path of an application's file: `files/apps/<app>/<rel>` (`rel` without a
+/// leading `/`, e.g. `chart.tgz`, `manifests/deploy.yaml`, `values-0.yaml`).
+pub fn app_entry(app: &str, rel: &str) -> String {
+    format!(
+        "{}/apps/{app}/{}",
+        crate::FILES_DIR,
+        rel.trim_start_matches('/')
+    )
+}
+
+/// Entry path of a payload's file: `files/payloads/<payload>/<role>` (see [`crate::roles`]).
+pub fn payload_entry(payload: &str, role: &str) -> String {
+    format!("{}/payloads/{payload}/{role}", crate::FILES_DIR)
 }
 
 #[cfg(test)]
@@ -43,18 +175,62 @@ mod tests {
 
     #[test]
     fn refuses_escapes() {
-        for p in [
-            "",
-            "/etc/passwd",
-            "../x",
-            "a/../../x",
-            "a//b",
-            "a/./b",
-            "a/",
-            "a\\..\\b",
-            "a\0b",
+        for (p, why) in [
+            ("", PathError::Empty),
+            ("/etc/passwd", PathError::Absolute),
+            ("../x", PathError::DotDotComponent),
+            ("a/../../x", PathError::DotDotComponent),
+            ("a//b", PathError::EmptyComponent),
+            ("a/./b", PathError::DotComponent),
+            ("a/", PathError::EmptyComponent),
+            ("a\\..\\b", PathError::BadCharacter),
+            ("a\0b", PathError::BadCharacter),
         ] {
-            assert!(check_entry_path(p).is_err(), "{p:?} accepted");
+            assert_eq!(check_entry_path(p), Err(why), "{p:?}");
         }
+    }
+
+    #[test]
+    fn host_paths_are_absolute_and_cannot_climb() {
+        let p = HostPath::parse("/opt/demo/hello.sh").unwrap();
+        assert_eq!(p.relative(), "opt/demo/hello.sh");
+        assert_eq!(p.to_string(), "/opt/demo/hello.sh");
+        for (bad, why) in [
+            ("/etc/../../x", PathError::DotDotComponent),
+            ("/..", PathError::DotDotComponent),
+            ("/a/./b", PathError::DotComponent),
+            ("/a//b", PathError::EmptyComponent),
+            ("/a/", PathError::EmptyComponent),
+            ("relative/x", PathError::Relative),
+            ("/", PathError::Root),
+            ("", PathError::Empty),
+            ("/a\0b", PathError::BadCharacter),
+        ] {
+            assert_eq!(HostPath::parse(bad), Err(why), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn host_path_serde_validates() {
+        let p: HostPath = serde_json::from_str("\"/opt/x\"").unwrap();
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"/opt/x\"");
+        let e = serde_json::from_str::<HostPath>("\"/opt/../x\"").unwrap_err();
+        assert!(e.to_string().contains("'..'"), "{e}");
+    }
+
+    #[test]
+    fn entry_paths_are_built_in_one_place() {
+        let d = Sha256Digest::of(b"x");
+        assert_eq!(blob_entry(&d), format!("oci/blobs/sha256/{}", d.hex()));
+        assert_eq!(blob_digest(&blob_entry(&d)), Some(d));
+        assert_eq!(blob_digest("oci/blobs/sha256/zz"), None);
+        assert_eq!(blob_digest("files/x"), None);
+        let dest = HostPath::parse("/opt/a.sh").unwrap();
+        assert_eq!(rootfs_entry(&dest), "files/rootfs/opt/a.sh");
+        assert_eq!(app_entry("web", "chart.tgz"), "files/apps/web/chart.tgz");
+        assert_eq!(
+            payload_entry("containerd", crate::roles::CONTAINERD),
+            "files/payloads/containerd/bin/containerd"
+        );
     }
 }

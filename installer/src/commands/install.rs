@@ -44,7 +44,7 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
     {
         // Who this host is, in the journal's very first save.
         let j = &mut jf.journal;
-        j.bundle_sha256 = b.footer.payload_sha256.oci();
+        j.bundle_sha256 = b.footer.payload_sha256.to_string();
         j.bundle_name = b.manifest.name.clone();
         j.role = NodeRole::Server;
         j.node_ip = s.node_ip.to_string();

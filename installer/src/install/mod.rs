@@ -81,7 +81,7 @@ pub fn entry_ref(b: &Bundle, entry: &str, what: &str) -> Result<EntryRef, PlanEr
     Ok(EntryRef {
         entry: rec.path.clone(),
         size: rec.size,
-        sha256: ferry_bundle::Sha256Digest::from_hex(&rec.sha256).unwrap_or_default(),
+        sha256: rec.sha256,
         zstd: rec.compression.as_deref() == Some("zstd"),
     })
 }
@@ -113,7 +113,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
 
     let mut files = Phase::new(PhaseName::Files);
     for f in &b.manifest.files {
-        let dest = HostPath::new(f.dest.clone())?;
+        let dest = HostPath::new(f.dest.to_string())?;
         let e = entry_ref(b, &f.entry, &format!("COPY to {}", f.dest))?;
         files.steps.push(file(
             host,

@@ -53,7 +53,7 @@ fn fixture(chart: Option<usize>) -> Fixture {
     };
     m.files.push(FileRecord {
         entry: e.path,
-        dest: "/etc/hosts".into(),
+        dest: "/etc/hosts".parse().unwrap(),
         mode: 0o644,
     });
     let mut files = BTreeMap::new();
@@ -143,7 +143,7 @@ fn install_with(f: &Fixture, sys: &dyn System) -> Result<(), crate::engine::Engi
     let host = &s.host;
     let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
     crate::engine::claim_trees(host, &mut jf).unwrap();
-    jf.journal.bundle_sha256 = b.footer.payload_sha256.oci();
+    jf.journal.bundle_sha256 = b.footer.payload_sha256.to_string();
     jf.save().unwrap();
     let plan = plan(&s, &b, &jf.journal).unwrap();
     run(&s, &b, &plan, &mut jf, sys, &Reporter::console(true))
@@ -177,7 +177,7 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
                     let bytes = std::fs::read(&p).unwrap();
                     let text = String::from_utf8_lossy(&bytes)
                         .replace(&root.display().to_string(), "<root>");
-                    ferry_bundle::Sha256Digest::of(text.as_bytes()).oci()
+                    ferry_bundle::Sha256Digest::of(text.as_bytes()).to_string()
                 };
                 out.insert(rel, digest);
             }

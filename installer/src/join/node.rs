@@ -268,7 +268,8 @@ pub fn plan(
     Ok(Plan {
         kind: PlanKind::Join,
         bundle: info.bundle_name.clone(),
-        bundle_sha256: ferry_bundle::Sha256Digest::from_oci(&info.bundle_sha256)
+        bundle_sha256: ferry_bundle::Sha256Digest::parse(&info.bundle_sha256)
+            .ok()
             .or_else(|| ferry_bundle::Sha256Digest::from_hex(&info.bundle_sha256))
             .unwrap_or_default(),
         notes: vec![],

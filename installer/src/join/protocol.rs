@@ -41,17 +41,7 @@ pub struct JoinFile {
 /// What the master needs to answer join requests: its bundle and the secret.
 pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
     let m = &b.manifest;
-    let mut hosts: Vec<String> = m
-        .images
-        .iter()
-        .filter_map(|i| {
-            ferry_bundle::reference::Reference::parse(&i.name)
-                .ok()
-                .map(|r| r.host)
-        })
-        .collect();
-    hosts.sort();
-    hosts.dedup();
+    let hosts: Vec<String> = m.upstream_hosts().into_iter().collect();
     let payload = m
         .cluster
         .as_ref()
@@ -63,19 +53,19 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
         .filter(|p| p.name == payload)
         .flat_map(|p| p.files.iter())
         .filter_map(|(role, entry)| {
-            let e = m.entry(entry)?;
+            let e = b.entry(entry)?;
             Some(JoinFile {
                 role: role.clone(),
                 entry: e.path.clone(),
                 compression: e.compression.clone(),
                 size: e.size,
-                sha256: e.sha256.clone(),
+                sha256: e.sha256.hex(),
             })
         })
         .collect();
     JoinInfo {
         bundle_name: m.name.clone(),
-        bundle_sha256: b.footer.payload_sha256.oci(),
+        bundle_sha256: b.footer.payload_sha256.to_string(),
         platform: m.platform.clone(),
         cluster: m.cluster.clone(),
         upstream_hosts: hosts,
