@@ -13,10 +13,10 @@ pub mod payload;
 pub mod stub;
 
 use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage};
-use crate::kubefile::{Instruction, Kubefile};
+use crate::kubefile::{ImageSpec, ImageVia, Recipe};
 use crate::pull::{pull, ContentCache, Platform, PullOptions, PullStats};
 use anyhow::{bail, Context, Result};
-use ferry_bundle::manifest::{AppRecord, FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::manifest::{AppRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord};
 use ferry_bundle::oci::{Descriptor, LayoutIndex, LAYOUT_FILE};
 use ferry_bundle::paths::{self, OCI_INDEX_PATH, OCI_LAYOUT_PATH};
 use ferry_bundle::reference::Reference;
@@ -61,100 +61,44 @@ pub struct BuildReport {
     pub pulled: PullStats,
 }
 
-/// One image line of the Kubefile, before resolution.
-struct ImageSpec {
-    line: usize,
-    source: String,
-    name: Option<String>,
-}
-
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
-    let kf = Kubefile::read(&opts.kubefile)?;
-    let ctx = &opts.context;
+    let recipe = Recipe::read(&opts.kubefile, &opts.context)?;
+    if let Some((base, at)) = &recipe.base {
+        bail!(
+            "{at}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch"
+        );
+    }
+    if let Some(p) = recipe.packages.first() {
+        bail!(
+            "{}: PACKAGE {} {}: OS packages are not supported by this build yet",
+            p.origin,
+            p.kind,
+            p.names.join(" ")
+        );
+    }
     let mut manifest = BundleManifest {
         builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
         platform: opts.platform.to_string(),
+        labels: recipe.labels.clone(),
+        env: recipe.env.clone(),
+        hooks: recipe
+            .hooks
+            .iter()
+            .map(|h| HookRecord {
+                command: h.command.clone(),
+            })
+            .collect(),
+        cluster: recipe.cluster.as_ref().map(|c| ClusterRecord {
+            distribution: c.distribution.clone(),
+            version: c.version.clone(),
+        }),
         ..Default::default()
     };
-    let mut specs = Vec::new();
     let mut copies = Vec::new();
-    let mut app_specs: Vec<apps::AppSpec> = Vec::new();
-    for l in kf.iter() {
-        let at = || format!("{}:{}", opts.kubefile.display(), l.line);
-        match &l.ins {
-            Instruction::From(base) if base == "scratch" => {}
-            Instruction::From(base) => bail!(
-                "{}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch",
-                at()
-            ),
-            Instruction::Image { sources, name } => {
-                specs.extend(sources.iter().map(|s| ImageSpec {
-                    line: l.line,
-                    source: s.clone(),
-                    name: name.clone(),
-                }))
-            }
-            Instruction::Images(file) => {
-                let p = ctx.join(file);
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("{}: IMAGES {}", at(), p.display()))?;
-                for line in text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && !s.starts_with('#'))
-                {
-                    specs.push(ImageSpec {
-                        line: l.line,
-                        source: line.to_string(),
-                        name: None,
-                    });
-                }
-            }
-            Instruction::Copy { src, dest } => {
-                let planned = files::plan_copy(&ctx.join(src), dest).with_context(at)?;
-                copies.extend(planned);
-            }
-            Instruction::Label { key, value } => {
-                manifest.labels.insert(key.clone(), value.clone());
-            }
-            Instruction::Env { key, value } => {
-                manifest.env.insert(key.clone(), value.clone());
-            }
-            Instruction::Run(cmd) => manifest.hooks.push(HookRecord {
-                command: cmd.clone(),
-            }),
-            Instruction::Cluster {
-                distribution,
-                version,
-            } => {
-                manifest.cluster = Some(ferry_bundle::manifest::ClusterRecord {
-                    distribution: distribution.clone(),
-                    version: version.clone(),
-                })
-            }
-            Instruction::App { name, path } => app_specs.push(apps::AppSpec {
-                name: name.clone(),
-                path: ctx.join(path),
-                values: vec![],
-                set: vec![],
-                line: l.line,
-            }),
-            Instruction::Values { app, file } => {
-                let a = app_specs
-                    .iter_mut()
-                    .find(|a| &a.name == app)
-                    .expect("checked by the parser");
-                a.values.push(ctx.join(file));
-            }
-            Instruction::Set { app, assignment } => {
-                let a = app_specs
-                    .iter_mut()
-                    .find(|a| &a.name == app)
-                    .expect("checked by the parser");
-                a.set.push(assignment.clone());
-            }
-            other => bail!("{}: {other:?} is not supported by this build yet", at()),
-        }
+    for c in &recipe.copies {
+        let planned =
+            files::plan_copy(&c.src, c.dest.as_str()).with_context(|| c.origin.to_string())?;
+        copies.extend(planned);
     }
     manifest.name = manifest.labels.get("name").cloned().unwrap_or_else(|| {
         opts.output
@@ -164,23 +108,25 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     });
     manifest.version = manifest.labels.get("version").cloned().unwrap_or_default();
 
+    let mut specs = recipe.images.clone();
     let mut planned_apps = Vec::new();
-    for a in &app_specs {
-        let p =
-            apps::discover(a).with_context(|| format!("{}:{}", opts.kubefile.display(), a.line))?;
+    for a in &recipe.apps {
+        let p = apps::discover(a).with_context(|| a.origin.to_string())?;
         for w in &p.discovery.warnings {
             tracing::warn!("APP {}: {w}", a.name);
         }
         for (r, _) in apps::image_refs(&p, opts.include_candidates)? {
             specs.push(ImageSpec {
-                line: a.line,
-                source: r.to_string(),
+                written: r.to_string(),
+                source: ImageSource::Registry(r),
                 name: None,
+                via: ImageVia::App(a.name.clone()),
+                origin: a.origin.clone(),
             });
         }
         planned_apps.push(p);
     }
-    let (mut images, pulled) = resolve_images(opts, ctx, &specs)?;
+    let (mut images, pulled) = resolve_images(opts, &specs)?;
     // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
     let (k3s, _airgap_tmp) = k3s_images(opts, &manifest, &images)?;
     images.extend(k3s);
@@ -305,26 +251,18 @@ fn plan_payloads(
 
 fn resolve_images(
     opts: &BuildOptions,
-    ctx: &Path,
     specs: &[ImageSpec],
 ) -> Result<(Vec<ResolvedImage>, PullStats)> {
-    let kubefile = &opts.kubefile;
     let mut by_name: BTreeMap<String, ResolvedImage> = BTreeMap::new();
     let mut stats = PullStats::default();
     let mut cache: Option<ContentCache> = None;
     for s in specs {
-        let at = format!("{}:{}", kubefile.display(), s.line);
-        let name = s
-            .name
-            .as_deref()
-            .map(Reference::parse)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("{at}: AS {e}"))?;
-        let src = ImageSource::parse(&s.source, ctx).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-        let img = match &src {
+        let at = s.origin.to_string();
+        let img = match &s.source {
             ImageSource::Registry(r) => {
+                let name = s.name.clone().unwrap_or_else(|| r.clone());
                 // Named twice (an IMAGE line and a chart, say): pull once.
-                if by_name.contains_key(&name.clone().unwrap_or_else(|| r.clone()).to_string()) {
+                if by_name.contains_key(&name.to_string()) {
                     continue;
                 }
                 if cache.is_none() {
@@ -343,14 +281,16 @@ fn resolve_images(
                     source: BlobSource::whole_file(c.blob_path(&d.digest), d.size),
                 };
                 ResolvedImage {
-                    name: name.clone().unwrap_or_else(|| r.clone()),
-                    source: s.source.clone(),
+                    name,
+                    source: s.written.clone(),
                     root: blob(&p.root),
                     blobs: p.blobs.iter().map(blob).collect(),
                     platforms: p.platforms.clone(),
                 }
             }
-            _ => resolve_local(&s.source, &src, name.as_ref()).with_context(|| at.clone())?,
+            local => {
+                resolve_local(&s.written, local, s.name.as_ref()).with_context(|| at.clone())?
+            }
         };
         let key = img.name.to_string();
         if let Some(prev) = by_name.get(&key) {

@@ -259,6 +259,19 @@ pub fn resolve(
     ar.image(chosen, name)
 }
 
+/// The name [`resolve`] gives the image, reading only the tarball's headers and its
+/// `manifest.json` (no layer is hashed): what `ferry images` shows.
+pub fn name(
+    source_ref: &str,
+    file: &Path,
+    want: Option<&str>,
+    name: Option<&Reference>,
+) -> Result<Reference, ImageError> {
+    let ar = Archive::open(source_ref, file)?;
+    let chosen = ar.choose(want)?;
+    ar.name(chosen, name)
+}
+
 /// Every image of a multi-image `docker save` tarball (such as k3s's
 /// `k3s-airgap-images-<arch>.tar`), once per `RepoTags` entry: an image with two tags comes
 /// back twice, with the same blobs under two names. Tags are normalised like any reference
@@ -445,6 +458,30 @@ mod tests {
         let both = dir.join("both.tar");
         merge(&[a, b], &both, edit);
         both
+    }
+
+    #[test]
+    fn name_is_the_one_the_build_gives_without_hashing_layers() {
+        use crate::image::{image_name, resolve_local, ImageSource};
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        build_image(&layout, "b", "image b");
+        let tar = dir.path().join("b.tar");
+        save(&layout, "b", &tar, &["example.org/demo/b:1"]);
+        let written = format!("docker-archive:{}", tar.display());
+        let src = ImageSource::parse(&written, dir.path()).unwrap();
+        let named = image_name(&written, &src, None).unwrap();
+        assert_eq!(named.to_string(), "example.org/demo/b:1");
+        assert_eq!(resolve_local(&written, &src, None).unwrap().name, named);
+        let alias = Reference::parse("quay.io/x/y:2").unwrap();
+        assert_eq!(image_name(&written, &src, Some(&alias)).unwrap(), alias);
+        // An OCI layout with only a tag records no full name: the build would refuse it,
+        // and so does the name lookup, with the same hint.
+        let oci = ImageSource::parse(&format!("oci:{}:b", layout.display()), dir.path()).unwrap();
+        let e = image_name("oci:layout:b", &oci, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AS <registry>/<repo>:<tag>"), "{e}");
     }
 
     #[test]

@@ -12,7 +12,7 @@ mod source;
 mod walk;
 
 pub use docker_archive::resolve_all;
-pub use source::{resolve_local, ImageSource};
+pub use source::{image_name, resolve_local, ImageSource};
 pub use walk::collect_blobs;
 
 use ferry_bundle::reference::Reference;

@@ -126,3 +126,16 @@ pub fn resolve(
         platforms,
     })
 }
+
+/// The name [`resolve`] gives the image, reading only `index.json`: what `ferry images`
+/// shows.
+pub fn name(
+    source_ref: &str,
+    dir: &Path,
+    tag: Option<&str>,
+    name: Option<&Reference>,
+) -> Result<Reference, ImageError> {
+    let index = read_index(source_ref, dir)?;
+    let desc = choose(source_ref, dir, &index, tag)?;
+    name_of(source_ref, desc, name)
+}

@@ -61,3 +61,23 @@ pub fn resolve_local(
         ImageSource::Registry(_) => Err(ImageError::invalid(source_ref, "not a local source")),
     }
 }
+
+/// The name the build gives an image: `AS <name>` if given, else a registry reference
+/// itself, else the name a local source records (read from `index.json` or
+/// `manifest.json` only: nothing is pulled or hashed). `ferry images` shows this.
+pub fn image_name(
+    source_ref: &str,
+    src: &ImageSource,
+    name: Option<&Reference>,
+) -> Result<Reference, ImageError> {
+    match (src, name) {
+        (_, Some(n)) => Ok(n.clone()),
+        (ImageSource::Registry(r), None) => Ok(r.clone()),
+        (ImageSource::OciLayout { dir, tag }, None) => {
+            oci_layout::name(source_ref, dir, tag.as_deref(), None)
+        }
+        (ImageSource::DockerArchive { file, image }, None) => {
+            docker_archive::name(source_ref, file, image.as_deref(), None)
+        }
+    }
+}
