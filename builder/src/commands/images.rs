@@ -10,6 +10,7 @@ use crate::cli::{ImagesArgs, OutputFormat};
 use crate::kubefile::Recipe;
 use anyhow::{Context, Result};
 use ferry_bundle::reference::Reference;
+use ferry_console::{outln, print_json};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -127,32 +128,29 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
             anyhow::bail!("{why} ({key}) is not referenced by {kfname}");
         }
         match output {
-            OutputFormat::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"image": key, "origins": hits}))?
-            ),
+            OutputFormat::Json => print_json(&serde_json::json!({"image": key, "origins": hits}))?,
             OutputFormat::Text => {
-                println!("{key}");
+                outln!("{key}")?;
                 for o in hits {
-                    println!("  {}", describe(o));
+                    outln!("  {}", describe(o))?;
                 }
             }
         }
         return Ok(());
     }
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&l)?),
+        OutputFormat::Json => print_json(&l)?,
         OutputFormat::Text => {
             for w in &l.warnings {
                 eprintln!("warning: {w}");
             }
             for (k, os) in &l.images {
-                println!("{k}\t{}", describe(&os[0]));
+                outln!("{k}\t{}", describe(&os[0]))?;
             }
             if !l.candidates.is_empty() {
-                println!("\ncandidates (image-like strings outside pod specs; not carried unless --include-candidates):");
+                outln!("\ncandidates (image-like strings outside pod specs; not carried unless --include-candidates):")?;
                 for (k, os) in &l.candidates {
-                    println!("  {k}\t{}", describe(&os[0]));
+                    outln!("  {k}\t{}", describe(&os[0]))?;
                 }
             }
         }
