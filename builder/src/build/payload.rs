@@ -7,11 +7,17 @@
 //! file's role (`bin/containerd`, `cni/bridge`) to its entry. Payload names, roles and
 //! entry paths are the bundle crate's ([`ferry_bundle::roles`], [`ferry_bundle::paths`]):
 //! the installer looks the files up by the same strings.
+//!
+//! A `.tar.gz` is unpacked with the `tar` and `flate2` crates rather than the host's
+//! `tar` command (whose flags and safety differ between GNU, BSD and busybox): only
+//! regular files, directories and links that stay inside the target are accepted, and an
+//! entry that would land or point outside it (absolute, `..`, a link to `/` or above the
+//! target) is refused by name.
 
 use anyhow::{bail, Context, Result};
 use ferry_bundle::roles;
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::str::FromStr;
 
 #[derive(Debug, Clone)]
@@ -47,26 +53,144 @@ impl FromStr for PayloadSource {
     }
 }
 
+/// Why a payload archive was not unpacked; each names the archive and, where it applies,
+/// the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("{archive}: {error} (expected a .tar.gz)")]
+    Read {
+        archive: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{archive}: entry {entry:?} {problem}; refusing to unpack it")]
+    Unsafe {
+        archive: PathBuf,
+        entry: String,
+        problem: &'static str,
+    },
+    #[error("{archive}: entry {entry:?}: {error}")]
+    Write {
+        archive: PathBuf,
+        entry: String,
+        error: std::io::Error,
+    },
+}
+
+/// The components of a relative path with `.` dropped; `None` if it is absolute or has
+/// a `..` component.
+fn plain_components(p: &Path) -> Option<Vec<&std::ffi::OsStr>> {
+    let mut out = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) | Component::ParentDir => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Whether a symlink at `entry` (relative to the target) with `target` stays inside:
+/// not absolute, and its `..` never climb above the target's root.
+fn link_stays_inside(entry: &Path, target: &Path) -> bool {
+    let Some(at) = plain_components(entry) else {
+        return false;
+    };
+    let mut depth = at.len().saturating_sub(1) as i64; // the link's directory
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// Unpacks the gzip tarball `archive` into `dest` (created if needed).
+pub fn unpack_tar_gz(archive: &Path, dest: &Path) -> Result<(), UnpackError> {
+    let read = |error| UnpackError::Read {
+        archive: archive.to_path_buf(),
+        error,
+    };
+    let unsafe_entry = |entry: &Path, problem| UnpackError::Unsafe {
+        archive: archive.to_path_buf(),
+        entry: entry.display().to_string(),
+        problem,
+    };
+    std::fs::create_dir_all(dest).map_err(|error| UnpackError::Write {
+        archive: archive.to_path_buf(),
+        entry: String::new(),
+        error,
+    })?;
+    let file = std::fs::File::open(archive).map_err(read)?;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    ar.set_preserve_permissions(true);
+    ar.set_overwrite(true);
+    for entry in ar.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
+        let path = entry.path().map_err(read)?.into_owned();
+        if plain_components(&path).is_none() {
+            return Err(unsafe_entry(&path, "is absolute or contains '..'"));
+        }
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Regular | T::Continuous | T::Directory => {}
+            T::Symlink => {
+                let target = entry.link_name().map_err(read)?.unwrap_or_default();
+                if !link_stays_inside(&path, &target) {
+                    return Err(unsafe_entry(
+                        &path,
+                        "is a symlink pointing outside the payload",
+                    ));
+                }
+            }
+            T::Link => {
+                let target = entry.link_name().map_err(read)?.unwrap_or_default();
+                if plain_components(&target).is_none_or(|c| c.is_empty()) {
+                    return Err(unsafe_entry(
+                        &path,
+                        "is a hard link to a file outside the payload",
+                    ));
+                }
+            }
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
+            _ => {
+                return Err(unsafe_entry(
+                    &path,
+                    "is a device, fifo or other special file",
+                ))
+            }
+        }
+        let unpacked = entry.unpack_in(dest).map_err(|error| UnpackError::Write {
+            archive: archive.to_path_buf(),
+            entry: path.display().to_string(),
+            error,
+        })?;
+        if !unpacked {
+            return Err(unsafe_entry(&path, "would be written outside the payload"));
+        }
+    }
+    Ok(())
+}
+
 /// Lists a payload's files. A `.tar.gz`/`.tgz` is unpacked into `scratch` first.
 pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile>> {
     let dir = if src.is_dir() {
         src.to_path_buf()
     } else {
         let d = scratch.join(format!("payload-{name}"));
-        std::fs::create_dir_all(&d)?;
-        let st = std::process::Command::new("tar")
-            .arg("-xzf")
-            .arg(src)
-            .arg("-C")
-            .arg(&d)
-            .status()
-            .with_context(|| format!("unpacking payload {name} from {}", src.display()))?;
-        if !st.success() {
-            bail!(
-                "payload {name}: cannot unpack {} (expected a directory or .tar.gz)",
-                src.display()
-            );
+        if d.exists() {
+            std::fs::remove_dir_all(&d)
+                .with_context(|| format!("clearing {} before unpacking", d.display()))?;
         }
+        unpack_tar_gz(src, &d).with_context(|| format!("payload {name}"))?;
         d
     };
     let mut out = Vec::new();
@@ -178,6 +302,55 @@ mod tests {
     use tar::EntryType as T;
 
     #[test]
+    fn unpacks_files_dirs_and_inner_links() {
+        let d = tempfile::tempdir().unwrap();
+        let a = targz(
+            d.path(),
+            &[
+                ("bin/", T::Directory, ""),
+                ("bin/ctr", T::Regular, "#!ctr"),
+                ("./cni/bridge", T::Regular, "bridge"),
+                ("bin/ctr-link", T::Symlink, "ctr"),
+                ("cni/up", T::Symlink, "../bin/ctr"),
+                ("bin/hard", T::Link, "bin/ctr"),
+            ],
+        );
+        let out = d.path().join("out");
+        unpack_tar_gz(&a, &out).unwrap();
+        assert_eq!(std::fs::read(out.join("bin/ctr")).unwrap(), b"#!ctr");
+        assert_eq!(std::fs::read(out.join("cni/up")).unwrap(), b"#!ctr");
+        assert_eq!(std::fs::read(out.join("bin/hard")).unwrap(), b"#!ctr");
+        assert_eq!(std::fs::read(out.join("cni/bridge")).unwrap(), b"bridge");
+    }
+
+    #[test]
+    fn refuses_entries_escaping_the_target_naming_them() {
+        let d = tempfile::tempdir().unwrap();
+        for (entries, named) in [
+            (vec![("../x", T::Regular, "evil")], "../x"),
+            (vec![("bin/../../x", T::Regular, "evil")], "bin/../../x"),
+            (vec![("/etc/x", T::Regular, "evil")], "/etc/x"),
+            (vec![("bin/sh", T::Symlink, "/bin/sh")], "bin/sh"),
+            (vec![("bin/up", T::Symlink, "../../etc")], "bin/up"),
+            (vec![("up", T::Symlink, "..")], "up"),
+            (vec![("bin/h", T::Link, "../etc/passwd")], "bin/h"),
+            (vec![("bin/h", T::Link, "/etc/passwd")], "bin/h"),
+            (vec![("dev", T::Char, "")], "dev"),
+            (vec![("fifo", T::Fifo, "")], "fifo"),
+        ] {
+            let a = targz(d.path(), &entries);
+            let out = d.path().join("out");
+            let e = unpack_tar_gz(&a, &out).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{named:?}")) && e.contains("refusing"),
+                "{named}: {e}"
+            );
+            assert!(!d.path().join("x").exists());
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+
+    #[test]
     fn collect_names_roles_and_requires_containerd_files() {
         let d = tempfile::tempdir().unwrap();
         let a = targz(
@@ -203,7 +376,7 @@ mod tests {
             ]
         );
         let partial = targz(d.path(), &[("bin/ctr", T::Regular, "3")]);
-        let e = collect(roles::PAYLOAD_CONTAINERD, &partial, &d.path().join("s2"))
+        let e = collect(roles::PAYLOAD_CONTAINERD, &partial, &d.path().join("s"))
             .unwrap_err()
             .to_string();
         assert!(e.contains("bin/runc"), "{e}");
