@@ -19,7 +19,14 @@ pub struct PlannedFile {
 /// The destination of one file, checked as the installer will check it: the builder
 /// refuses to make a bundle the installer would refuse.
 fn host_path(src: &Path, dest: &str) -> Result<HostPath> {
-    HostPath::parse(dest).with_context(|| format!("COPY {}: destination {dest:?}", src.display()))
+    let p = HostPath::new(dest).with_context(|| format!("COPY {}", src.display()))?;
+    if p.is_root() {
+        anyhow::bail!(
+            "COPY {}: a file cannot be copied to / itself",
+            src.display()
+        );
+    }
+    Ok(p)
 }
 
 /// Expands a COPY of a file or a directory (recursively, sorted, symlinks followed) to

@@ -221,10 +221,10 @@ impl Recipe {
                 Instruction::Copy { src, dest } => {
                     let src = existing(context, src, "COPY source", &at)?;
                     let dest =
-                        HostPath::parse(dest).map_err(|error| KubefileError::Destination {
+                        HostPath::new(dest.as_str()).map_err(|e| KubefileError::Destination {
                             at: at.clone(),
                             dest: dest.clone(),
-                            error,
+                            error: e.reason,
                         })?;
                     r.copies.push(CopySpec {
                         src,

@@ -131,18 +131,22 @@ pub struct BadDestination {
 impl TryFrom<RawFileRecord> for FileRecord {
     type Error = BadDestination;
     fn try_from(r: RawFileRecord) -> Result<Self, Self::Error> {
-        match HostPath::parse(&r.dest) {
-            Ok(dest) => Ok(FileRecord {
-                entry: r.entry,
-                dest,
-                mode: r.mode,
-            }),
-            Err(problem) => Err(BadDestination {
-                entry: r.entry,
-                dest: r.dest,
-                problem,
-            }),
-        }
+        let problem = match HostPath::new(r.dest.as_str()) {
+            Ok(dest) if !dest.is_root() => {
+                return Ok(FileRecord {
+                    entry: r.entry,
+                    dest,
+                    mode: r.mode,
+                })
+            }
+            Ok(_) => PathError::Root,
+            Err(e) => e.reason,
+        };
+        Err(BadDestination {
+            entry: r.entry,
+            dest: r.dest,
+            problem,
+        })
     }
 }
 

@@ -34,6 +34,8 @@ pub enum PathError {
     Relative,
     #[error("path contains NUL or backslash")]
     BadCharacter,
+    #[error("path contains NUL")]
+    Nul,
     #[error("empty path component (// or trailing /)")]
     EmptyComponent,
     #[error("'.' component")]
@@ -44,11 +46,8 @@ pub enum PathError {
     Root,
 }
 
-/// Checks each `/`-separated component of `rel` (no leading `/`).
+/// Checks each `/`-separated component of `rel` (no leading `/`): none empty, `.` or `..`.
 fn check_components(rel: &str) -> Result<(), PathError> {
-    if rel.contains('\0') || rel.contains('\\') {
-        return Err(PathError::BadCharacter);
-    }
     for comp in rel.split('/') {
         match comp {
             "" => return Err(PathError::EmptyComponent),
@@ -72,29 +71,57 @@ pub fn check_entry_path(path: &str) -> Result<(), PathError> {
     if path.starts_with('/') {
         return Err(PathError::Absolute);
     }
+    if path.contains('\0') || path.contains('\\') {
+        return Err(PathError::BadCharacter);
+    }
     check_components(path)
 }
 
-/// An absolute, normalised destination on the host (`/opt/demo/hello.sh`): no `.`, `..`
-/// or empty components, no NUL or backslash, not `/` itself. Installed under `--root`
-/// by joining [`HostPath::relative`], which therefore cannot climb out of it.
+/// Longest host path accepted (Linux's `PATH_MAX`).
+pub const MAX_HOST_PATH_LEN: usize = 4096;
+
+/// An absolute, normalised path on the host (`/opt/demo/hello.sh`, `/etc/ferry/token`),
+/// before `--root` maps it: no `.`, `..` or empty components, no NUL. Whatever a bundle
+/// (`files[].dest`) or an install plan names, mapping it under `--root` by joining
+/// [`HostPath::relative`] cannot leave the root. One type for both: the builder checks
+/// COPY destinations with it, bundle.json's destinations are parsed into it when a bundle
+/// opens, and the installer's engine plans every path it writes as one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct HostPath(String);
 
+/// A path that is not a [`HostPath`], and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{path:?} is not a usable host path: {reason}")]
+pub struct HostPathError {
+    pub path: String,
+    pub reason: PathError,
+}
+
 impl HostPath {
-    pub fn parse(path: &str) -> Result<HostPath, PathError> {
+    /// Checks `p`; `/` itself is a host path (a directory), see [`HostPath::is_root`].
+    pub fn new(p: impl Into<String>) -> Result<HostPath, HostPathError> {
+        let path = p.into();
+        match Self::check(&path) {
+            Ok(()) => Ok(HostPath(path)),
+            Err(reason) => Err(HostPathError { path, reason }),
+        }
+    }
+
+    fn check(path: &str) -> Result<(), PathError> {
         if path.is_empty() {
             return Err(PathError::Empty);
         }
-        if path.len() > MAX_PATH_LEN {
+        if path.len() > MAX_HOST_PATH_LEN {
             return Err(PathError::TooLong);
         }
         let rel = path.strip_prefix('/').ok_or(PathError::Relative)?;
-        if rel.is_empty() {
-            return Err(PathError::Root);
+        if path.contains('\0') {
+            return Err(PathError::Nul);
         }
-        check_components(rel)?;
-        Ok(HostPath(path.to_string()))
+        if rel.is_empty() {
+            return Ok(());
+        }
+        check_components(rel)
     }
 
     /// The absolute path, `/opt/x`.
@@ -102,9 +129,37 @@ impl HostPath {
         &self.0
     }
 
-    /// Without the leading `/` (`opt/x`): what to join onto `--root`.
+    /// Without the leading `/` (`opt/x`; empty for `/`): what to join onto `--root`.
     pub fn relative(&self) -> &str {
         &self.0[1..]
+    }
+
+    /// True for `/` itself, which is no file's destination.
+    pub fn is_root(&self) -> bool {
+        self.0 == "/"
+    }
+
+    /// The parent directory (`/` has none).
+    pub fn parent(&self) -> Option<HostPath> {
+        if self.is_root() {
+            return None;
+        }
+        let i = self.0.rfind('/')?;
+        Some(HostPath(if i == 0 {
+            "/".into()
+        } else {
+            self.0[..i].into()
+        }))
+    }
+
+    /// `self/name`; `name` must be one or more plain components.
+    pub fn join(&self, name: &str) -> Result<HostPath, HostPathError> {
+        HostPath::new(format!("{}/{name}", self.0.trim_end_matches('/')))
+    }
+
+    /// Whether `self` is `dir` or lies below it.
+    pub fn starts_with(&self, dir: &HostPath) -> bool {
+        self.0 == dir.0 || dir.is_root() || self.0.starts_with(&format!("{}/", dir.0))
     }
 }
 
@@ -121,9 +176,22 @@ impl AsRef<str> for HostPath {
 }
 
 impl std::str::FromStr for HostPath {
-    type Err = PathError;
+    type Err = HostPathError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        HostPath::parse(s)
+        HostPath::new(s)
+    }
+}
+
+impl TryFrom<String> for HostPath {
+    type Error = HostPathError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        HostPath::new(s)
+    }
+}
+
+impl From<HostPath> for String {
+    fn from(p: HostPath) -> String {
+        p.0
     }
 }
 
@@ -192,7 +260,7 @@ mod tests {
 
     #[test]
     fn host_paths_are_absolute_and_cannot_climb() {
-        let p = HostPath::parse("/opt/demo/hello.sh").unwrap();
+        let p = HostPath::new("/opt/demo/hello.sh").unwrap();
         assert_eq!(p.relative(), "opt/demo/hello.sh");
         assert_eq!(p.to_string(), "/opt/demo/hello.sh");
         for (bad, why) in [
@@ -202,12 +270,28 @@ mod tests {
             ("/a//b", PathError::EmptyComponent),
             ("/a/", PathError::EmptyComponent),
             ("relative/x", PathError::Relative),
-            ("/", PathError::Root),
+            ("etc", PathError::Relative),
             ("", PathError::Empty),
-            ("/a\0b", PathError::BadCharacter),
+            ("/a\0b", PathError::Nul),
         ] {
-            assert_eq!(HostPath::parse(bad), Err(why), "{bad:?}");
+            assert_eq!(
+                HostPath::new(bad).map_err(|e| e.reason),
+                Err(why),
+                "{bad:?}"
+            );
         }
+        let e = HostPath::new("/a/../b").unwrap_err().to_string();
+        assert!(e.contains("\"/a/../b\"") && e.contains("'..'"), "{e}");
+        let root = HostPath::new("/").unwrap();
+        assert!(root.is_root() && root.parent().is_none());
+        assert_eq!(p.parent().unwrap().as_str(), "/opt/demo");
+        assert_eq!(HostPath::new("/etc").unwrap().parent(), Some(root.clone()));
+        assert_eq!(root.join("etc").unwrap().as_str(), "/etc");
+        assert!(root.join("../x").is_err());
+        let etc = HostPath::new("/etc").unwrap();
+        assert!(HostPath::new("/etc/x").unwrap().starts_with(&etc));
+        assert!(!HostPath::new("/etcx").unwrap().starts_with(&etc));
+        assert!(etc.starts_with(&root));
     }
 
     #[test]
@@ -225,7 +309,7 @@ mod tests {
         assert_eq!(blob_digest(&blob_entry(&d)), Some(d));
         assert_eq!(blob_digest("oci/blobs/sha256/zz"), None);
         assert_eq!(blob_digest("files/x"), None);
-        let dest = HostPath::parse("/opt/a.sh").unwrap();
+        let dest = HostPath::new("/opt/a.sh").unwrap();
         assert_eq!(rootfs_entry(&dest), "files/rootfs/opt/a.sh");
         assert_eq!(app_entry("web", "chart.tgz"), "files/apps/web/chart.tgz");
         assert_eq!(

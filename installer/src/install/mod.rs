@@ -113,7 +113,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
 
     let mut files = Phase::new(PhaseName::Files);
     for f in &b.manifest.files {
-        let dest = HostPath::new(f.dest.to_string())?;
+        let dest = f.dest.clone();
         let e = entry_ref(b, &f.entry, &format!("COPY to {}", f.dest))?;
         files.steps.push(file(
             host,
