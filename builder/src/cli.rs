@@ -1,6 +1,12 @@
-//! Command-line surface of `ferry`, the builder.
+//! Command-line surface of `ferry`, the builder. Values with a grammar (`--platform`,
+//! `--registry-mirror`, `--payload`) are parsed by clap into their types, so a typo is a
+//! usage error naming the flag before anything runs; `--output` is the one
+//! [`OutputFormat`] both binaries share.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use crate::build::payload::PayloadSource;
+use crate::pull::{Mirror, Platform};
+use clap::{Args, Parser, Subcommand};
+pub use ferry_console::OutputFormat;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -18,12 +24,6 @@ pub struct Cli {
     pub output: OutputFormat,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -63,20 +63,20 @@ pub struct BuildArgs {
     /// Target platform(s), os/arch[/variant][,…]. One: keep just that manifest of each
     /// multi-platform image. Several: keep the index and those platforms' manifests.
     #[arg(long, default_value = "linux/amd64", value_delimiter = ',')]
-    pub platform: Vec<String>,
+    pub platform: Vec<Platform>,
     /// Registry reachable over plain HTTP (host:port); only these are ever contacted without TLS.
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
     /// Pull <host>'s images through a mirror while keeping their names, e.g.
     /// docker.io=harbor.local/dockerhub.
     #[arg(long = "registry-mirror", value_name = "HOST=MIRROR[/PATH]")]
-    pub registry_mirrors: Vec<String>,
+    pub registry_mirrors: Vec<Mirror>,
     /// Content cache for pulled blobs (a rebuild fetches no blob it already has).
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Supply a runtime/cluster payload from local files: <name>=<dir|file.tar.gz>.
     #[arg(long = "payload", value_name = "NAME=PATH")]
-    pub payloads: Vec<String>,
+    pub payloads: Vec<PayloadSource>,
     /// Carry no runtime payload: an images-and-files bundle for hosts that already run
     /// containerd or k3s (app updates, format tests).
     #[arg(long, conflicts_with = "payloads")]
@@ -86,4 +86,50 @@ pub struct BuildArgs {
     pub include_candidates: bool,
     /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
     pub context: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn build_args(args: &[&str]) -> Result<BuildArgs, clap::Error> {
+        let mut argv = vec!["ferry", "build"];
+        argv.extend(args);
+        match Cli::try_parse_from(argv)?.command {
+            Command::Build(b) => Ok(b),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn typed_values_are_parsed_by_clap() {
+        let b = build_args(&[
+            "--platform",
+            "linux/amd64,linux/arm64/v8",
+            "--registry-mirror",
+            "index.docker.io=localhost:5000/hub",
+            "--payload",
+            "containerd=./p.tar.gz",
+        ])
+        .unwrap();
+        assert_eq!(b.platform[1], Platform::new("linux", "arm64", Some("v8")));
+        assert_eq!(b.registry_mirrors[0].upstream, "docker.io");
+        assert_eq!(b.registry_mirrors[0].prefix, "hub");
+        assert_eq!(b.payloads[0].name, "containerd");
+        let default = build_args(&[]).unwrap();
+        assert_eq!(default.platform, [Platform::new("linux", "amd64", None)]);
+    }
+
+    #[test]
+    fn bad_values_are_usage_errors_naming_the_flag() {
+        for (args, flag) in [
+            (["--platform", "linux"], "--platform"),
+            (["--registry-mirror", "docker.io"], "--registry-mirror"),
+            (["--payload", "containerd"], "--payload"),
+        ] {
+            let e = build_args(&args).unwrap_err();
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
+            assert!(e.to_string().contains(flag), "{e}");
+        }
+    }
 }

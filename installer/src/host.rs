@@ -4,89 +4,11 @@
 //! `/etc/containerd`), so it cannot clobber a runtime the host already has, and `reset`
 //! knows exactly what to remove.
 
-use serde::{Deserialize, Serialize};
-use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// An absolute, normalised path on the host (`/etc/ferry/token`), before `--root` maps it.
-/// No `.`, `..` or empty components, no NUL: whatever a bundle or a plan names, mapping
-/// it under `--root` cannot leave the root.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct HostPath(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path:?} is not a usable host path: {reason}")]
-pub struct HostPathError {
-    pub path: String,
-    pub reason: &'static str,
-}
-
-impl HostPath {
-    pub fn new(p: impl Into<String>) -> Result<HostPath, HostPathError> {
-        let path = p.into();
-        let bad = |reason| HostPathError {
-            path: path.clone(),
-            reason,
-        };
-        if !path.starts_with('/') {
-            return Err(bad("it must be absolute"));
-        }
-        if path.len() > 4096 || path.contains('\0') {
-            return Err(bad("too long, or contains NUL"));
-        }
-        if path == "/" {
-            return Ok(HostPath(path));
-        }
-        for comp in path[1..].split('/') {
-            match comp {
-                "" => return Err(bad("empty component (// or a trailing /)")),
-                "." | ".." => return Err(bad("'.' or '..' component")),
-                _ => {}
-            }
-        }
-        Ok(HostPath(path))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-    /// The parent directory (`/` has none).
-    pub fn parent(&self) -> Option<HostPath> {
-        let i = self.0.rfind('/')?;
-        if self.0 == "/" {
-            return None;
-        }
-        Some(HostPath(if i == 0 {
-            "/".into()
-        } else {
-            self.0[..i].into()
-        }))
-    }
-    /// `self/name`; `name` must be one or more plain components.
-    pub fn join(&self, name: &str) -> Result<HostPath, HostPathError> {
-        HostPath::new(format!("{}/{name}", self.0.trim_end_matches('/')))
-    }
-    pub fn starts_with(&self, dir: &HostPath) -> bool {
-        self.0 == dir.0 || dir.0 == "/" || self.0.starts_with(&format!("{}/", dir.0))
-    }
-}
-
-impl TryFrom<String> for HostPath {
-    type Error = HostPathError;
-    fn try_from(s: String) -> Result<Self, Self::Error> {
-        HostPath::new(s)
-    }
-}
-impl From<HostPath> for String {
-    fn from(p: HostPath) -> String {
-        p.0
-    }
-}
-impl fmt::Display for HostPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// Host paths are the bundle crate's: the same type checks a bundle's `files[].dest` and
+/// every path an install plan writes.
+pub use ferry_bundle::paths::{HostPath, HostPathError};
 
 pub const DATA_DIR: &str = "/var/lib/ferry";
 pub const ETC_DIR: &str = "/etc/ferry";

@@ -101,6 +101,16 @@ fn docker_archive_sources_keep_their_repo_tag() {
     run_ok(Command::new(&out).args(["--check", "-q"]));
     let info = info_json(&out);
     assert_eq!(info["images"][0]["name"], "example.org/demo/b:1");
+    // `ferry images` reads the Kubefile the same way and shows the same name.
+    let listed = run_ok(
+        Command::new(ferry_tests::bins::ferry())
+            .args(["images", "-f"])
+            .arg(t.path().join("Kubefile")),
+    );
+    assert!(
+        listed.starts_with("example.org/demo/b:1\tIMAGE "),
+        "{listed}"
+    );
 }
 
 #[test]
@@ -303,7 +313,7 @@ fn hostile_bundles_are_refused_before_anything_is_written() {
     refused(
         "lying-sha",
         forge(&stub, &[file("files/a.txt", b"fine")], |r| {
-            r[0].sha256 = "0".repeat(64)
+            r[0].sha256 = ferry_bundle::Sha256Digest([0; 32])
         }),
         "files/a.txt",
     );

@@ -79,7 +79,7 @@ fn anonymous_pull_fills_the_cache_and_a_second_pull_fetches_nothing() -> Result<
     let first = pull(&r, &o, &env.cache)?;
     assert_eq!(first.reference, r);
     assert_eq!(
-        first.root.digest.oci(),
+        first.root.digest.to_string(),
         img.digest,
         "root is the pushed manifest"
     );
@@ -92,7 +92,7 @@ fn anonymous_pull_fills_the_cache_and_a_second_pull_fetches_nothing() -> Result<
     assert_eq!(first.blobs.len(), 4, "{:?}", first.blobs);
     let mut expected: Vec<String> = img.config_and_layers()?;
     expected.insert(0, img.digest.clone());
-    let got: Vec<String> = first.blobs.iter().map(|b| b.digest.oci()).collect();
+    let got: Vec<String> = first.blobs.iter().map(|b| b.digest.to_string()).collect();
     assert_eq!(got, expected);
     for b in &first.blobs {
         let path = env.cache.path(&b.digest).expect("blob in cache");
@@ -125,7 +125,7 @@ fn digest_pinned_pull_and_clear_not_found() -> Result<()> {
 
     let r = reference(&format!("{}/pinned/app@{}", reg.host(), img.digest));
     let p = pull(&r, &o, &env.cache)?;
-    assert_eq!(p.root.digest.oci(), img.digest);
+    assert_eq!(p.root.digest.to_string(), img.digest);
     assert_eq!(p.reference.tag, None);
     assert_eq!(p.stats.blobs_fetched, 3);
 
@@ -182,7 +182,7 @@ fn basic_auth_uses_docker_config_and_explains_a_401() -> Result<()> {
         "s3cret",
     )?;
     let p = pull(&r, &opts(&[reg.host()], &good), &env.cache)?;
-    assert_eq!(p.root.digest.oci(), img.digest);
+    assert_eq!(p.root.digest.to_string(), img.digest);
     assert_eq!(p.stats.blobs_fetched, 3);
 
     // The username/password form of an auths entry works too.
@@ -224,7 +224,7 @@ fn bearer_token_flow_fetches_one_token_for_all_blobs() -> Result<()> {
         "t0ken-pw",
     )?;
     let p = pull(&r, &opts(&[gw.host()], &cfg), &env.cache)?;
-    assert_eq!(p.root.digest.oci(), img.digest);
+    assert_eq!(p.root.digest.to_string(), img.digest);
     assert_eq!(p.stats.blobs_fetched, 4);
     assert_eq!(
         gw.token_requests(),
@@ -264,7 +264,7 @@ fn mirror_serves_docker_hub_names_without_renaming() -> Result<()> {
     let r = reference("busybox:1.36");
     let p = pull(&r, &o, &env.cache)?;
     assert_eq!(p.reference.to_string(), "docker.io/library/busybox:1.36");
-    assert_eq!(p.root.digest.oci(), img.digest);
+    assert_eq!(p.root.digest.to_string(), img.digest);
 
     let err = pull(&reference("nginx:1.27"), &o, &env.cache)
         .unwrap_err()
@@ -303,7 +303,7 @@ fn tampered_blob_is_named_and_never_cached() -> Result<()> {
         msg.contains(&format!("layer {layer}")) && msg.contains(reg.host()),
         "{msg}"
     );
-    let digest = ferry_bundle::Sha256Digest::from_oci(&layer).unwrap();
+    let digest = ferry_bundle::Sha256Digest::parse(&layer).unwrap();
     assert!(
         env.cache.path(&digest).is_none(),
         "nothing stored under the layer's name"
@@ -327,7 +327,7 @@ fn retries_through_503s() -> Result<()> {
     )?;
     let r = reference(&format!("{}/flaky/app:v1", gw.host()));
     let p = pull(&r, &opts(&[gw.host()], &env.no_config()), &env.cache)?;
-    assert_eq!(p.root.digest.oci(), img.digest);
+    assert_eq!(p.root.digest.to_string(), img.digest);
     assert!(gw.v2_requests() >= 3 + 4, "the 503s were retried");
 
     let gw = Gateway::start(
@@ -392,7 +392,7 @@ fn broken_transfers_are_retried_and_never_cached_half_done() -> Result<()> {
     assert!(msg.contains("failed after 2 attempt(s)"), "{msg}");
     let layers = img.config_and_layers()?;
     for d in &layers {
-        let d = ferry_bundle::Sha256Digest::from_oci(d).unwrap();
+        let d = ferry_bundle::Sha256Digest::parse(d).unwrap();
         assert!(cache.path(&d).is_none());
     }
     assert_eq!(stray_temp_files(&cache), 0);
@@ -428,9 +428,9 @@ fn platform_selection_from_an_oci_index() -> Result<()> {
     // One platform: the root is that platform's manifest; the index is not carried.
     o.platforms = vec!["linux/arm64".parse().unwrap()];
     let p = pull(&r, &o, &env.cache)?;
-    assert_eq!(p.root.digest.oci(), arm.digest);
+    assert_eq!(p.root.digest.to_string(), arm.digest);
     assert_eq!(p.platforms, vec!["linux/arm64/v8"]);
-    let digests: Vec<String> = p.blobs.iter().map(|b| b.digest.oci()).collect();
+    let digests: Vec<String> = p.blobs.iter().map(|b| b.digest.to_string()).collect();
     assert!(
         !digests.contains(&index.digest) && !digests.contains(&amd.digest),
         "{digests:?}"
@@ -443,10 +443,10 @@ fn platform_selection_from_an_oci_index() -> Result<()> {
         "linux/arm64/v8".parse().unwrap(),
     ];
     let p = pull(&r, &o, &env.cache)?;
-    assert_eq!(p.root.digest.oci(), index.digest);
+    assert_eq!(p.root.digest.to_string(), index.digest);
     assert_eq!(p.root.media_type, "application/vnd.oci.image.index.v1+json");
     assert_eq!(p.platforms, vec!["linux/amd64", "linux/arm64/v8"]);
-    let digests: Vec<String> = p.blobs.iter().map(|b| b.digest.oci()).collect();
+    let digests: Vec<String> = p.blobs.iter().map(|b| b.digest.to_string()).collect();
     assert_eq!(digests[0], index.digest);
     assert!(digests.contains(&amd.digest) && digests.contains(&arm.digest));
     assert_eq!(digests.len(), 1 + 3 + 3);
@@ -466,7 +466,7 @@ fn platform_selection_from_an_oci_index() -> Result<()> {
     let pinned = reference(&format!("{}/multi/app@{}", reg.host(), index.digest));
     o.platforms = vec!["linux/amd64".parse().unwrap()];
     let p = pull(&pinned, &o, &env.cache)?;
-    assert_eq!(p.root.digest.oci(), index.digest);
+    assert_eq!(p.root.digest.to_string(), index.digest);
     assert_eq!(p.platforms, vec!["linux/amd64"]);
     Ok(())
 }

@@ -48,7 +48,7 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
                 records.push(EntryRecord {
                     path: path.clone(),
                     size: data.len() as u64,
-                    sha256: Sha256Digest::of(data).hex(),
+                    sha256: Sha256Digest::of(data),
                     offset: end - (data.len() as u64).div_ceil(512) * 512,
                     compression: None,
                     mode: 0o644,
@@ -79,7 +79,7 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
                 records.push(EntryRecord {
                     path: String::from_utf8_lossy(name).into_owned(),
                     size: data.len() as u64,
-                    sha256: Sha256Digest::of(data).hex(),
+                    sha256: Sha256Digest::of(data),
                     offset: start,
                     compression: None,
                     mode: 0o644,
@@ -94,7 +94,7 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
         name: "forged".into(),
         installer: StubRecord {
             size: stub.len() as u64,
-            sha256: Sha256Digest::of(stub).hex(),
+            sha256: Sha256Digest::of(stub),
         },
         entries: records,
         ..Default::default()

@@ -32,11 +32,11 @@ pub fn file_text<'a>(plan: &'a Value, suffix: &str) -> &'a str {
         .unwrap_or_else(|| panic!("{suffix} is not literal text in the plan"))
 }
 
-/// Every path the plan writes (files and the staged bundle), mapped under `root`.
+/// Every path the plan writes (files, links and the staged bundle), mapped under `root`.
 pub fn written_paths(plan: &Value, root: &Path) -> Vec<PathBuf> {
     steps(plan)
         .filter_map(|s| match s["step"].as_str() {
-            Some("write_file") => s["path"].as_str(),
+            Some("write_file") | Some("link") => s["path"].as_str(),
             Some("stage") => s["dest"].as_str(),
             _ => None,
         })

@@ -4,20 +4,11 @@
 //! files. Values files travel too: the same values drive discovery now and install later.
 
 use crate::discover::{self, AppKind, Discovery, Found};
+pub use crate::kubefile::AppSpec;
 use anyhow::{Context, Result};
 use ferry_bundle::reference::Reference;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-
-#[derive(Debug, Clone)]
-pub struct AppSpec {
-    pub name: String,
-    pub path: PathBuf,
-    pub values: Vec<PathBuf>,
-    pub set: Vec<String>,
-    /// Kubefile line of the APP instruction.
-    pub line: usize,
-}
+use std::path::Path;
 
 /// An app after discovery: what to carry and which images it needs.
 pub struct PlannedApp {

@@ -3,6 +3,7 @@
 //! 10%; already-compressed content is stored as-is rather than burning CPU for nothing.
 
 use anyhow::{Context, Result};
+use ferry_bundle::paths::HostPath;
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -10,12 +11,26 @@ use std::path::{Path, PathBuf};
 pub struct PlannedFile {
     pub src: PathBuf,
     /// Absolute destination on the host.
-    pub dest: String,
+    pub dest: HostPath,
     pub mode: u32,
     pub size: u64,
 }
 
-/// Expands a COPY of a file or a directory (recursively, sorted, symlinks followed).
+/// The destination of one file, checked as the installer will check it: the builder
+/// refuses to make a bundle the installer would refuse.
+fn host_path(src: &Path, dest: &str) -> Result<HostPath> {
+    let p = HostPath::new(dest).with_context(|| format!("COPY {}", src.display()))?;
+    if p.is_root() {
+        anyhow::bail!(
+            "COPY {}: a file cannot be copied to / itself",
+            src.display()
+        );
+    }
+    Ok(p)
+}
+
+/// Expands a COPY of a file or a directory (recursively, sorted, symlinks followed) to
+/// `dest` (for a directory: the directory its files go under; `/` is allowed).
 pub fn plan_copy(src: &Path, dest: &str) -> Result<Vec<PlannedFile>> {
     let meta = std::fs::metadata(src).with_context(|| format!("COPY source {}", src.display()))?;
     let mut out = Vec::new();
@@ -35,8 +50,8 @@ pub fn plan_copy(src: &Path, dest: &str) -> Result<Vec<PlannedFile>> {
                     stack.push((p, format!("{d}/{name}")));
                 } else {
                     out.push(PlannedFile {
+                        dest: host_path(&p, &format!("{d}/{name}"))?,
                         src: p,
-                        dest: format!("{d}/{name}"),
                         mode: m.permissions().mode() & 0o777,
                         size: m.len(),
                     });
@@ -47,21 +62,12 @@ pub fn plan_copy(src: &Path, dest: &str) -> Result<Vec<PlannedFile>> {
     } else {
         out.push(PlannedFile {
             src: src.to_path_buf(),
-            dest: dest.to_string(),
+            dest: host_path(src, dest)?,
             mode: meta.permissions().mode() & 0o777,
             size: meta.len(),
         });
     }
     Ok(out)
-}
-
-/// Entry path for a host destination.
-pub fn entry_for(dest: &str) -> String {
-    format!(
-        "{}/rootfs/{}",
-        ferry_bundle::FILES_DIR,
-        dest.trim_start_matches('/')
-    )
 }
 
 const NO_GAIN: [&str; 11] = [

@@ -12,14 +12,18 @@ mod files;
 pub mod payload;
 pub mod stub;
 
-use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage, OCI_INDEX};
-use crate::kubefile::{Instruction, Kubefile};
-use crate::pull::{pull, ContentCache, PullOptions, PullStats};
+use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage};
+use crate::kubefile::{ImageSpec, ImageVia, Recipe};
+use crate::pull::{pull, ContentCache, Platform, PullOptions, PullStats};
 use anyhow::{bail, Context, Result};
-use ferry_bundle::manifest::{FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::manifest::{AppRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::oci::{Descriptor, LayoutIndex, LAYOUT_FILE};
+use ferry_bundle::paths::{self, OCI_INDEX_PATH, OCI_LAYOUT_PATH};
 use ferry_bundle::reference::Reference;
+use ferry_bundle::roles;
 use ferry_bundle::writer::BundleWriter;
 use ferry_bundle::{BundleManifest, Footer};
+use payload::PayloadSource;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -29,14 +33,15 @@ pub struct BuildOptions {
     pub context: PathBuf,
     pub output: PathBuf,
     pub installer: Option<PathBuf>,
-    pub platform: String,
+    /// The platform of the target hosts (bundle.json's `platform`).
+    pub platform: Platform,
     pub quiet: bool,
     /// Registry pulls: platforms, mirrors, insecure registries, credentials.
     pub pull: PullOptions,
     /// Content cache for pulled blobs (default `~/.cache/ferry`).
     pub cache_dir: Option<PathBuf>,
     /// `--payload name=path` sources.
-    pub payloads: Vec<(String, PathBuf)>,
+    pub payloads: Vec<PayloadSource>,
     /// Build without any runtime payload (`--no-payload`).
     pub no_payload: bool,
     /// Also carry images that discovery only found as candidates.
@@ -50,105 +55,50 @@ pub struct BuildReport {
     pub images: usize,
     pub blobs_written: usize,
     pub blobs_shared: usize,
+    /// sha256 of the payload, bare hex.
     pub payload_sha256: String,
     /// Registry blobs downloaded by this build / found in the content cache.
     pub pulled: PullStats,
 }
 
-/// One image line of the Kubefile, before resolution.
-struct ImageSpec {
-    line: usize,
-    source: String,
-    name: Option<String>,
-}
-
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
-    let kf = Kubefile::read(&opts.kubefile)?;
-    let ctx = &opts.context;
+    let recipe = Recipe::read(&opts.kubefile, &opts.context)?;
+    if let Some((base, at)) = &recipe.base {
+        bail!(
+            "{at}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch"
+        );
+    }
+    if let Some(p) = recipe.packages.first() {
+        bail!(
+            "{}: PACKAGE {} {}: OS packages are not supported by this build yet",
+            p.origin,
+            p.kind,
+            p.names.join(" ")
+        );
+    }
     let mut manifest = BundleManifest {
         builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
-        platform: opts.platform.clone(),
+        platform: opts.platform.to_string(),
+        labels: recipe.labels.clone(),
+        env: recipe.env.clone(),
+        hooks: recipe
+            .hooks
+            .iter()
+            .map(|h| HookRecord {
+                command: h.command.clone(),
+            })
+            .collect(),
+        cluster: recipe.cluster.as_ref().map(|c| ClusterRecord {
+            distribution: c.distribution.clone(),
+            version: c.version.clone(),
+        }),
         ..Default::default()
     };
-    let mut specs = Vec::new();
     let mut copies = Vec::new();
-    let mut app_specs: Vec<apps::AppSpec> = Vec::new();
-    for l in kf.iter() {
-        let at = || format!("{}:{}", opts.kubefile.display(), l.line);
-        match &l.ins {
-            Instruction::From(base) if base == "scratch" => {}
-            Instruction::From(base) => bail!(
-                "{}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch",
-                at()
-            ),
-            Instruction::Image { sources, name } => {
-                specs.extend(sources.iter().map(|s| ImageSpec {
-                    line: l.line,
-                    source: s.clone(),
-                    name: name.clone(),
-                }))
-            }
-            Instruction::Images(file) => {
-                let p = ctx.join(file);
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("{}: IMAGES {}", at(), p.display()))?;
-                for line in text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty() && !s.starts_with('#'))
-                {
-                    specs.push(ImageSpec {
-                        line: l.line,
-                        source: line.to_string(),
-                        name: None,
-                    });
-                }
-            }
-            Instruction::Copy { src, dest } => {
-                let planned = files::plan_copy(&ctx.join(src), dest).with_context(at)?;
-                copies.extend(planned);
-            }
-            Instruction::Label { key, value } => {
-                manifest.labels.insert(key.clone(), value.clone());
-            }
-            Instruction::Env { key, value } => {
-                manifest.env.insert(key.clone(), value.clone());
-            }
-            Instruction::Run(cmd) => manifest.hooks.push(HookRecord {
-                command: cmd.clone(),
-            }),
-            Instruction::Cluster {
-                distribution,
-                version,
-            } => {
-                manifest.cluster = Some(ferry_bundle::manifest::ClusterRecord {
-                    distribution: distribution.clone(),
-                    version: version.clone(),
-                })
-            }
-            Instruction::App { name, path } => app_specs.push(apps::AppSpec {
-                name: name.clone(),
-                path: ctx.join(path),
-                values: vec![],
-                set: vec![],
-                line: l.line,
-            }),
-            Instruction::Values { app, file } => {
-                let a = app_specs
-                    .iter_mut()
-                    .find(|a| &a.name == app)
-                    .expect("checked by the parser");
-                a.values.push(ctx.join(file));
-            }
-            Instruction::Set { app, assignment } => {
-                let a = app_specs
-                    .iter_mut()
-                    .find(|a| &a.name == app)
-                    .expect("checked by the parser");
-                a.set.push(assignment.clone());
-            }
-            other => bail!("{}: {other:?} is not supported by this build yet", at()),
-        }
+    for c in &recipe.copies {
+        let planned =
+            files::plan_copy(&c.src, c.dest.as_str()).with_context(|| c.origin.to_string())?;
+        copies.extend(planned);
     }
     manifest.name = manifest.labels.get("name").cloned().unwrap_or_else(|| {
         opts.output
@@ -158,23 +108,25 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     });
     manifest.version = manifest.labels.get("version").cloned().unwrap_or_default();
 
+    let mut specs = recipe.images.clone();
     let mut planned_apps = Vec::new();
-    for a in &app_specs {
-        let p =
-            apps::discover(a).with_context(|| format!("{}:{}", opts.kubefile.display(), a.line))?;
+    for a in &recipe.apps {
+        let p = apps::discover(a).with_context(|| a.origin.to_string())?;
         for w in &p.discovery.warnings {
             tracing::warn!("APP {}: {w}", a.name);
         }
         for (r, _) in apps::image_refs(&p, opts.include_candidates)? {
             specs.push(ImageSpec {
-                line: a.line,
-                source: r.to_string(),
+                written: r.to_string(),
+                source: ImageSource::Registry(r),
                 name: None,
+                via: ImageVia::App(a.name.clone()),
+                origin: a.origin.clone(),
             });
         }
         planned_apps.push(p);
     }
-    let (mut images, pulled) = resolve_images(opts, ctx, &specs)?;
+    let (mut images, pulled) = resolve_images(opts, &specs)?;
     // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
     let (k3s, _airgap_tmp) = k3s_images(opts, &manifest, &images)?;
     images.extend(k3s);
@@ -202,10 +154,15 @@ fn k3s_images(
     manifest: &BundleManifest,
     have: &[ResolvedImage],
 ) -> Result<AirgapImages> {
-    if manifest.cluster.as_ref().map(|c| c.distribution.as_str()) != Some("k3s") {
+    if manifest.cluster.as_ref().map(|c| c.distribution.as_str()) != Some(roles::PAYLOAD_K3S) {
         return Ok((vec![], None));
     }
-    let Some((_, dir)) = opts.payloads.iter().find(|(n, _)| n == "k3s") else {
+    let Some(dir) = opts
+        .payloads
+        .iter()
+        .find(|p| p.name == roles::PAYLOAD_K3S)
+        .map(|p| &p.path)
+    else {
         return Ok((vec![], None));
     };
     let Some(tarball) = payload::k3s_airgap_tarball(dir) else {
@@ -248,10 +205,10 @@ fn plan_payloads(
 ) -> Result<Vec<(String, Vec<payload::PayloadFile>)>> {
     let needed = match &manifest.cluster {
         Some(c) => c.distribution.clone(),
-        None => "containerd".to_string(),
+        None => roles::PAYLOAD_CONTAINERD.to_string(),
     };
     let mut out = Vec::new();
-    for (name, src) in &opts.payloads {
+    for PayloadSource { name, path: src } in &opts.payloads {
         if name != &needed {
             bail!("--payload {name}: this bundle needs the {needed} payload, not {name}");
         }
@@ -294,26 +251,18 @@ fn plan_payloads(
 
 fn resolve_images(
     opts: &BuildOptions,
-    ctx: &Path,
     specs: &[ImageSpec],
 ) -> Result<(Vec<ResolvedImage>, PullStats)> {
-    let kubefile = &opts.kubefile;
     let mut by_name: BTreeMap<String, ResolvedImage> = BTreeMap::new();
     let mut stats = PullStats::default();
     let mut cache: Option<ContentCache> = None;
     for s in specs {
-        let at = format!("{}:{}", kubefile.display(), s.line);
-        let name = s
-            .name
-            .as_deref()
-            .map(Reference::parse)
-            .transpose()
-            .map_err(|e| anyhow::anyhow!("{at}: AS {e}"))?;
-        let src = ImageSource::parse(&s.source, ctx).map_err(|e| anyhow::anyhow!("{at}: {e}"))?;
-        let img = match &src {
+        let at = s.origin.to_string();
+        let img = match &s.source {
             ImageSource::Registry(r) => {
+                let name = s.name.clone().unwrap_or_else(|| r.clone());
                 // Named twice (an IMAGE line and a chart, say): pull once.
-                if by_name.contains_key(&name.clone().unwrap_or_else(|| r.clone()).to_string()) {
+                if by_name.contains_key(&name.to_string()) {
                     continue;
                 }
                 if cache.is_none() {
@@ -325,26 +274,34 @@ fn resolve_images(
                 let c = cache.as_ref().unwrap();
                 let p = pull(r, &opts.pull, c).with_context(|| at.clone())?;
                 stats.add(&p.stats);
-                let blob = |d: &crate::pull::Descriptor| Blob {
+                let blob = |d: &Descriptor| Blob {
                     digest: d.digest,
                     size: d.size,
                     media_type: d.media_type.clone(),
                     source: BlobSource::whole_file(c.blob_path(&d.digest), d.size),
                 };
                 ResolvedImage {
-                    name: name.clone().unwrap_or_else(|| r.clone()),
-                    source: s.source.clone(),
+                    name,
+                    source: s.written.clone(),
                     root: blob(&p.root),
                     blobs: p.blobs.iter().map(blob).collect(),
                     platforms: p.platforms.clone(),
                 }
             }
-            _ => resolve_local(&s.source, &src, name.as_ref()).with_context(|| at.clone())?,
+            local => {
+                resolve_local(&s.written, local, s.name.as_ref()).with_context(|| at.clone())?
+            }
         };
         let key = img.name.to_string();
         if let Some(prev) = by_name.get(&key) {
             if prev.root.digest != img.root.digest {
-                bail!("{at}: image name {key} is given twice with different content ({} from {}, {:?} from {})", prev.root.digest.oci(), prev.source, img.root.digest, img.source);
+                bail!(
+                    "{at}: image name {key} is given twice with different content ({} from {}, {} from {})",
+                    prev.root.digest,
+                    prev.source,
+                    img.root.digest,
+                    img.source
+                );
             }
             continue;
         }
@@ -380,19 +337,19 @@ fn write(
         .unwrap_or(Path::new("."))
         .to_path_buf();
     w.add_entry(
-        "oci/oci-layout",
-        30,
+        OCI_LAYOUT_PATH,
+        LAYOUT_FILE.len() as u64,
         0o644,
-        &br#"{"imageLayoutVersion":"1.0.0"}"#[..],
+        LAYOUT_FILE.as_bytes(),
     )?;
     let (mut written, mut shared) = (0usize, 0usize);
-    let mut index_manifests = Vec::new();
+    let mut index = LayoutIndex::new();
     for img in images {
         for b in &img.blobs {
             let r = b
                 .source
                 .open()
-                .with_context(|| format!("{}: reading blob {:?}", img.source, b.digest))?;
+                .with_context(|| format!("{}: reading blob {}", img.source, b.digest))?;
             let added = w
                 .add_blob(&b.digest, b.size, r)
                 .with_context(|| format!("image {} (from {})", img.name, img.source))?;
@@ -403,31 +360,23 @@ fn write(
             }
             bar.inc(b.size);
         }
-        let tag = img.name.tag.clone().unwrap_or_else(|| img.name.to_string());
-        index_manifests.push(serde_json::json!({
-            "mediaType": img.root.media_type,
-            "digest": img.root.digest.oci(),
-            "size": img.root.size,
-            "annotations": {
-                "io.containerd.image.name": img.name.to_string(),
-                "org.opencontainers.image.ref.name": tag,
-            }
-        }));
+        index.add_image(
+            &img.name,
+            Descriptor::new(img.root.media_type.clone(), img.root.digest, img.root.size),
+        );
         manifest.images.push(ImageRecord {
-            name: img.name.to_string(),
-            digest: img.root.digest.oci(),
+            name: img.name.clone(),
+            digest: img.root.digest,
             media_type: img.root.media_type.clone(),
             size: img.size(),
             source: img.source.clone(),
             platforms: img.platforms.clone(),
         });
     }
-    let index = serde_json::to_vec_pretty(
-        &serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": index_manifests}),
-    )?;
-    w.add_entry("oci/index.json", index.len() as u64, 0o644, &index[..])?;
+    let index = index.to_json();
+    w.add_entry(OCI_INDEX_PATH, index.len() as u64, 0o644, &index[..])?;
     for c in copies {
-        let entry = files::entry_for(&c.dest);
+        let entry = paths::rootfs_entry(&c.dest);
         let rec = add_maybe_compressed(&mut w, &entry, &c.src, c.size, c.mode, &tmp_dir)?;
         manifest.files.push(FileRecord {
             entry: rec.path,
@@ -446,7 +395,7 @@ fn write(
             files: BTreeMap::new(),
         };
         for f in pfiles {
-            let entry = payload::entry_for(name, &f.role);
+            let entry = paths::payload_entry(name, &f.role);
             let r = add_maybe_compressed(&mut w, &entry, &f.src, f.size, f.mode, &tmp_dir)?;
             rec.files.insert(f.role.clone(), r.path);
             bar.inc(f.size);
@@ -497,14 +446,10 @@ fn add_maybe_compressed(
 
 /// Carries one app: its chart as a `.tgz` (packed here from a directory) or its manifest
 /// files, plus its values files; records it with the images discovery found.
-fn write_app(
-    w: &mut BundleWriter,
-    app: &apps::PlannedApp,
-    tmp_dir: &Path,
-) -> Result<ferry_bundle::manifest::AppRecord> {
+fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Result<AppRecord> {
     use crate::discover::AppKind;
     let name = &app.spec.name;
-    let base = format!("{}/apps/{name}", ferry_bundle::FILES_DIR);
+    let entry = |rel: &str| paths::app_entry(name, rel);
     let add_file = |w: &mut BundleWriter, entry: &str, src: &Path| -> Result<String> {
         let size = std::fs::metadata(src)?.len();
         let f = std::fs::File::open(src)
@@ -517,15 +462,9 @@ fn write_app(
                 .suffix(".tgz")
                 .tempfile_in(tmp_dir)?;
             apps::pack_chart(&app.spec.path, tmp.path())?;
-            (
-                "chart",
-                add_file(w, &format!("{base}/chart.tgz"), tmp.path())?,
-            )
+            ("chart", add_file(w, &entry("chart.tgz"), tmp.path())?)
         }
-        AppKind::ChartArchive => (
-            "chart",
-            add_file(w, &format!("{base}/chart.tgz"), &app.spec.path)?,
-        ),
+        AppKind::ChartArchive => ("chart", add_file(w, &entry("chart.tgz"), &app.spec.path)?),
         AppKind::ManifestFile => {
             let fname = app
                 .spec
@@ -533,8 +472,8 @@ fn write_app(
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "manifest.yaml".into());
-            add_file(w, &format!("{base}/manifests/{fname}"), &app.spec.path)?;
-            ("manifests", format!("{base}/manifests"))
+            add_file(w, &entry(&format!("manifests/{fname}")), &app.spec.path)?;
+            ("manifests", entry("manifests"))
         }
         AppKind::ManifestDir => {
             for f in files::plan_copy(&app.spec.path, "/")? {
@@ -542,17 +481,17 @@ fn write_app(
                 if matches!(ext, "yaml" | "yml" | "json") {
                     add_file(
                         w,
-                        &format!("{base}/manifests{}", f.dest.trim_end_matches('/')),
+                        &entry(&format!("manifests/{}", f.dest.relative())),
                         &f.src,
                     )?;
                 }
             }
-            ("manifests", format!("{base}/manifests"))
+            ("manifests", entry("manifests"))
         }
     };
     let mut values = Vec::new();
     for (i, v) in app.spec.values.iter().enumerate() {
-        values.push(add_file(w, &format!("{base}/values-{i}.yaml"), v)?);
+        values.push(add_file(w, &entry(&format!("values-{i}.yaml")), v)?);
     }
     let mut images: Vec<String> = app
         .discovery
@@ -563,7 +502,7 @@ fn write_app(
         .collect();
     images.sort();
     images.dedup();
-    Ok(ferry_bundle::manifest::AppRecord {
+    Ok(AppRecord {
         name: name.clone(),
         kind: kind.into(),
         path,

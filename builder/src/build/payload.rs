@@ -4,35 +4,180 @@
 //! `k3s`. `--payload <name>=<dir|.tar.gz>` supplies one from local files: customers with
 //! vetted binaries, and CI, which has no internet. Each file becomes an entry under
 //! `files/payloads/<name>/…` (zstd where it helps) and the bundle's `payloads[]` maps the
-//! file's role (`bin/containerd`, `cni/bridge`) to its entry.
+//! file's role (`bin/containerd`, `cni/bridge`) to its entry. Payload names, roles and
+//! entry paths are the bundle crate's ([`ferry_bundle::roles`], [`ferry_bundle::paths`]):
+//! the installer looks the files up by the same strings.
+//!
+//! A `.tar.gz` is unpacked with the `tar` and `flate2` crates rather than the host's
+//! `tar` command (whose flags and safety differ between GNU, BSD and busybox): only
+//! regular files, directories and links that stay inside the target are accepted, and an
+//! entry that would land or point outside it (absolute, `..`, a link to `/` or above the
+//! target) is refused by name.
 
 use anyhow::{bail, Context, Result};
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-/// Files a containerd payload must hold (role → why).
-pub const CONTAINERD_REQUIRED: [&str; 4] = [
-    "bin/containerd",
-    "bin/containerd-shim-runc-v2",
-    "bin/ctr",
-    "bin/runc",
-];
+use ferry_bundle::roles;
+use std::collections::BTreeSet;
+use std::path::{Component, Path, PathBuf};
+use std::str::FromStr;
 
 #[derive(Debug, Clone)]
 pub struct PayloadFile {
-    /// Role inside the payload, e.g. `bin/containerd`.
+    /// Role inside the payload, e.g. `bin/containerd` ([`ferry_bundle::roles`]).
     pub role: String,
     pub src: PathBuf,
     pub size: u64,
     pub mode: u32,
 }
 
-/// Parses `name=path` as given to `--payload`.
-pub fn parse_arg(s: &str) -> Result<(String, PathBuf)> {
-    match s.split_once('=') {
-        Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok((n.to_string(), PathBuf::from(p))),
-        _ => bail!("--payload {s:?}: expected <name>=<dir|file.tar.gz>, e.g. containerd=./containerd-payload"),
+/// `--payload <name>=<dir|file.tar.gz>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PayloadSource {
+    pub name: String,
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?}: expected <name>=<dir|file.tar.gz>, e.g. containerd=./containerd-payload")]
+pub struct PayloadSourceError(String);
+
+impl FromStr for PayloadSource {
+    type Err = PayloadSourceError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once('=') {
+            Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(PayloadSource {
+                name: n.to_string(),
+                path: PathBuf::from(p),
+            }),
+            _ => Err(PayloadSourceError(s.to_string())),
+        }
     }
+}
+
+/// Why a payload archive was not unpacked; each names the archive and, where it applies,
+/// the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum UnpackError {
+    #[error("{archive}: {error} (expected a .tar.gz)")]
+    Read {
+        archive: PathBuf,
+        error: std::io::Error,
+    },
+    #[error("{archive}: entry {entry:?} {problem}; refusing to unpack it")]
+    Unsafe {
+        archive: PathBuf,
+        entry: String,
+        problem: &'static str,
+    },
+    #[error("{archive}: entry {entry:?}: {error}")]
+    Write {
+        archive: PathBuf,
+        entry: String,
+        error: std::io::Error,
+    },
+}
+
+/// The components of a relative path with `.` dropped; `None` if it is absolute or has
+/// a `..` component.
+fn plain_components(p: &Path) -> Option<Vec<&std::ffi::OsStr>> {
+    let mut out = Vec::new();
+    for c in p.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) | Component::ParentDir => return None,
+        }
+    }
+    Some(out)
+}
+
+/// Whether a symlink at `entry` (relative to the target) with `target` stays inside:
+/// not absolute, and its `..` never climb above the target's root.
+fn link_stays_inside(entry: &Path, target: &Path) -> bool {
+    let Some(at) = plain_components(entry) else {
+        return false;
+    };
+    let mut depth = at.len().saturating_sub(1) as i64; // the link's directory
+    for c in target.components() {
+        match c {
+            Component::Normal(_) => depth += 1,
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return false;
+                }
+            }
+            Component::RootDir | Component::Prefix(_) => return false,
+        }
+    }
+    true
+}
+
+/// Unpacks the gzip tarball `archive` into `dest` (created if needed).
+pub fn unpack_tar_gz(archive: &Path, dest: &Path) -> Result<(), UnpackError> {
+    let read = |error| UnpackError::Read {
+        archive: archive.to_path_buf(),
+        error,
+    };
+    let unsafe_entry = |entry: &Path, problem| UnpackError::Unsafe {
+        archive: archive.to_path_buf(),
+        entry: entry.display().to_string(),
+        problem,
+    };
+    std::fs::create_dir_all(dest).map_err(|error| UnpackError::Write {
+        archive: archive.to_path_buf(),
+        entry: String::new(),
+        error,
+    })?;
+    let file = std::fs::File::open(archive).map_err(read)?;
+    let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    ar.set_preserve_permissions(true);
+    ar.set_overwrite(true);
+    for entry in ar.entries().map_err(read)? {
+        let mut entry = entry.map_err(read)?;
+        let path = entry.path().map_err(read)?.into_owned();
+        if plain_components(&path).is_none() {
+            return Err(unsafe_entry(&path, "is absolute or contains '..'"));
+        }
+        use tar::EntryType as T;
+        match entry.header().entry_type() {
+            T::Regular | T::Continuous | T::Directory => {}
+            T::Symlink => {
+                let target = entry.link_name().map_err(read)?.unwrap_or_default();
+                if !link_stays_inside(&path, &target) {
+                    return Err(unsafe_entry(
+                        &path,
+                        "is a symlink pointing outside the payload",
+                    ));
+                }
+            }
+            T::Link => {
+                let target = entry.link_name().map_err(read)?.unwrap_or_default();
+                if plain_components(&target).is_none_or(|c| c.is_empty()) {
+                    return Err(unsafe_entry(
+                        &path,
+                        "is a hard link to a file outside the payload",
+                    ));
+                }
+            }
+            T::XGlobalHeader | T::XHeader | T::GNULongName | T::GNULongLink => continue,
+            _ => {
+                return Err(unsafe_entry(
+                    &path,
+                    "is a device, fifo or other special file",
+                ))
+            }
+        }
+        let unpacked = entry.unpack_in(dest).map_err(|error| UnpackError::Write {
+            archive: archive.to_path_buf(),
+            entry: path.display().to_string(),
+            error,
+        })?;
+        if !unpacked {
+            return Err(unsafe_entry(&path, "would be written outside the payload"));
+        }
+    }
+    Ok(())
 }
 
 /// Lists a payload's files. A `.tar.gz`/`.tgz` is unpacked into `scratch` first.
@@ -41,24 +186,15 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
         src.to_path_buf()
     } else {
         let d = scratch.join(format!("payload-{name}"));
-        std::fs::create_dir_all(&d)?;
-        let st = std::process::Command::new("tar")
-            .arg("-xzf")
-            .arg(src)
-            .arg("-C")
-            .arg(&d)
-            .status()
-            .with_context(|| format!("unpacking payload {name} from {}", src.display()))?;
-        if !st.success() {
-            bail!(
-                "payload {name}: cannot unpack {} (expected a directory or .tar.gz)",
-                src.display()
-            );
+        if d.exists() {
+            std::fs::remove_dir_all(&d)
+                .with_context(|| format!("clearing {} before unpacking", d.display()))?;
         }
+        unpack_tar_gz(src, &d).with_context(|| format!("payload {name}"))?;
         d
     };
     let mut out = Vec::new();
-    if name == "k3s" {
+    if name == roles::PAYLOAD_K3S {
         // k3s's own release layout: the binary and the airgap image tarball side by side.
         let bin = dir.join("k3s");
         let m = std::fs::metadata(&bin).with_context(|| {
@@ -66,14 +202,14 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
         })?;
         use std::os::unix::fs::PermissionsExt;
         out.push(PayloadFile {
-            role: "bin/k3s".into(),
+            role: roles::K3S.into(),
             src: bin,
             size: m.len(),
             mode: m.permissions().mode() & 0o777 | 0o755,
         });
         return Ok(out);
     }
-    for sub in ["bin", "cni", "images"] {
+    for sub in [roles::BIN, roles::CNI, roles::IMAGES] {
         let d = dir.join(sub);
         if !d.is_dir() {
             continue;
@@ -85,7 +221,7 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
             if m.is_file() {
                 use std::os::unix::fs::PermissionsExt;
                 out.push(PayloadFile {
-                    role: format!("{sub}/{}", e.file_name().to_string_lossy()),
+                    role: roles::in_dir(sub, &e.file_name().to_string_lossy()),
                     src: e.path(),
                     size: m.len(),
                     mode: m.permissions().mode() & 0o777,
@@ -93,26 +229,22 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
             }
         }
     }
-    if name == "containerd" {
-        let have: BTreeMap<_, _> = out.iter().map(|f| (f.role.as_str(), ())).collect();
-        let missing: Vec<_> = CONTAINERD_REQUIRED
+    if name == roles::PAYLOAD_CONTAINERD {
+        let have: BTreeSet<&str> = out.iter().map(|f| f.role.as_str()).collect();
+        let missing: Vec<_> = roles::CONTAINERD_REQUIRED
             .iter()
-            .filter(|r| !have.contains_key(*r))
+            .filter(|r| !have.contains(*r))
             .collect();
         if !missing.is_empty() {
             bail!(
-                "payload containerd from {}: missing {:?}; it must hold bin/containerd, bin/containerd-shim-runc-v2, bin/ctr, bin/runc and cni/<plugins>",
+                "payload containerd from {}: missing {:?}; it must hold {} and cni/<plugins>",
                 src.display(),
-                missing
+                missing,
+                roles::CONTAINERD_REQUIRED.join(", ")
             );
         }
     }
     Ok(out)
-}
-
-/// Entry path of a payload file.
-pub fn entry_for(name: &str, role: &str) -> String {
-    format!("{}/payloads/{name}/{role}", ferry_bundle::FILES_DIR)
 }
 
 /// k3s's airgap image tarball in a k3s payload directory, if any
@@ -132,4 +264,132 @@ pub fn k3s_airgap_tarball(dir: &Path) -> Option<PathBuf> {
         .collect();
     found.sort();
     found.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A tar.gz of `(name, type, link target or content)`; names are written raw, so
+    /// hostile ones (`../x`, `/abs`) can be made.
+    fn targz(dir: &Path, entries: &[(&str, tar::EntryType, &str)]) -> PathBuf {
+        let out = dir.join("p.tar.gz");
+        let gz = flate2::write::GzEncoder::new(
+            std::fs::File::create(&out).unwrap(),
+            flate2::Compression::fast(),
+        );
+        let mut t = tar::Builder::new(gz);
+        for (name, kind, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+            h.set_entry_type(*kind);
+            h.set_mode(0o755);
+            let body: &[u8] = if kind.is_symlink() || kind.is_hard_link() {
+                h.as_old_mut().linkname[..data.len()].copy_from_slice(data.as_bytes());
+                b""
+            } else {
+                data.as_bytes()
+            };
+            h.set_size(body.len() as u64);
+            h.set_cksum();
+            t.append(&h, body).unwrap();
+        }
+        t.into_inner().unwrap().finish().unwrap().flush().unwrap();
+        out
+    }
+
+    use tar::EntryType as T;
+
+    #[test]
+    fn unpacks_files_dirs_and_inner_links() {
+        let d = tempfile::tempdir().unwrap();
+        let a = targz(
+            d.path(),
+            &[
+                ("bin/", T::Directory, ""),
+                ("bin/ctr", T::Regular, "#!ctr"),
+                ("./cni/bridge", T::Regular, "bridge"),
+                ("bin/ctr-link", T::Symlink, "ctr"),
+                ("cni/up", T::Symlink, "../bin/ctr"),
+                ("bin/hard", T::Link, "bin/ctr"),
+            ],
+        );
+        let out = d.path().join("out");
+        unpack_tar_gz(&a, &out).unwrap();
+        assert_eq!(std::fs::read(out.join("bin/ctr")).unwrap(), b"#!ctr");
+        assert_eq!(std::fs::read(out.join("cni/up")).unwrap(), b"#!ctr");
+        assert_eq!(std::fs::read(out.join("bin/hard")).unwrap(), b"#!ctr");
+        assert_eq!(std::fs::read(out.join("cni/bridge")).unwrap(), b"bridge");
+    }
+
+    #[test]
+    fn refuses_entries_escaping_the_target_naming_them() {
+        let d = tempfile::tempdir().unwrap();
+        for (entries, named) in [
+            (vec![("../x", T::Regular, "evil")], "../x"),
+            (vec![("bin/../../x", T::Regular, "evil")], "bin/../../x"),
+            (vec![("/etc/x", T::Regular, "evil")], "/etc/x"),
+            (vec![("bin/sh", T::Symlink, "/bin/sh")], "bin/sh"),
+            (vec![("bin/up", T::Symlink, "../../etc")], "bin/up"),
+            (vec![("up", T::Symlink, "..")], "up"),
+            (vec![("bin/h", T::Link, "../etc/passwd")], "bin/h"),
+            (vec![("bin/h", T::Link, "/etc/passwd")], "bin/h"),
+            (vec![("dev", T::Char, "")], "dev"),
+            (vec![("fifo", T::Fifo, "")], "fifo"),
+        ] {
+            let a = targz(d.path(), &entries);
+            let out = d.path().join("out");
+            let e = unpack_tar_gz(&a, &out).unwrap_err().to_string();
+            assert!(
+                e.contains(&format!("{named:?}")) && e.contains("refusing"),
+                "{named}: {e}"
+            );
+            assert!(!d.path().join("x").exists());
+            let _ = std::fs::remove_dir_all(&out);
+        }
+    }
+
+    #[test]
+    fn collect_names_roles_and_requires_containerd_files() {
+        let d = tempfile::tempdir().unwrap();
+        let a = targz(
+            d.path(),
+            &[
+                ("bin/containerd", T::Regular, "1"),
+                ("bin/containerd-shim-runc-v2", T::Regular, "2"),
+                ("bin/ctr", T::Regular, "3"),
+                ("bin/runc", T::Regular, "4"),
+                ("cni/bridge", T::Regular, "5"),
+            ],
+        );
+        let files = collect(roles::PAYLOAD_CONTAINERD, &a, &d.path().join("s")).unwrap();
+        let got: Vec<&str> = files.iter().map(|f| f.role.as_str()).collect();
+        assert_eq!(
+            got,
+            [
+                roles::CONTAINERD,
+                roles::CONTAINERD_SHIM_RUNC_V2,
+                roles::CTR,
+                roles::RUNC,
+                "cni/bridge"
+            ]
+        );
+        let partial = targz(d.path(), &[("bin/ctr", T::Regular, "3")]);
+        let e = collect(roles::PAYLOAD_CONTAINERD, &partial, &d.path().join("s"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bin/runc"), "{e}");
+    }
+
+    #[test]
+    fn payload_sources_parse() {
+        let p: PayloadSource = "k3s=./dir".parse().unwrap();
+        assert_eq!(
+            (p.name.as_str(), p.path.as_path()),
+            ("k3s", Path::new("./dir"))
+        );
+        assert!("k3s".parse::<PayloadSource>().is_err());
+        assert!("=x".parse::<PayloadSource>().is_err());
+    }
 }

@@ -3,6 +3,7 @@
 use crate::build::{build, BuildOptions};
 use crate::cli::{BuildArgs, OutputFormat};
 use anyhow::Result;
+use ferry_console::{outln, print_json};
 use std::path::PathBuf;
 
 pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
@@ -13,55 +14,35 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let platforms = args
-        .platform
-        .iter()
-        .map(|p| {
-            p.parse()
-                .map_err(|e| anyhow::anyhow!("--platform {p}: {e}"))
-        })
-        .collect::<Result<_>>()?;
-    let mirrors = args
-        .registry_mirrors
-        .iter()
-        .map(|m| {
-            m.parse()
-                .map_err(|e| anyhow::anyhow!("--registry-mirror {m}: {e}"))
-        })
-        .collect::<Result<_>>()?;
     let pull = crate::pull::PullOptions {
-        platforms,
-        mirrors,
+        platforms: args.platform.clone(),
+        mirrors: args.registry_mirrors.clone(),
         insecure_registries: args.insecure_registries.clone(),
         ..Default::default()
     };
-    let payloads = args
-        .payloads
-        .iter()
-        .map(|p| crate::build::payload::parse_arg(p))
-        .collect::<Result<_>>()?;
     let opts = BuildOptions {
         kubefile: args.kubefile.clone(),
         context,
         output: args.out.clone(),
         installer: args.installer.clone(),
+        // clap's default gives at least one.
         platform: args
             .platform
             .first()
             .cloned()
-            .unwrap_or_else(|| "linux/amd64".into()),
+            .unwrap_or_else(|| "linux/amd64".parse().expect("a valid platform")),
         quiet,
         pull,
         cache_dir: args.cache_dir.clone(),
-        payloads,
+        payloads: args.payloads.clone(),
         no_payload: args.no_payload,
         include_candidates: args.include_candidates,
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&r)?),
-        OutputFormat::Text if !quiet => println!(
+        OutputFormat::Json => print_json(&r)?,
+        OutputFormat::Text if !quiet => outln!(
             "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s",
             r.output.display(),
             r.size,
@@ -71,7 +52,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             r.pulled.blobs_fetched,
             r.pulled.blobs_reused,
             started.elapsed().as_secs_f64()
-        ),
+        )?,
         OutputFormat::Text => {}
     }
     Ok(())

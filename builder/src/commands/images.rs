@@ -1,10 +1,16 @@
 //! `ferry images`: what a build would carry, and why — without pulling anything.
+//!
+//! It reads the Kubefile through the same [`Recipe`] as `ferry build`, so it lists the
+//! same images, under the names the build will give them (a local `oci:` or
+//! `docker-archive:` image under the name its layout or tarball records, read without
+//! hashing layers), with the same origins (`Kubefile:LINE`, `images.txt:LINE`).
 
-use crate::build::apps::{self, AppSpec};
+use crate::build::apps;
 use crate::cli::{ImagesArgs, OutputFormat};
-use crate::kubefile::{Instruction, Kubefile};
+use crate::kubefile::Recipe;
 use anyhow::{Context, Result};
 use ferry_bundle::reference::Reference;
+use ferry_console::{outln, print_json};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,92 +44,34 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let kf = Kubefile::read(&args.kubefile)?;
+    let recipe = Recipe::read(&args.kubefile, &ctx)?;
     let mut l = Listing {
         images: BTreeMap::new(),
         candidates: BTreeMap::new(),
         warnings: vec![],
     };
     let kfname = args.kubefile.display().to_string();
-    let mut app_specs: Vec<AppSpec> = Vec::new();
     let add = |map: &mut BTreeMap<String, Vec<Origin>>, key: String, o: Origin| {
         map.entry(key).or_default().push(o)
     };
-    for li in kf.iter() {
-        let at = format!("{kfname}:{}", li.line);
-        match &li.ins {
-            Instruction::Image { sources, name } => {
-                for s in sources {
-                    let key = match name {
-                        Some(n) => Reference::parse(n)
-                            .map(|r| r.to_string())
-                            .unwrap_or_else(|_| n.clone()),
-                        None => Reference::parse(s)
-                            .map(|r| r.to_string())
-                            .unwrap_or_else(|_| s.clone()),
-                    };
-                    add(
-                        &mut l.images,
-                        key,
-                        Origin {
-                            via: "IMAGE".into(),
-                            written: s.clone(),
-                            file: at.clone(),
-                            object: None,
-                            field: None,
-                            candidate: false,
-                        },
-                    );
-                }
-            }
-            Instruction::Images(file) => {
-                let p = ctx.join(file);
-                let text = std::fs::read_to_string(&p)
-                    .with_context(|| format!("{at}: IMAGES {}", p.display()))?;
-                for (n, line) in text.lines().enumerate() {
-                    let s = line.trim();
-                    if s.is_empty() || s.starts_with('#') {
-                        continue;
-                    }
-                    let key = Reference::parse(s)
-                        .map_err(|e| anyhow::anyhow!("{}:{}: {e}", p.display(), n + 1))?
-                        .to_string();
-                    add(
-                        &mut l.images,
-                        key,
-                        Origin {
-                            via: "IMAGES".into(),
-                            written: s.into(),
-                            file: format!("{}:{}", p.display(), n + 1),
-                            object: None,
-                            field: None,
-                            candidate: false,
-                        },
-                    );
-                }
-            }
-            Instruction::App { name, path } => app_specs.push(AppSpec {
-                name: name.clone(),
-                path: ctx.join(path),
-                values: vec![],
-                set: vec![],
-                line: li.line,
-            }),
-            Instruction::Values { app, file } => {
-                if let Some(a) = app_specs.iter_mut().find(|a| &a.name == app) {
-                    a.values.push(ctx.join(file));
-                }
-            }
-            Instruction::Set { app, assignment } => {
-                if let Some(a) = app_specs.iter_mut().find(|a| &a.name == app) {
-                    a.set.push(assignment.clone());
-                }
-            }
-            _ => {}
-        }
+    for spec in &recipe.images {
+        let name = crate::image::image_name(&spec.written, &spec.source, spec.name.as_ref())
+            .with_context(|| spec.origin.to_string())?;
+        add(
+            &mut l.images,
+            name.to_string(),
+            Origin {
+                via: spec.via.to_string(),
+                written: spec.written.clone(),
+                file: spec.origin.to_string(),
+                object: None,
+                field: None,
+                candidate: false,
+            },
+        );
     }
-    for a in &app_specs {
-        let p = apps::discover(a).with_context(|| format!("{kfname}:{}", a.line))?;
+    for a in &recipe.apps {
+        let p = apps::discover(a).with_context(|| a.origin.to_string())?;
         l.warnings.extend(
             p.discovery
                 .warnings
@@ -180,32 +128,29 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
             anyhow::bail!("{why} ({key}) is not referenced by {kfname}");
         }
         match output {
-            OutputFormat::Json => println!(
-                "{}",
-                serde_json::to_string_pretty(&serde_json::json!({"image": key, "origins": hits}))?
-            ),
+            OutputFormat::Json => print_json(&serde_json::json!({"image": key, "origins": hits}))?,
             OutputFormat::Text => {
-                println!("{key}");
+                outln!("{key}")?;
                 for o in hits {
-                    println!("  {}", describe(o));
+                    outln!("  {}", describe(o))?;
                 }
             }
         }
         return Ok(());
     }
     match output {
-        OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&l)?),
+        OutputFormat::Json => print_json(&l)?,
         OutputFormat::Text => {
             for w in &l.warnings {
                 eprintln!("warning: {w}");
             }
             for (k, os) in &l.images {
-                println!("{k}\t{}", describe(&os[0]));
+                outln!("{k}\t{}", describe(&os[0]))?;
             }
             if !l.candidates.is_empty() {
-                println!("\ncandidates (image-like strings outside pod specs; not carried unless --include-candidates):");
+                outln!("\ncandidates (image-like strings outside pod specs; not carried unless --include-candidates):")?;
                 for (k, os) in &l.candidates {
-                    println!("  {k}\t{}", describe(&os[0]));
+                    outln!("  {k}\t{}", describe(&os[0]))?;
                 }
             }
         }

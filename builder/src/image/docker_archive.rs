@@ -13,9 +13,9 @@
 //! index the tarball once and build each image with the same [`Archive::image`].
 
 use super::walk::parse_digest;
-use super::{
-    Blob, BlobSource, ImageError, ResolvedImage, OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR,
-    OCI_LAYER_ZSTD, OCI_MANIFEST,
+use super::{Blob, BlobSource, ImageError, ResolvedImage};
+use ferry_bundle::oci::{
+    Descriptor, Manifest, OCI_CONFIG, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
 };
 use ferry_bundle::reference::Reference;
 use ferry_bundle::Sha256Digest;
@@ -140,9 +140,7 @@ impl<'a> Archive<'a> {
                         .0
                 }
             };
-            layer_descs.push(
-                serde_json::json!({"mediaType": media_type, "digest": digest.oci(), "size": len}),
-            );
+            layer_descs.push(Descriptor::new(media_type, digest, len));
             blobs.push(Blob {
                 digest,
                 size: len,
@@ -154,13 +152,8 @@ impl<'a> Archive<'a> {
                 },
             });
         }
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": config_digest.oci(), "size": config_bytes.len()},
-            "layers": layer_descs,
-        });
-        let manifest_bytes = serde_json::to_vec(&manifest).expect("json");
+        let config_desc = Descriptor::new(OCI_CONFIG, config_digest, config_bytes.len() as u64);
+        let manifest_bytes = Manifest::image(config_desc, layer_descs).to_json();
         // Checked by oci-spec so what we make is a valid OCI manifest.
         oci_spec::image::ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| {
             ImageError::invalid(source_ref, format!("made an invalid manifest: {e}"))
@@ -205,17 +198,11 @@ fn io_error(source_ref: &str, file: &Path, err: std::io::Error) -> ImageError {
     }
 }
 
-/// One image of the tarball: the one tagged `want`, or the only one; named `name`, or by
-/// its first `RepoTags` entry.
-pub fn resolve(
-    source_ref: &str,
-    file: &Path,
-    want: Option<&str>,
-    name: Option<&Reference>,
-) -> Result<ResolvedImage, ImageError> {
-    let ar = Archive::open(source_ref, file)?;
-    let manifests = &ar.manifests;
-    let chosen =
+impl Archive<'_> {
+    /// The `manifest.json` entry tagged `want`, or the only one.
+    fn choose(&self, want: Option<&str>) -> Result<&SaveManifest, ImageError> {
+        let source_ref = self.source_ref;
+        let manifests = &self.manifests;
         match want {
             Some(w) => {
                 let wn = Reference::parse(w).map_err(|e| ImageError::invalid(source_ref, e))?;
@@ -229,27 +216,60 @@ pub fn resolve(
                     })
                     .ok_or_else(|| {
                         ImageError::invalid(source_ref, format!("no image {w} in the tarball"))
-                    })?
+                    })
             }
-            None if manifests.len() == 1 => &manifests[0],
-            None => return Err(ImageError::invalid(
+            None if manifests.len() == 1 => Ok(&manifests[0]),
+            None => Err(ImageError::invalid(
                 source_ref,
                 "the tarball holds several images; name one with docker-archive:<file>:<name:tag>",
             )),
-        };
-    let name = match name {
-        Some(n) => n.clone(),
-        None => {
-            let t = chosen.repo_tags.iter().flatten().next().ok_or_else(|| {
-                ImageError::invalid(
-                    source_ref,
-                    "the image has no RepoTags; add `AS <registry>/<repo>:<tag>` in the Kubefile",
-                )
-            })?;
-            Reference::parse(t).map_err(|e| ImageError::invalid(source_ref, e))?
         }
-    };
+    }
+
+    /// The name `chosen` gets: `name` (the Kubefile's `AS`), or its first `RepoTags` entry.
+    fn name(
+        &self,
+        chosen: &SaveManifest,
+        name: Option<&Reference>,
+    ) -> Result<Reference, ImageError> {
+        if let Some(n) = name {
+            return Ok(n.clone());
+        }
+        let t = chosen.repo_tags.iter().flatten().next().ok_or_else(|| {
+            ImageError::invalid(
+                self.source_ref,
+                "the image has no RepoTags; add `AS <registry>/<repo>:<tag>` in the Kubefile",
+            )
+        })?;
+        Reference::parse(t).map_err(|e| ImageError::invalid(self.source_ref, e))
+    }
+}
+
+/// One image of the tarball: the one tagged `want`, or the only one; named `name`, or by
+/// its first `RepoTags` entry.
+pub fn resolve(
+    source_ref: &str,
+    file: &Path,
+    want: Option<&str>,
+    name: Option<&Reference>,
+) -> Result<ResolvedImage, ImageError> {
+    let ar = Archive::open(source_ref, file)?;
+    let chosen = ar.choose(want)?;
+    let name = ar.name(chosen, name)?;
     ar.image(chosen, name)
+}
+
+/// The name [`resolve`] gives the image, reading only the tarball's headers and its
+/// `manifest.json` (no layer is hashed): what `ferry images` shows.
+pub fn name(
+    source_ref: &str,
+    file: &Path,
+    want: Option<&str>,
+    name: Option<&Reference>,
+) -> Result<Reference, ImageError> {
+    let ar = Archive::open(source_ref, file)?;
+    let chosen = ar.choose(want)?;
+    ar.name(chosen, name)
 }
 
 /// Every image of a multi-image `docker save` tarball (such as k3s's
@@ -438,6 +458,30 @@ mod tests {
         let both = dir.join("both.tar");
         merge(&[a, b], &both, edit);
         both
+    }
+
+    #[test]
+    fn name_is_the_one_the_build_gives_without_hashing_layers() {
+        use crate::image::{image_name, resolve_local, ImageSource};
+        let dir = tempfile::tempdir().unwrap();
+        let layout = dir.path().join("layout");
+        build_image(&layout, "b", "image b");
+        let tar = dir.path().join("b.tar");
+        save(&layout, "b", &tar, &["example.org/demo/b:1"]);
+        let written = format!("docker-archive:{}", tar.display());
+        let src = ImageSource::parse(&written, dir.path()).unwrap();
+        let named = image_name(&written, &src, None).unwrap();
+        assert_eq!(named.to_string(), "example.org/demo/b:1");
+        assert_eq!(resolve_local(&written, &src, None).unwrap().name, named);
+        let alias = Reference::parse("quay.io/x/y:2").unwrap();
+        assert_eq!(image_name(&written, &src, Some(&alias)).unwrap(), alias);
+        // An OCI layout with only a tag records no full name: the build would refuse it,
+        // and so does the name lookup, with the same hint.
+        let oci = ImageSource::parse(&format!("oci:{}:b", layout.display()), dir.path()).unwrap();
+        let e = image_name("oci:layout:b", &oci, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("AS <registry>/<repo>:<tag>"), "{e}");
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Whatever the source — an OCI layout, a `docker save` tarball, a registry (through the
 //! content cache) — an image resolves to byte ranges of local files or small in-memory
 //! blobs. The bundle writer then copies each unique blob once, verifying its digest.
+//! Media types and manifests are the bundle crate's OCI model ([`ferry_bundle::oci`]).
 
 mod docker_archive;
 mod oci_layout;
@@ -11,26 +12,13 @@ mod source;
 mod walk;
 
 pub use docker_archive::resolve_all;
-pub use source::{resolve_local, ImageSource};
+pub use source::{image_name, resolve_local, ImageSource};
 pub use walk::collect_blobs;
 
 use ferry_bundle::reference::Reference;
 use ferry_bundle::Sha256Digest;
 use std::path::PathBuf;
 use std::sync::Arc;
-
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-pub const OCI_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-pub const OCI_LAYER_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-
-pub fn is_index(media_type: &str) -> bool {
-    media_type == OCI_INDEX || media_type == DOCKER_LIST
-}
 
 /// Where a blob's bytes are before they go into the bundle.
 #[derive(Debug, Clone)]
@@ -127,10 +115,10 @@ pub enum ImageError {
 }
 
 impl ImageError {
-    pub fn invalid(source_ref: &str, message: impl Into<String>) -> Self {
+    pub fn invalid(source_ref: &str, message: impl std::fmt::Display) -> Self {
         ImageError::Invalid {
             source_ref: source_ref.to_string(),
-            message: message.into(),
+            message: message.to_string(),
         }
     }
 }

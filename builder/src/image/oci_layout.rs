@@ -1,35 +1,41 @@
 //! `oci:<dir>[:<tag>]` — an OCI image layout directory (skopeo, umoci, buildah, crane).
+//!
+//! The layout's `index.json` is read with the bundle crate's [`LayoutIndex`], and an
+//! image's own name with its [`image_name`] rule (containerd's annotation, else a full
+//! reference in `org.opencontainers.image.ref.name`): the same reader and rule the
+//! installer's registry uses on an extracted bundle.
 
-use super::walk::{collect_blobs, parse_digest};
+use super::walk::collect_blobs;
 use super::{Blob, BlobSource, ImageError, ResolvedImage};
+use ferry_bundle::oci::{
+    image_name, Descriptor, LayoutIndex, ANNOTATION_IMAGE_NAME, ANNOTATION_REF_NAME,
+};
 use ferry_bundle::reference::Reference;
-use oci_spec::image::ImageIndex;
 use std::path::Path;
 
-/// Annotation containerd and ferry use for an image's full name.
-pub const ANNOTATION_IMAGE_NAME: &str = "io.containerd.image.name";
-/// OCI's own name annotation: a tag, or sometimes a full reference.
-pub const ANNOTATION_REF_NAME: &str = "org.opencontainers.image.ref.name";
-
-pub fn resolve(
-    source_ref: &str,
-    dir: &Path,
-    tag: Option<&str>,
-    name: Option<&Reference>,
-) -> Result<ResolvedImage, ImageError> {
+/// A layout's index.json, read.
+fn read_index(source_ref: &str, dir: &Path) -> Result<LayoutIndex, ImageError> {
     let index_path = dir.join("index.json");
-    let f = std::fs::File::open(&index_path).map_err(|err| ImageError::Io {
+    let bytes = std::fs::read(&index_path).map_err(|err| ImageError::Io {
         source_ref: source_ref.into(),
         path: index_path.clone(),
         err,
     })?;
-    let index = ImageIndex::from_reader(f)
-        .map_err(|e| ImageError::invalid(source_ref, format!("{}: {e}", index_path.display())))?;
-    let ann = |d: &oci_spec::image::Descriptor, k: &str| {
-        d.annotations().as_ref().and_then(|a| a.get(k).cloned())
-    };
-    let candidates: Vec<_> = index
-        .manifests()
+    LayoutIndex::parse(&bytes)
+        .map_err(|e| ImageError::invalid(source_ref, format!("{}: {e}", index_path.display())))
+}
+
+/// The index entry tagged `tag` (its ref name, or its full name or that name's tag), or
+/// the only entry.
+fn choose<'a>(
+    source_ref: &str,
+    dir: &Path,
+    index: &'a LayoutIndex,
+    tag: Option<&str>,
+) -> Result<&'a Descriptor, ImageError> {
+    let ann = |d: &Descriptor, k: &str| d.annotations.get(k).cloned();
+    let candidates: Vec<&Descriptor> = index
+        .manifests
         .iter()
         .filter(|d| match tag {
             None => true,
@@ -40,62 +46,75 @@ pub fn resolve(
             }
         })
         .collect();
-    let desc = match candidates.as_slice() {
-        [one] => *one,
+    match candidates.as_slice() {
+        [one] => Ok(one),
         [] => {
             let tags: Vec<String> = index
-                .manifests()
+                .manifests
                 .iter()
                 .filter_map(|d| ann(d, ANNOTATION_REF_NAME))
                 .collect();
-            return Err(ImageError::invalid(
+            Err(ImageError::invalid(
                 source_ref,
                 format!(
                     "no image tagged {:?} in {}; tags there: {}",
                     tag.unwrap_or(""),
-                    index_path.display(),
+                    dir.join("index.json").display(),
                     tags.join(", ")
                 ),
-            ));
-        }
-        _ => {
-            return Err(ImageError::invalid(
-                source_ref,
-                "the layout holds several images; name one with oci:<dir>:<tag>",
             ))
         }
-    };
-    let name = match name {
-        Some(n) => n.clone(),
-        None => {
-            let own = ann(desc, ANNOTATION_IMAGE_NAME)
-                .or_else(|| ann(desc, ANNOTATION_REF_NAME).filter(|n| n.contains('/')))
-                .ok_or_else(|| {
-                    ImageError::invalid(
-                        source_ref,
-                        "the layout does not record a full image name; add `AS <registry>/<repo>:<tag>` in the Kubefile",
-                    )
-                })?;
-            Reference::parse(&own).map_err(|e| ImageError::invalid(source_ref, e))?
-        }
-    };
-    let digest = parse_digest(source_ref, desc.digest().as_ref())?;
+        _ => Err(ImageError::invalid(
+            source_ref,
+            "the layout holds several images; name one with oci:<dir>:<tag>",
+        )),
+    }
+}
+
+/// The name the chosen entry gets: `name` (the Kubefile's `AS`), or its own.
+fn name_of(
+    source_ref: &str,
+    desc: &Descriptor,
+    name: Option<&Reference>,
+) -> Result<Reference, ImageError> {
+    if let Some(n) = name {
+        return Ok(n.clone());
+    }
+    image_name(desc)
+        .map_err(|e| ImageError::invalid(source_ref, e))?
+        .ok_or_else(|| {
+            ImageError::invalid(
+                source_ref,
+                "the layout does not record a full image name; add `AS <registry>/<repo>:<tag>` in the Kubefile",
+            )
+        })
+}
+
+pub fn resolve(
+    source_ref: &str,
+    dir: &Path,
+    tag: Option<&str>,
+    name: Option<&Reference>,
+) -> Result<ResolvedImage, ImageError> {
+    let index = read_index(source_ref, dir)?;
+    let desc = choose(source_ref, dir, &index, tag)?;
+    let name = name_of(source_ref, desc, name)?;
     let lookup = |d: &ferry_bundle::Sha256Digest| {
         let p = dir.join("blobs/sha256").join(d.hex());
         std::fs::metadata(&p)
             .ok()
             .map(|m| BlobSource::whole_file(p, m.len()))
     };
-    let root_src = lookup(&digest).ok_or_else(|| {
+    let root_src = lookup(&desc.digest).ok_or_else(|| {
         ImageError::invalid(
             source_ref,
-            format!("manifest blob {} missing from the layout", desc.digest()),
+            format!("manifest blob {} missing from the layout", desc.digest),
         )
     })?;
     let root = Blob {
-        digest,
-        size: desc.size(),
-        media_type: desc.media_type().to_string(),
+        digest: desc.digest,
+        size: desc.size,
+        media_type: desc.media_type.clone(),
         source: root_src,
     };
     let (blobs, platforms) = collect_blobs(source_ref, root.clone(), &lookup)?;
@@ -106,4 +125,17 @@ pub fn resolve(
         blobs,
         platforms,
     })
+}
+
+/// The name [`resolve`] gives the image, reading only `index.json`: what `ferry images`
+/// shows.
+pub fn name(
+    source_ref: &str,
+    dir: &Path,
+    tag: Option<&str>,
+    name: Option<&Reference>,
+) -> Result<Reference, ImageError> {
+    let index = read_index(source_ref, dir)?;
+    let desc = choose(source_ref, dir, &index, tag)?;
+    name_of(source_ref, desc, name)
 }

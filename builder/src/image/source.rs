@@ -1,7 +1,7 @@
 //! Parses an image source as written in a Kubefile and dispatches to the right resolver.
 
 use super::{docker_archive, oci_layout, ImageError, ResolvedImage};
-use ferry_bundle::reference::Reference;
+use ferry_bundle::reference::{Reference, ReferenceError};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +19,7 @@ pub enum ImageSource {
 
 impl ImageSource {
     /// Parses `s`; relative paths are taken from `context`.
-    pub fn parse(s: &str, context: &Path) -> Result<ImageSource, String> {
+    pub fn parse(s: &str, context: &Path) -> Result<ImageSource, ReferenceError> {
         if let Some(rest) = s.strip_prefix("oci:") {
             let (dir, tag) = match rest.split_once(':') {
                 Some((d, t)) => (d, Some(t.to_string())),
@@ -59,5 +59,25 @@ pub fn resolve_local(
             docker_archive::resolve(source_ref, file, image.as_deref(), name)
         }
         ImageSource::Registry(_) => Err(ImageError::invalid(source_ref, "not a local source")),
+    }
+}
+
+/// The name the build gives an image: `AS <name>` if given, else a registry reference
+/// itself, else the name a local source records (read from `index.json` or
+/// `manifest.json` only: nothing is pulled or hashed). `ferry images` shows this.
+pub fn image_name(
+    source_ref: &str,
+    src: &ImageSource,
+    name: Option<&Reference>,
+) -> Result<Reference, ImageError> {
+    match (src, name) {
+        (_, Some(n)) => Ok(n.clone()),
+        (ImageSource::Registry(r), None) => Ok(r.clone()),
+        (ImageSource::OciLayout { dir, tag }, None) => {
+            oci_layout::name(source_ref, dir, tag.as_deref(), None)
+        }
+        (ImageSource::DockerArchive { file, image }, None) => {
+            docker_archive::name(source_ref, file, image.as_deref(), None)
+        }
     }
 }

@@ -1,14 +1,20 @@
 //! The Kubefile: what to deliver, one Docker-like instruction per line.
 //!
 //! `#` starts a comment line, a trailing `\` continues a line, instruction keywords are
-//! case-insensitive. Parsing is separate from acting so that `ferry images` and
-//! `ferry build` read a Kubefile identically, and every error names `file:line`.
-//! The reference is `docs/kubefile.md`.
+//! case-insensitive; a UTF-8 byte order mark at the start is ignored. Parsing
+//! ([`Kubefile`]) is separate from interpreting ([`Recipe`]), and `ferry images` and
+//! `ferry build` both consume the one [`Recipe`], so they read a Kubefile identically;
+//! every error names `file:line`. The reference is `docs/kubefile.md`.
 
 mod instruction;
 mod lexer;
+mod recipe;
 
 pub use instruction::{Instruction, Located};
+pub use recipe::{
+    strip_bom, AppSpec, ClusterSpec, CopySpec, HookSpec, ImageSpec, ImageVia, Origin, PackageSpec,
+    Recipe,
+};
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +31,26 @@ pub enum KubefileError {
         file: PathBuf,
         line: usize,
         message: String,
+    },
+    /// A file the Kubefile names is missing or unreadable.
+    #[error("{at}: {what} {}: {error}", path.display())]
+    Missing {
+        at: Origin,
+        what: &'static str,
+        path: PathBuf,
+        error: std::io::Error,
+    },
+    /// An image reference (IMAGE, IMAGES line, AS name) that does not parse.
+    #[error("{at}: {error}")]
+    Reference {
+        at: Origin,
+        error: ferry_bundle::ReferenceError,
+    },
+    #[error("{at}: COPY destination {dest:?}: {error}")]
+    Destination {
+        at: Origin,
+        dest: String,
+        error: ferry_bundle::paths::PathError,
     },
 }
 
@@ -45,13 +71,13 @@ impl Kubefile {
 
     pub fn parse(text: &str, path: &Path) -> Result<Kubefile, KubefileError> {
         let mut instructions = Vec::new();
-        for (line, words) in
-            lexer::logical_lines(text).map_err(|(line, message)| KubefileError::Syntax {
+        for (line, words) in lexer::logical_lines(strip_bom(text)).map_err(|(line, message)| {
+            KubefileError::Syntax {
                 file: path.into(),
                 line,
                 message,
-            })?
-        {
+            }
+        })? {
             let ins = Instruction::parse(&words).map_err(|message| KubefileError::Syntax {
                 file: path.into(),
                 line,
@@ -144,6 +170,13 @@ mod tests {
                 name: Some("docker.io/library/app:1".into())
             }
         );
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_not_part_of_the_first_instruction() {
+        let k = parse("\u{feff}FROM scratch\nIMAGE nginx\n").unwrap();
+        assert_eq!(k.instructions[0].ins, Instruction::From("scratch".into()));
+        assert_eq!(k.instructions[1].line, 2);
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! Identity tokens (OAuth refresh tokens) are not supported yet: such an entry is skipped
 //! with a warning rather than sent as a password.
 
-use super::options::canonical_host;
 use base64::Engine as _;
+use ferry_bundle::reference::normalise_host;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -194,6 +194,13 @@ fn host_of_key(key: &str) -> String {
     let k = k.split_once("://").map_or(k, |(_, rest)| rest);
     let k = k.split('/').next().unwrap_or(k);
     canonical_host(k)
+}
+
+/// The bundle crate's host normalisation (Docker Hub's aliases are `docker.io`), so
+/// credentials are found under the same name the image reference uses; a key that is
+/// not a valid host is kept lowercased (it can then match nothing).
+fn canonical_host(host: &str) -> String {
+    normalise_host(host).unwrap_or_else(|_| host.to_ascii_lowercase())
 }
 
 /// The server URL credential helpers are keyed by (what `docker login` stored).

@@ -4,11 +4,8 @@
 //! place it is fetched from does. Docker Hub's API lives on `registry-1.docker.io`, mirrors
 //! substitute host and prefix, and only hosts listed as insecure are spoken to over HTTP.
 
-use super::options::{canonical_host, PullOptions};
-use ferry_bundle::reference::Reference;
-
-/// Docker Hub's API host; references say `docker.io`.
-const DOCKER_HUB_API: &str = "registry-1.docker.io";
+use super::options::PullOptions;
+use ferry_bundle::reference::{api_host, Reference};
 
 /// A resolved place to pull one repository from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,7 +26,8 @@ impl Endpoint {
     /// Maps a reference to the endpoint to contact, applying the first mirror whose
     /// upstream is the reference's host.
     pub fn resolve(reference: &Reference, opts: &PullOptions) -> Endpoint {
-        let upstream = canonical_host(&reference.host);
+        // Already normalised when the reference was parsed.
+        let upstream = reference.host.clone();
         let mirror = opts.mirrors.iter().find(|m| m.upstream == upstream);
         let (host, repository, mirror_of) = match mirror {
             Some(m) if m.prefix.is_empty() => (
@@ -42,12 +40,11 @@ impl Endpoint {
                 format!("{}/{}", m.prefix, reference.repository),
                 Some(upstream.clone()),
             ),
-            None if upstream == "docker.io" => (
-                DOCKER_HUB_API.to_string(),
+            None => (
+                api_host(&upstream).to_string(),
                 reference.repository.clone(),
                 None,
             ),
-            None => (upstream.clone(), reference.repository.clone(), None),
         };
         let scheme = if opts.is_insecure(&host) {
             "http"

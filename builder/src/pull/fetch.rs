@@ -10,8 +10,8 @@
 use super::cache::{CacheError, ContentCache};
 use super::client::{Client, Method};
 use super::error::PullError;
-use super::manifest::{Descriptor, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use super::stats::Counters;
+use ferry_bundle::oci::{Descriptor, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
 use ferry_bundle::Sha256Digest;
 use std::io::{Read, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -58,7 +58,7 @@ impl<'a> Fetcher<'a> {
             .client
             .send(Method::Head, &url, Some(MANIFEST_ACCEPT), &what)?;
         let head_digest =
-            header(&head, "docker-content-digest").and_then(|d| Sha256Digest::from_oci(&d));
+            header(&head, "docker-content-digest").and_then(|d| Sha256Digest::parse(&d).ok());
         let head_len = header(&head, "content-length").and_then(|l| l.parse::<u64>().ok());
         if let (Some(d), Some(len)) = (head_digest, head_len) {
             if self.cache.contains(&d, len) {
@@ -78,8 +78,8 @@ impl<'a> Fetcher<'a> {
         let bytes = self.read_manifest(&mut resp, &what)?;
         let digest = Sha256Digest::of(&bytes);
         if let Some(claimed) = claimed {
-            if claimed != digest.oci() {
-                return Err(self.mismatch(&what, &claimed, &digest.oci()));
+            if claimed != digest.to_string() {
+                return Err(self.mismatch(&what, &claimed, &digest.to_string()));
             }
         }
         self.store(&bytes, &digest, None, &what)?;
@@ -110,7 +110,7 @@ impl<'a> Fetcher<'a> {
                 content_type: None,
             });
         }
-        let url = self.client.endpoint.manifest_url(&digest.oci());
+        let url = self.client.endpoint.manifest_url(&digest.to_string());
         let mut resp = self
             .client
             .send(Method::Get, &url, Some(MANIFEST_ACCEPT), what)?;
@@ -191,7 +191,7 @@ impl<'a> Fetcher<'a> {
             self.counters.reused();
             return Ok(());
         }
-        let url = self.client.endpoint.blob_url(&desc.digest.oci());
+        let url = self.client.endpoint.blob_url(&desc.digest.to_string());
         let attempts = self.client.attempts();
         let mut attempt = 0;
         loop {
@@ -266,7 +266,7 @@ impl<'a> Fetcher<'a> {
     fn commit_err(&self, e: CacheError, what: &str) -> PullError {
         match e {
             CacheError::DigestMismatch { expected, actual } => {
-                self.mismatch(what, &expected.oci(), &actual.oci())
+                self.mismatch(what, &expected.to_string(), &actual.to_string())
             }
             CacheError::SizeMismatch { expected, actual } => {
                 self.size_mismatch(what, expected, actual.to_string())

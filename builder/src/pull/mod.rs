@@ -28,8 +28,10 @@
 //! few hundred lines here, written against the spec and unit-tested, in exchange for not
 //! pulling an async runtime into the builder. Module map: [`endpoint`] (reference → URL,
 //! mirrors, insecure hosts), [`dockerconfig`] (credentials), [`auth`] (challenges,
-//! tokens), `client` (requests, retries, status → error), [`manifest`] (media types,
-//! platform selection), `fetch` (verified transfers into the cache), [`cache`].
+//! tokens), `client` (requests, retries, status → error), [`manifest`] (platform
+//! selection), `fetch` (verified transfers into the cache), [`cache`]. Media types,
+//! descriptors and the manifest parser are the bundle crate's OCI model
+//! ([`ferry_bundle::oci`]), the same the installer's registry reads them with.
 
 pub mod auth;
 pub mod cache;
@@ -45,15 +47,15 @@ pub mod stats;
 pub use cache::{BlobWriter, CacheError, ContentCache};
 pub use dockerconfig::{Credentials, DockerConfig};
 pub use error::PullError;
-pub use manifest::Descriptor;
-pub use options::{Mirror, Platform, PullOptions};
+pub use ferry_bundle::oci::Descriptor;
+pub use options::{Mirror, MirrorError, Platform, PullOptions};
 pub use stats::PullStats;
 
 use client::Client;
+use ferry_bundle::oci::{self, Manifest, OciError};
 use ferry_bundle::reference::Reference;
 use ferry_bundle::Sha256Digest;
 use fetch::{Fetcher, Wanted};
-use manifest::{ImageManifest, ParseError, Parsed};
 use std::collections::HashSet;
 
 /// An image whose blobs are all in the cache.
@@ -86,57 +88,45 @@ pub fn pull(
     let wanted_platforms = opts.effective_platforms();
 
     let root = match &reference.digest {
-        Some(d) => {
-            let digest = Sha256Digest::from_oci(d)
-                .ok_or_else(|| unsupported(&client, "reference", "digest is not sha256"))?;
-            f.manifest_by_digest(&digest, None, &format!("manifest {d}"))?
-        }
+        Some(d) => f.manifest_by_digest(d, None, &format!("manifest {d}"))?,
         None => f.manifest_by_tag(reference.tag.as_deref().unwrap_or("latest"))?,
     };
-    let root_what = format!("manifest {}", root.digest.oci());
+    let root_what = format!("manifest {}", root.digest);
     let (root_type, parsed) = parse(
         &client,
         &root.bytes,
         root.content_type.as_deref(),
         &root_what,
     )?;
-    let root_desc = Descriptor {
-        media_type: root_type,
-        digest: root.digest,
-        size: root.bytes.len() as u64,
-    };
+    let root_desc = Descriptor::new(root_type.clone(), root.digest, root.bytes.len() as u64);
 
-    // (platform from the index, manifest descriptor, parsed manifest)
-    let mut images: Vec<(Option<Platform>, Descriptor, ImageManifest)> = Vec::new();
-    let is_index = matches!(parsed, Parsed::Index(_));
-    match parsed {
-        Parsed::Image(m) => images.push((None, root_desc.clone(), m)),
-        Parsed::Index(index) => {
-            let selected = manifest::select(&index, &wanted_platforms).map_err(|w| {
-                PullError::PlatformNotFound {
-                    reference: client.reference().to_string(),
-                    registry: client.registry(),
-                    wanted: w.to_string(),
-                    available: manifest::offered(&index),
-                }
-            })?;
-            for (platform, raw) in selected {
-                let what = format!("manifest {} ({platform})", raw.digest);
-                let d = raw
-                    .descriptor()
-                    .map_err(|e| malformed(&client, &root_what, e))?;
-                let m = f.manifest_by_digest(&d.digest, Some(d.size), &what)?;
-                let hint = (!raw.media_type.is_empty()).then_some(raw.media_type.as_str());
-                match parse(&client, &m.bytes, hint, &what)? {
-                    (media_type, Parsed::Image(im)) => {
-                        images.push((Some(platform), Descriptor { media_type, ..d }, im))
-                    }
-                    (_, Parsed::Index(_)) => {
-                        return Err(unsupported(&client, &what, "an index nested in an index"))
-                    }
-                }
+    // (platform from the index, manifest descriptor, its config, its layers)
+    let mut images: Vec<(Option<Platform>, Descriptor, Descriptor, Vec<Descriptor>)> = Vec::new();
+    let is_index = parsed.is_index(&root_type);
+    if is_index {
+        let selected = manifest::select(parsed.children(), &wanted_platforms).map_err(|w| {
+            PullError::PlatformNotFound {
+                reference: client.reference().to_string(),
+                registry: client.registry(),
+                wanted: w.to_string(),
+                available: manifest::offered(parsed.children()),
             }
+        })?;
+        for (platform, d) in selected {
+            let what = format!("manifest {} ({platform})", d.digest);
+            let m = f.manifest_by_digest(&d.digest, Some(d.size), &what)?;
+            let hint = (!d.media_type.is_empty()).then_some(d.media_type.as_str());
+            let (media_type, im) = parse(&client, &m.bytes, hint, &what)?;
+            if im.is_index(&media_type) {
+                return Err(unsupported(&client, &what, "an index nested in an index"));
+            }
+            let (config, layers) = image_parts(&client, &what, im)?;
+            let desc = Descriptor::new(media_type, d.digest, d.size);
+            images.push((Some(platform), desc, config, layers));
         }
+    } else {
+        let (config, layers) = image_parts(&client, &root_what, parsed)?;
+        images.push((None, root_desc.clone(), config, layers));
     }
 
     let keep_index = is_index && (images.len() > 1 || reference.digest.is_some());
@@ -152,20 +142,16 @@ pub fn pull(
         blobs.push(root_desc);
     }
     let mut wanted: Vec<Wanted> = Vec::new();
-    for (_, mdesc, m) in &images {
+    for (_, mdesc, config, layers) in &images {
         if seen.insert(mdesc.digest) {
             blobs.push(mdesc.clone());
         }
-        let parts =
-            std::iter::once(("config", &m.config)).chain(m.layers.iter().map(|l| ("layer", l)));
-        for (kind, raw) in parts {
-            let d = raw
-                .descriptor()
-                .map_err(|e| malformed(&client, &format!("manifest {}", mdesc.digest.oci()), e))?;
+        let parts = std::iter::once(("config", config)).chain(layers.iter().map(|l| ("layer", l)));
+        for (kind, d) in parts {
             if seen.insert(d.digest) {
                 wanted.push(Wanted {
-                    what: format!("{kind} {}", d.digest.oci()),
-                    desc: d,
+                    what: format!("{kind} {}", d.digest),
+                    desc: d.clone(),
                 });
             }
         }
@@ -174,11 +160,11 @@ pub fn pull(
     blobs.extend(wanted.into_iter().map(|w| w.desc));
 
     let mut platforms = Vec::new();
-    for (from_index, _, m) in &images {
+    for (from_index, _, config, _) in &images {
         match from_index {
             Some(p) => platforms.push(p.to_string()),
             None => {
-                if let Some(p) = config_platform(&f, m)? {
+                if let Some(p) = config_platform(&f, config)? {
                     // Only an explicit request is enforced: the host default is a
                     // preference for choosing within an index, not a filter.
                     if !opts.platforms.is_empty() && !opts.platforms.iter().any(|w| w.matches(&p)) {
@@ -212,20 +198,34 @@ pub fn pull(
 }
 
 /// The platform a single manifest's config declares, if it is an image config.
-fn config_platform(f: &Fetcher, m: &ImageManifest) -> Result<Option<Platform>, PullError> {
-    if !manifest::is_image_config(&m.config.media_type)
-        || m.config.size > manifest::MAX_MANIFEST_BYTES
-    {
+fn config_platform(f: &Fetcher, config: &Descriptor) -> Result<Option<Platform>, PullError> {
+    if !oci::is_image_config(&config.media_type) || config.size > oci::MAX_MANIFEST_BYTES {
         return Ok(None);
     }
-    let Ok(d) = m.config.descriptor() else {
-        return Ok(None);
-    };
-    let bytes = f.cache.read(&d.digest).map_err(|source| PullError::Cache {
-        reference: f.client.reference().to_string(),
-        source,
-    })?;
-    Ok(manifest::config_platform(&bytes))
+    let bytes = f
+        .cache
+        .read(&config.digest)
+        .map_err(|source| PullError::Cache {
+            reference: f.client.reference().to_string(),
+            source,
+        })?;
+    Ok(Platform::from_config(&bytes))
+}
+
+/// A manifest's config and layers; an image manifest without a config is malformed.
+fn image_parts(
+    client: &Client,
+    what: &str,
+    m: Manifest,
+) -> Result<(Descriptor, Vec<Descriptor>), PullError> {
+    match m.config {
+        Some(config) => Ok((config, m.layers)),
+        None => Err(malformed(
+            client,
+            what,
+            "an image manifest without a config".into(),
+        )),
+    }
 }
 
 fn parse(
@@ -233,10 +233,10 @@ fn parse(
     bytes: &[u8],
     content_type: Option<&str>,
     what: &str,
-) -> Result<(String, Parsed), PullError> {
-    manifest::parse(bytes, content_type).map_err(|e| match e {
-        ParseError::Unsupported(d) => unsupported(client, what, &d),
-        ParseError::Malformed(d) => malformed(client, what, d),
+) -> Result<(String, Manifest), PullError> {
+    oci::parse_manifest(bytes, content_type).map_err(|e| match e {
+        OciError::Malformed(d) => malformed(client, what, d),
+        other => unsupported(client, what, &other.to_string()),
     })
 }
 

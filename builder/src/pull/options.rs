@@ -1,10 +1,13 @@
 //! What a pull may be told: platforms, insecure registries, mirrors, credentials, limits.
 //!
 //! Kept as plain data so that the Kubefile, `ferry build` flags and tests can all fill it the
-//! same way; parsing of the user-facing strings (`linux/arm64/v8`, `docker.io=host/prefix`)
-//! lives here too so every front end reports the same errors.
+//! same way; parsing of the user-facing strings (`docker.io=host/prefix`) lives here too
+//! so every front end reports the same errors. A platform (`linux/arm64/v8`) is the OCI
+//! model's ([`ferry_bundle::oci::Platform`]); hosts are validated and normalised by the
+//! bundle crate's one [`normalise_host`].
 
-use std::fmt;
+pub use ferry_bundle::oci::Platform;
+use ferry_bundle::reference::{api_host, check_repository, normalise_host, ReferenceError};
 use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
@@ -70,85 +73,6 @@ impl PullOptions {
     }
 }
 
-/// An OCI platform: `os/architecture[/variant]`, e.g. `linux/amd64`, `linux/arm/v7`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
-        Platform {
-            os: os.to_string(),
-            architecture: architecture.to_string(),
-            variant: variant.filter(|v| !v.is_empty()).map(str::to_string),
-        }
-    }
-
-    /// The platform of the machine running the builder, in OCI (GOARCH) spelling.
-    pub fn host() -> Platform {
-        let arch = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-            "loongarch64" => "loong64",
-            other => other,
-        };
-        let variant = (arch == "arm").then_some("v7");
-        Platform::new("linux", arch, variant)
-    }
-
-    /// Does a manifest's platform satisfy this requested one? An absent variant in the
-    /// request matches any variant; `arm64` and `arm64/v8` are the same thing (as
-    /// containerd's matcher treats them).
-    pub fn matches(&self, candidate: &Platform) -> bool {
-        if self.os != candidate.os || self.architecture != candidate.architecture {
-            return false;
-        }
-        match &self.variant {
-            None => true,
-            Some(want) => {
-                let norm = |p: &Platform| match (p.architecture.as_str(), p.variant.as_deref()) {
-                    ("arm64", None) => Some("v8".to_string()),
-                    (_, v) => v.map(str::to_string),
-                };
-                norm(candidate).as_deref() == Some(want.as_str())
-            }
-        }
-    }
-}
-
-impl FromStr for Platform {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let parts: Vec<&str> = s.trim().split('/').collect();
-        let ok =
-            |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
-        match parts.as_slice() {
-            [os, arch] if ok(os) && ok(arch) => Ok(Platform::new(os, arch, None)),
-            [os, arch, var] if ok(os) && ok(arch) && ok(var) => {
-                Ok(Platform::new(os, arch, Some(var)))
-            }
-            _ => Err(format!(
-                "invalid platform {s:?}: expected os/arch[/variant], e.g. linux/amd64 or linux/arm/v7"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for Platform {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
 /// A build-time mirror: `upstream=mirror-host[/path-prefix]`, e.g.
 /// `docker.io=localhost:5000/dockerhub` pulls `docker.io/library/nginx` from
 /// `localhost:5000/dockerhub/library/nginx` while the bundle still calls it
@@ -168,82 +92,64 @@ pub struct Mirror {
     pub prefix: String,
 }
 
+/// Why a `--registry-mirror` value was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid mirror {value:?}: {problem}; expected upstream=mirror-host[/path-prefix], e.g. docker.io=localhost:5000/dockerhub")]
+pub struct MirrorError {
+    pub value: String,
+    pub problem: MirrorProblem,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MirrorProblem {
+    #[error("missing '='")]
+    NoEquals,
+    #[error("give a host, not a URL (use --insecure-registry for plain HTTP)")]
+    Url,
+    #[error("upstream: {0}")]
+    Upstream(ReferenceError),
+    #[error("mirror host: {0}")]
+    Host(ReferenceError),
+    #[error("path prefix: {0}")]
+    Prefix(ReferenceError),
+}
+
 impl FromStr for Mirror {
-    type Err = String;
+    type Err = MirrorError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| {
-            format!(
-                "invalid mirror {s:?}: {why}; expected upstream=mirror-host[/path-prefix], \
-                 e.g. docker.io=localhost:5000/dockerhub"
-            )
+        let bad = |problem| MirrorError {
+            value: s.to_string(),
+            problem,
         };
         let Some((up, target)) = s.trim().split_once('=') else {
-            return Err(bad("missing '='"));
+            return Err(bad(MirrorProblem::NoEquals));
         };
         let up = up.trim().trim_end_matches('/');
         let target = target.trim();
         if target.contains("://") {
-            return Err(bad(
-                "give a host, not a URL (use insecure_registries for plain HTTP)",
-            ));
+            return Err(bad(MirrorProblem::Url));
         }
         let (host, prefix) = match target.split_once('/') {
             Some((h, p)) => (h, p.trim_matches('/')),
             None => (target, ""),
         };
-        if up.is_empty() || host.is_empty() || up.contains('/') {
-            return Err(bad("empty or malformed host"));
-        }
+        let upstream = normalise_host(up).map_err(|e| bad(MirrorProblem::Upstream(e)))?;
+        let host = normalise_host(host).map_err(|e| bad(MirrorProblem::Host(e)))?;
         if !prefix.is_empty() {
-            ferry_bundle::reference::check_repository(prefix).map_err(|e| bad(&e))?;
+            check_repository(prefix).map_err(|e| bad(MirrorProblem::Prefix(e)))?;
         }
         Ok(Mirror {
-            upstream: canonical_host(up),
-            host: host.to_ascii_lowercase(),
+            upstream,
+            // The mirror is contacted, so Docker Hub is its API host.
+            host: api_host(&host).to_string(),
             prefix: prefix.to_string(),
         })
-    }
-}
-
-/// Docker Hub has three names; references are normalised to `docker.io`.
-pub(crate) fn canonical_host(host: &str) -> String {
-    let h = host.to_ascii_lowercase();
-    match h.as_str() {
-        "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            "docker.io".to_string()
-        }
-        _ => h,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_platforms() {
-        let p: Platform = "linux/arm/v7".parse().unwrap();
-        assert_eq!(p, Platform::new("linux", "arm", Some("v7")));
-        assert_eq!(p.to_string(), "linux/arm/v7");
-        assert_eq!("linux/amd64".parse::<Platform>().unwrap().variant, None);
-        for bad in ["linux", "linux/", "/amd64", "a/b/c/d", "linux/am d64"] {
-            assert!(bad.parse::<Platform>().is_err(), "{bad}");
-        }
-    }
-
-    #[test]
-    fn platform_matching() {
-        let arm64 = Platform::new("linux", "arm64", None);
-        let arm64v8 = Platform::new("linux", "arm64", Some("v8"));
-        let want_v8: Platform = "linux/arm64/v8".parse().unwrap();
-        assert!(arm64.matches(&arm64v8));
-        assert!(want_v8.matches(&arm64));
-        assert!(want_v8.matches(&arm64v8));
-        let want_v7: Platform = "linux/arm/v7".parse().unwrap();
-        assert!(!want_v7.matches(&Platform::new("linux", "arm", Some("v6"))));
-        assert!(!arm64.matches(&Platform::new("linux", "amd64", None)));
-        assert!(!arm64.matches(&Platform::new("windows", "arm64", None)));
-    }
 
     #[test]
     fn parses_mirrors() {
@@ -258,9 +164,21 @@ mod tests {
         );
         let m: Mirror = "index.docker.io=mirror.local".parse().unwrap();
         assert_eq!((m.upstream.as_str(), m.prefix.as_str()), ("docker.io", ""));
-        for bad in ["docker.io", "=x", "a=", "a=http://x", "a=h/UPPER"] {
+        for bad in [
+            "docker.io",
+            "=x",
+            "a=",
+            "a=http://x",
+            "a=h/UPPER",
+            "a/b=h",
+            "a=h\"x",
+            "a=h x",
+            "a..b=h",
+        ] {
             assert!(bad.parse::<Mirror>().is_err(), "{bad}");
         }
+        let e = "docker.io=http://x".parse::<Mirror>().unwrap_err();
+        assert_eq!(e.problem, MirrorProblem::Url);
     }
 
     #[test]

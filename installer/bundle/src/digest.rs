@@ -5,34 +5,29 @@ use sha2::{Digest as _, Sha256};
 use std::fmt;
 use std::io::{self, Read, Write};
 
-/// A sha256 digest. Displays as 64 lowercase hex characters; [`Sha256Digest::oci`] gives
-/// the `sha256:<hex>` form used by OCI.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+/// A sha256 digest. Displays (and debug-prints) as `sha256:<hex>`, the form OCI and
+/// people read; [`Sha256Digest::hex`] gives the bare 64 hex characters used in blob
+/// file names and in bundle.json's entry table. Serde uses `sha256:<hex>`; fields that
+/// format v1 stores as bare hex use [`hex_serde`].
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Sha256Digest(pub [u8; 32]);
 
-impl serde::Serialize for Sha256Digest {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.oci())
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Sha256Digest {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        Sha256Digest::from_oci(&s)
-            .ok_or_else(|| serde::de::Error::custom(format!("{s:?} is not sha256:<64 hex>")))
-    }
+/// Why a string is not a sha256 digest.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DigestError {
+    #[error("digest {0:?} is not sha256:<64 lowercase hex> (only sha256 is supported)")]
+    NotSha256(String),
+    #[error("{0:?} is not 64 lowercase hex characters")]
+    BadHex(String),
 }
 
 impl Sha256Digest {
     pub fn of(bytes: &[u8]) -> Self {
         Sha256Digest(Sha256::digest(bytes).into())
     }
+    /// The bare 64 lowercase hex characters.
     pub fn hex(&self) -> String {
         hex::encode(self.0)
-    }
-    pub fn oci(&self) -> String {
-        format!("sha256:{}", self.hex())
     }
     /// Parses 64 hex characters (lowercase, as OCI requires).
     pub fn from_hex(s: &str) -> Option<Self> {
@@ -47,20 +42,48 @@ impl Sha256Digest {
         hex::decode_to_slice(s, &mut out).ok()?;
         Some(Sha256Digest(out))
     }
-    /// Parses `sha256:<64 hex>`; any other algorithm is refused.
-    pub fn from_oci(s: &str) -> Option<Self> {
-        s.strip_prefix("sha256:").and_then(Self::from_hex)
+    /// Parses `sha256:<64 lowercase hex>`; any other algorithm is refused.
+    pub fn parse(s: &str) -> Result<Self, DigestError> {
+        s.strip_prefix("sha256:")
+            .and_then(Self::from_hex)
+            .ok_or_else(|| DigestError::NotSha256(s.to_string()))
+    }
+}
+
+impl std::str::FromStr for Sha256Digest {
+    type Err = DigestError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Sha256Digest::parse(s)
     }
 }
 
 impl fmt::Display for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.hex())
+        write!(f, "sha256:{}", self.hex())
     }
 }
 impl fmt::Debug for Sha256Digest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "sha256:{}", self.hex())
+        fmt::Display::fmt(self, f)
+    }
+}
+
+serde_as_string!(Sha256Digest);
+
+/// `#[serde(with = "ferry_bundle::digest::hex_serde")]`: a [`Sha256Digest`] stored as
+/// bare hex. bundle.json format v1 writes entry and stub checksums that way; the field's
+/// type changes, its bytes on disk do not.
+pub mod hex_serde {
+    use super::{DigestError, Sha256Digest};
+
+    pub fn serialize<S: serde::Serializer>(d: &Sha256Digest, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&d.hex())
+    }
+
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Sha256Digest, D::Error> {
+        let s = <std::borrow::Cow<'de, str> as serde::Deserialize>::deserialize(d)?;
+        Sha256Digest::from_hex(&s)
+            .ok_or_else(|| serde::de::Error::custom(DigestError::BadHex(s.into_owned())))
     }
 }
 
@@ -156,17 +179,51 @@ pub fn hash_reader(mut r: impl Read) -> io::Result<(Sha256Digest, u64)> {
 mod tests {
     use super::*;
 
+    const ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
     #[test]
-    fn parses_and_prints_oci_form() {
+    fn displays_and_parses_the_oci_form() {
         let d = Sha256Digest::of(b"abc");
-        assert_eq!(
-            d.oci(),
-            "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        assert_eq!(d.to_string(), format!("sha256:{ABC}"));
+        assert_eq!(format!("{d:?}"), format!("sha256:{ABC}"));
+        assert_eq!(d.hex(), ABC);
+        assert_eq!(Sha256Digest::parse(&d.to_string()), Ok(d));
+        assert_eq!(d.to_string().parse::<Sha256Digest>(), Ok(d));
+        assert!(Sha256Digest::parse("sha512:00").is_err());
+        assert!(
+            Sha256Digest::parse(ABC).is_err(),
+            "bare hex is not the OCI form"
         );
-        assert_eq!(Sha256Digest::from_oci(&d.oci()), Some(d));
-        assert_eq!(Sha256Digest::from_oci("sha512:00"), None);
         assert_eq!(Sha256Digest::from_hex(&d.hex().to_uppercase()), None);
         assert_eq!(Sha256Digest::from_hex("../etc"), None);
+    }
+
+    #[test]
+    fn serde_default_is_prefixed_and_hex_serde_is_bare() {
+        #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+        struct Both {
+            digest: Sha256Digest,
+            #[serde(with = "hex_serde")]
+            sha256: Sha256Digest,
+        }
+        let d = Sha256Digest::of(b"abc");
+        let json = serde_json::to_string(&Both {
+            digest: d,
+            sha256: d,
+        })
+        .unwrap();
+        assert_eq!(
+            json,
+            format!(r#"{{"digest":"sha256:{ABC}","sha256":"{ABC}"}}"#)
+        );
+        let back: Both = serde_json::from_str(&json).unwrap();
+        assert_eq!(back.digest, d);
+        assert_eq!(back.sha256, d);
+        // Each form refuses the other.
+        let swapped = format!(r#"{{"digest":"{ABC}","sha256":"{ABC}"}}"#);
+        assert!(serde_json::from_str::<Both>(&swapped).is_err());
+        let swapped = format!(r#"{{"digest":"sha256:{ABC}","sha256":"sha256:{ABC}"}}"#);
+        assert!(serde_json::from_str::<Both>(&swapped).is_err());
     }
 
     #[test]

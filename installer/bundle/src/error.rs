@@ -1,6 +1,9 @@
 //! Errors of the bundle format. Every variant names the entry (or footer field) at fault,
 //! because an operator on an air-gapped site must know *what* is broken, not just *that*.
+//! Digests are boxed so the error stays small (it travels inside the installer's engine
+//! errors, which clippy keeps under 128 bytes).
 
+use crate::digest::Sha256Digest;
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,13 +31,19 @@ pub enum BundleError {
     #[error("entry {entry}: sha256 mismatch (expected {expected}, found {found}); the bundle is damaged — copy it again")]
     EntryChecksum {
         entry: String,
-        expected: String,
-        found: String,
+        expected: Box<Sha256Digest>,
+        found: Box<Sha256Digest>,
     },
     #[error("payload: sha256 mismatch (footer says {expected}, payload hashes to {found}); the bundle is damaged — copy it again")]
-    PayloadChecksum { expected: String, found: String },
+    PayloadChecksum {
+        expected: Box<Sha256Digest>,
+        found: Box<Sha256Digest>,
+    },
     #[error("installer stub: sha256 mismatch (bundle.json says {expected}, found {found}); the bundle is damaged — copy it again")]
-    StubChecksum { expected: String, found: String },
+    StubChecksum {
+        expected: Box<Sha256Digest>,
+        found: Box<Sha256Digest>,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -46,10 +55,10 @@ impl BundleError {
             source,
         }
     }
-    pub fn entry(entry: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub fn entry(entry: impl Into<String>, reason: impl std::fmt::Display) -> Self {
         BundleError::BadEntry {
             entry: entry.into(),
-            reason: reason.into(),
+            reason: reason.to_string(),
         }
     }
 }

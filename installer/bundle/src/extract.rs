@@ -42,13 +42,11 @@ pub fn extract(b: &Bundle, target: &Path, progress: &dyn Fn(u64)) -> Result<Extr
                     .map_err(|e| BundleError::entry(&t.path, e.to_string()))?;
                 continue;
             }
+            // check_structure proved every file but bundle.json is in the entry table.
             let expected = if t.path == crate::MANIFEST_PATH {
-                b.footer.manifest_sha256.hex()
+                Some(b.footer.manifest_sha256)
             } else {
-                b.manifest
-                    .entry(&t.path)
-                    .map(|e| e.sha256.clone())
-                    .unwrap_or_default()
+                b.entry(&t.path).map(|e| e.sha256)
             };
             let (parent, name) = match t.path.rsplit_once('/') {
                 Some((p, n)) => (Some(p), n),
@@ -85,12 +83,16 @@ pub fn extract(b: &Bundle, target: &Path, progress: &dyn Fn(u64)) -> Result<Extr
             let mut src = HashingReader::new(src);
             io::copy(&mut src, &mut out).map_err(|e| BundleError::entry(&t.path, e.to_string()))?;
             let (got, n) = src.finish();
-            if got.hex() != expected {
-                return Err(BundleError::EntryChecksum {
-                    entry: t.path.clone(),
-                    expected,
-                    found: got.hex(),
-                });
+            match expected {
+                Some(expected) if got == expected => {}
+                Some(expected) => {
+                    return Err(BundleError::EntryChecksum {
+                        entry: t.path.clone(),
+                        expected: Box::new(expected),
+                        found: Box::new(got),
+                    })
+                }
+                None => return Err(BundleError::entry(&t.path, "not listed in bundle.json")),
             }
             report.files += 1;
             report.bytes += n;

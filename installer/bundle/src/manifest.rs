@@ -2,9 +2,18 @@
 //!
 //! Unknown fields are ignored and every collection defaults to empty, so an older installer
 //! can still `--info` a newer bundle of the same format version.
+//!
+//! The fields are typed ([`Reference`], [`Sha256Digest`], [`HostPath`]), so bundle.json
+//! is parsed — and every name, digest and destination validated — once, when the bundle
+//! opens; code after that never re-parses a string. The JSON on disk is format v1's:
+//! image digests as `sha256:<hex>`, entry and stub checksums as bare hex
+//! ([`crate::digest::hex_serde`]).
 
+use crate::digest::{hex_serde, Sha256Digest};
+use crate::paths::{HostPath, PathError};
+use crate::reference::Reference;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct BundleManifest {
@@ -45,7 +54,9 @@ pub struct BundleManifest {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StubRecord {
     pub size: u64,
-    pub sha256: String,
+    /// Bare hex on disk.
+    #[serde(with = "hex_serde")]
+    pub sha256: Sha256Digest,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -58,9 +69,11 @@ pub struct ClusterRecord {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ImageRecord {
     /// Full reference including registry host, e.g. `docker.io/library/nginx:1.27`.
-    pub name: String,
+    pub name: Reference,
     /// Digest of the top-level manifest (or index) stored for this name.
-    pub digest: String,
+    pub digest: Sha256Digest,
+    /// Checked when read: it is served as `Content-Type`.
+    #[serde(deserialize_with = "crate::oci::de_media_type")]
     pub media_type: String,
     /// Sum of the sizes of every blob this image references (shared blobs counted fully).
     pub size: u64,
@@ -89,12 +102,52 @@ pub struct AppRecord {
 
 /// A `COPY` into the host's filesystem.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "RawFileRecord")]
 pub struct FileRecord {
     /// Entry path inside the payload.
     pub entry: String,
-    /// Absolute destination on the host (under `--root`).
-    pub dest: String,
+    /// Absolute, normalised destination on the host (under `--root`).
+    pub dest: HostPath,
     pub mode: u32,
+}
+
+/// A [`FileRecord`] as it is on disk, before its destination is checked.
+#[derive(Deserialize)]
+struct RawFileRecord {
+    entry: String,
+    dest: String,
+    mode: u32,
+}
+
+/// A `files[]` destination that could leave `--root` or is not a plain absolute path.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("files[] entry {entry}: destination {dest:?} is refused: {problem} (a destination must be an absolute, normalised path)")]
+pub struct BadDestination {
+    pub entry: String,
+    pub dest: String,
+    pub problem: PathError,
+}
+
+impl TryFrom<RawFileRecord> for FileRecord {
+    type Error = BadDestination;
+    fn try_from(r: RawFileRecord) -> Result<Self, Self::Error> {
+        let problem = match HostPath::new(r.dest.as_str()) {
+            Ok(dest) if !dest.is_root() => {
+                return Ok(FileRecord {
+                    entry: r.entry,
+                    dest,
+                    mode: r.mode,
+                })
+            }
+            Ok(_) => PathError::Root,
+            Err(e) => e.reason,
+        };
+        Err(BadDestination {
+            entry: r.entry,
+            dest: r.dest,
+            problem,
+        })
+    }
 }
 
 /// A runtime or cluster payload (`payloads/<name>`): containerd, k3s, ….
@@ -118,8 +171,9 @@ pub struct EntryRecord {
     pub path: String,
     /// Stored size in bytes (as in the tar header).
     pub size: u64,
-    /// sha256 of the stored bytes, hex.
-    pub sha256: String,
+    /// sha256 of the stored bytes (bare hex on disk).
+    #[serde(with = "hex_serde")]
+    pub sha256: Sha256Digest,
     /// Offset of the entry's first data byte, relative to the start of the payload.
     pub offset: u64,
     /// `zstd` when the stored bytes are a zstd frame of the original file.
@@ -135,14 +189,103 @@ fn default_mode() -> u32 {
 }
 
 impl BundleManifest {
-    pub fn entry(&self, path: &str) -> Option<&EntryRecord> {
-        self.entries.iter().find(|e| e.path == path)
-    }
-    /// The entry that holds an OCI blob, if the bundle carries it.
-    pub fn blob_entry(&self, digest_hex: &str) -> Option<&EntryRecord> {
-        self.entry(&format!("{}/blobs/sha256/{digest_hex}", crate::OCI_DIR))
-    }
+    /// Sum of every entry's stored size.
     pub fn payload_bytes(&self) -> u64 {
         self.entries.iter().map(|e| e.size).sum()
+    }
+
+    /// Every registry host the bundle's images name (`docker.io`, `quay.io`, …), sorted:
+    /// each needs a mirror (hosts.toml, registries.yaml) pointing at ferry's registry.
+    pub fn upstream_hosts(&self) -> BTreeSet<String> {
+        self.images.iter().map(|i| i.name.host.clone()).collect()
+    }
+
+    /// The payload named `name` ([`crate::roles::PAYLOAD_CONTAINERD`], …), if carried.
+    pub fn payload(&self, name: &str) -> Option<&PayloadRecord> {
+        self.payloads.iter().find(|p| p.name == name)
+    }
+}
+
+impl PayloadRecord {
+    /// Entry path of the file with `role` ([`crate::roles`]), if the payload has it.
+    pub fn file(&self, role: &str) -> Option<&str> {
+        self.files.get(role).map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
+    /// bundle.json as format v1 writes it (the shape of bundles built before the fields
+    /// were typed): it must still read, and write back to the same JSON.
+    fn v1_json(dest: &str, name: &str) -> String {
+        let name = serde_json::to_string(name).unwrap();
+        format!(
+            r#"{{"format":1,"name":"t","installer":{{"size":10,"sha256":"{HEX}"}},
+            "images":[{{"name":{name},"digest":"sha256:{HEX}","media_type":"application/vnd.oci.image.manifest.v1+json","size":5,"source":"nginx","platforms":["linux/amd64"]}}],
+            "files":[{{"entry":"files/rootfs/opt/a.sh","dest":"{dest}","mode":493}}],
+            "payloads":[{{"name":"containerd","version":"","files":{{"bin/ctr":"files/payloads/containerd/bin/ctr"}}}}],
+            "entries":[{{"path":"files/rootfs/opt/a.sh","size":3,"sha256":"{HEX}","offset":512,"mode":493}}]}}"#
+        )
+    }
+
+    #[test]
+    fn v1_json_reads_typed_and_writes_back_unchanged() {
+        let text = v1_json("/opt/a.sh", "docker.io/library/nginx:1.27");
+        let m: BundleManifest = serde_json::from_str(&text).unwrap();
+        assert_eq!(m.images[0].name.repository, "library/nginx");
+        assert_eq!(m.images[0].digest.hex(), HEX);
+        assert_eq!(m.entries[0].sha256.hex(), HEX);
+        assert_eq!(m.installer.sha256.hex(), HEX);
+        assert_eq!(m.files[0].dest.as_str(), "/opt/a.sh");
+        assert_eq!(
+            m.payload("containerd").unwrap().file(crate::roles::CTR),
+            Some("files/payloads/containerd/bin/ctr")
+        );
+        assert!(m.payload("k3s").is_none());
+        let again: serde_json::Value = serde_json::to_value(&m).unwrap();
+        let orig: serde_json::Value = serde_json::from_str(&text).unwrap();
+        for key in ["installer", "images", "files", "payloads", "entries"] {
+            assert_eq!(again[key], orig[key], "{key}");
+        }
+    }
+
+    #[test]
+    fn destination_with_dotdot_is_refused_naming_the_entry() {
+        let e = serde_json::from_str::<BundleManifest>(&v1_json("/opt/../../etc/x", "nginx"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("files/rootfs/opt/a.sh") && e.contains("'..'"),
+            "{e}"
+        );
+        let e = serde_json::from_str::<BundleManifest>(&v1_json("opt/a.sh", "nginx"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("absolute"), "{e}");
+    }
+
+    #[test]
+    fn hostile_image_names_are_refused_when_read() {
+        for bad in ["../x:1", "evil\".io/x:1", "a.io\n/x:1"] {
+            assert!(
+                serde_json::from_str::<BundleManifest>(&v1_json("/opt/a.sh", bad)).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn upstream_hosts_are_every_image_host() {
+        let mut m: BundleManifest =
+            serde_json::from_str(&v1_json("/opt/a.sh", "index.docker.io/x:1")).unwrap();
+        let mut quay = m.images[0].clone();
+        quay.name = Reference::parse("quay.io/a/b:1").unwrap();
+        m.images.push(quay);
+        let hosts: Vec<String> = m.upstream_hosts().into_iter().collect();
+        assert_eq!(hosts, ["docker.io", "quay.io"]);
     }
 }

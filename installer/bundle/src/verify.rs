@@ -92,7 +92,7 @@ struct Range {
     path: String,
     offset: u64,
     size: u64,
-    sha256: String,
+    sha256: Sha256Digest,
 }
 
 /// [`check`], also writing every byte of the file, in order, to `sink`: staging copies
@@ -123,10 +123,10 @@ pub fn check_and_copy(
         progress(pos);
     }
     let stub = Sha256Digest(h.finalize().into());
-    if stub.hex() != b.manifest.installer.sha256 {
+    if stub != b.manifest.installer.sha256 {
         return Err(BundleError::StubChecksum {
-            expected: b.manifest.installer.sha256.clone(),
-            found: stub.hex(),
+            expected: Box::new(b.manifest.installer.sha256),
+            found: Box::new(stub),
         });
     }
 
@@ -140,14 +140,14 @@ pub fn check_and_copy(
             path: e.path.clone(),
             offset: e.offset,
             size: e.size,
-            sha256: e.sha256.clone(),
+            sha256: e.sha256,
         })
         .collect();
     ranges.push(Range {
         path: crate::MANIFEST_PATH.into(),
         offset: b.footer.manifest_offset,
         size: b.footer.manifest_len,
-        sha256: b.footer.manifest_sha256.hex(),
+        sha256: b.footer.manifest_sha256,
     });
     ranges.sort_by_key(|r| r.offset);
     let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(4);
@@ -223,12 +223,12 @@ fn hash_ranges(
                     cur.get_or_insert_with(Sha256::new).update(slice(at, stop));
                     at = stop;
                     if at == r.offset + r.size {
-                        let got = Sha256Digest(cur.take().unwrap().finalize().into()).hex();
+                        let got = Sha256Digest(cur.take().unwrap().finalize().into());
                         if got != r.sha256 && first_bad.is_none() {
                             first_bad = Some(BundleError::EntryChecksum {
                                 entry: r.path.clone(),
-                                expected: r.sha256.clone(),
-                                found: got,
+                                expected: Box::new(r.sha256),
+                                found: Box::new(got),
                             });
                         }
                         idx += 1;

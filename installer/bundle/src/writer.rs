@@ -90,10 +90,7 @@ impl BundleWriter {
         let mut stub = HashingReader::new(stub);
         io::copy(&mut stub, &mut me.out.w).map_err(|e| BundleError::io(&partial, e))?;
         let (sha, size) = stub.finish();
-        me.stub = StubRecord {
-            size,
-            sha256: sha.hex(),
-        };
+        me.stub = StubRecord { size, sha256: sha };
         Ok(me)
     }
 
@@ -193,7 +190,7 @@ impl BundleWriter {
         let rec = EntryRecord {
             path: path.to_string(),
             size,
-            sha256: Sha256Digest(h.finalize().into()).hex(),
+            sha256: Sha256Digest(h.finalize().into()),
             offset,
             compression: compression.map(str::to_string),
             mode: mode & 0o777,
@@ -207,16 +204,16 @@ impl BundleWriter {
     /// Returns false when the blob was already present (stored once, however many images
     /// share it).
     pub fn add_blob(&mut self, digest: &Sha256Digest, size: u64, data: impl Read) -> Result<bool> {
-        let path = blob_path(digest);
+        let path = crate::paths::blob_entry(digest);
         if self.paths.contains(&path) {
             return Ok(false);
         }
         let rec = self.add_entry(&path, size, 0o644, data)?;
-        if rec.sha256 != digest.hex() {
+        if rec.sha256 != *digest {
             return Err(BundleError::EntryChecksum {
-                entry: format!("blob {digest:?}"),
-                expected: digest.hex(),
-                found: rec.sha256,
+                entry: format!("blob {digest}"),
+                expected: Box::new(*digest),
+                found: Box::new(rec.sha256),
             });
         }
         Ok(true)
@@ -279,11 +276,6 @@ impl Drop for BundleWriter {
             let _ = std::fs::remove_file(&self.partial);
         }
     }
-}
-
-/// Entry path of an OCI blob.
-pub fn blob_path(d: &Sha256Digest) -> String {
-    format!("{}/blobs/sha256/{}", crate::OCI_DIR, d.hex())
 }
 
 fn partial_path(out: &Path) -> PathBuf {

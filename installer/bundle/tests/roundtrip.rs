@@ -35,6 +35,12 @@ fn round_trip_check_and_extract() {
     let b = Bundle::open(&out).unwrap();
     assert_eq!(b.manifest.entries.len(), 3);
     assert_eq!(b.footer.payload_offset, 3000);
+    let blob = Sha256Digest::of(&[42u8; 100_000]);
+    let e = b.blob_entry(&blob).expect("blob found through the index");
+    assert_eq!(e.sha256, blob);
+    assert_eq!(b.blobs().map(|(d, _)| d).collect::<Vec<_>>(), [blob]);
+    assert_eq!(b.entry("files/etc/hello.txt").unwrap().size, 5);
+    assert!(b.entry("files/etc/nope").is_none());
     check(&b, &|_| {}).unwrap();
     let x = dir.path().join("x");
     let r = extract(&b, &x, &|_| {}).unwrap();

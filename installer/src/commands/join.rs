@@ -39,7 +39,7 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         platform: &m.info.platform,
         ports: vec![],
         cluster: m.info.cluster.is_some(),
-        bundle_sha256: &m.info.bundle_sha256,
+        bundle_sha256: &m.info.bundle_sha256.to_string(),
         bundle_name: &m.info.bundle_name,
         role: NodeRole::Join,
         invocation: &settings::invocation(),
@@ -65,7 +65,7 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
     {
         // Who this host is, in the journal's very first save.
         let j = &mut jf.journal;
-        j.bundle_sha256 = m.info.bundle_sha256.clone();
+        j.bundle_sha256 = m.info.bundle_sha256.to_string();
         j.bundle_name = m.info.bundle_name.clone();
         j.role = NodeRole::Join;
         j.node_ip = js.node_ip.to_string();

@@ -36,7 +36,7 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                     "{:>14}  {:>14}  {}  {}{z}",
                     e.size,
                     e.offset,
-                    e.sha256,
+                    e.sha256.hex(),
                     e.path
                 )?;
             }

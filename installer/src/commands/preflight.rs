@@ -26,7 +26,7 @@ pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
         platform: &b.manifest.platform,
         ports: vec![s.registry_port, s.join_port],
         cluster: b.manifest.cluster.is_some(),
-        bundle_sha256: &b.footer.payload_sha256.oci(),
+        bundle_sha256: &b.footer.payload_sha256.to_string(),
         bundle_name: &b.manifest.name,
         role: NodeRole::Server,
         invocation: &s.invocation,

@@ -3,55 +3,13 @@
 //! join channel.
 
 use crate::cli::RegistryArgs;
-use crate::registry::{BlobLocation, ImageStore, RunningServer, ServeOptions, StoredImage};
+use crate::registry::{ImageStore, RunningServer, ServeOptions};
 use anyhow::{Context, Result};
-use ferry_bundle::reference::Reference;
-use ferry_bundle::{Bundle, Sha256Digest};
-use std::collections::HashMap;
+use ferry_bundle::Bundle;
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
-
-/// The registry's view of one or more bundles: every image name → its root digest, every
-/// blob → its byte range in a bundle file. Nothing is read but bundle.json and
-/// manifests. The first bundle wins where two carry the same image name (an upgrade
-/// serves the new version first and the old one's other images until it commits).
-pub fn store_from_bundles(bundles: &[Bundle]) -> Result<ImageStore> {
-    let mut blobs = HashMap::new();
-    let mut images: Vec<StoredImage> = Vec::new();
-    let prefix = format!("{}/blobs/sha256/", ferry_bundle::OCI_DIR);
-    for b in bundles {
-        for e in &b.manifest.entries {
-            if let Some(hex) = e.path.strip_prefix(&prefix) {
-                if let Some(d) = Sha256Digest::from_hex(hex) {
-                    blobs.entry(d).or_insert(BlobLocation {
-                        path: b.path.clone(),
-                        offset: b.absolute_offset(e),
-                        len: e.size,
-                    });
-                }
-            }
-        }
-        for i in &b.manifest.images {
-            let reference = Reference::parse(&i.name)
-                .map_err(anyhow::Error::msg)
-                .with_context(|| format!("bundle.json image {}", i.name))?;
-            let digest = Sha256Digest::from_oci(&i.digest).with_context(|| {
-                format!("bundle.json image {}: bad digest {}", i.name, i.digest)
-            })?;
-            if images.iter().any(|x| x.reference == reference) {
-                continue;
-            }
-            images.push(StoredImage {
-                reference,
-                digest,
-                media_type: i.media_type.clone(),
-            });
-        }
-    }
-    Ok(ImageStore::new(images, blobs)?)
-}
 
 pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
     let b = crate::locate::open(bundle)?;
@@ -59,7 +17,7 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
     for p in &args.serve_also {
         all.push(Bundle::open(p).with_context(|| format!("--serve-also {}", p.display()))?);
     }
-    let mut store = store_from_bundles(&all)?;
+    let mut store = ImageStore::from_bundles(&all);
     if let (Some(ca), Some(token_file)) = (&args.ca, &args.token_file) {
         let token = std::fs::read_to_string(token_file)
             .with_context(|| format!("reading {}", token_file.display()))?;

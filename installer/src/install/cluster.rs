@@ -97,7 +97,7 @@ pub fn k3s_binary(b: &Bundle) -> Result<EntryRef, PlanError> {
         .manifest
         .payloads
         .iter()
-        .filter(|p| p.name == "k3s")
+        .filter(|p| p.name == ferry_bundle::roles::PAYLOAD_K3S)
         .find_map(|p| p.files.get(K3S_BIN))
         .ok_or_else(|| {
             PlanError::K3s(

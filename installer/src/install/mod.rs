@@ -85,7 +85,7 @@ pub fn entry_ref(b: &Bundle, entry: &str, what: &str) -> Result<EntryRef, PlanEr
     Ok(EntryRef {
         entry: rec.path.clone(),
         size: rec.size,
-        sha256: ferry_bundle::Sha256Digest::from_hex(&rec.sha256).unwrap_or_default(),
+        sha256: rec.sha256,
         zstd: rec.compression.as_deref() == Some("zstd"),
     })
 }
@@ -139,7 +139,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
 
     let mut files = Phase::new(PhaseName::Files);
     for f in &b.manifest.files {
-        let dest = HostPath::new(f.dest.clone())?;
+        let dest = f.dest.clone();
         let e = entry_ref(b, &f.entry, &format!("COPY to {}", f.dest))?;
         files.steps.push(file(
             host,
@@ -244,7 +244,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
                 service: "containerd".into(),
             }));
         }
-        Some(c) if c.distribution == "k3s" => {
+        Some(c) if c.distribution == ferry_bundle::roles::PAYLOAD_K3S => {
             let mut phase = cluster::phase(
                 &cluster::ClusterInputs {
                     host,
@@ -344,7 +344,7 @@ pub fn run(
 
 /// Records in the journal who this host is about to be: the server of bundle `b`.
 pub fn claim(journal: &mut Journal, s: &InstallSettings, b: &Bundle) {
-    journal.bundle_sha256 = b.footer.payload_sha256.oci();
+    journal.bundle_sha256 = b.footer.payload_sha256.to_string();
     journal.bundle_name = b.manifest.name.clone();
     journal.role = crate::engine::NodeRole::Server;
     journal.node_ip = s.node_ip.to_string();

@@ -8,7 +8,6 @@
 use super::{file, PlanError};
 use crate::engine::{Content, EntryRef, Journal, Phase, PhaseName};
 use crate::host::{Host, HostPath};
-use ferry_bundle::reference::Reference;
 use ferry_bundle::Bundle;
 use std::collections::BTreeSet;
 
@@ -82,13 +81,7 @@ fn mirror_files(
 
 /// Every registry host the bundle's images name (docker.io, quay.io, …), sorted.
 pub fn upstream_hosts(bundle: &Bundle) -> BTreeSet<String> {
-    bundle
-        .manifest
-        .images
-        .iter()
-        .filter_map(|i| Reference::parse(&i.name).ok())
-        .map(|r| r.host)
-        .collect()
+    bundle.manifest.upstream_hosts()
 }
 
 /// A TOML basic string: quoted, with `"`, `\` and control characters escaped, so no value
@@ -113,11 +106,7 @@ pub fn toml_string(s: &str) -> String {
 
 /// `hosts.toml` for one upstream host (containerd's registry host configuration).
 pub fn hosts_toml(upstream: &str, mirror_url: &str, ca_file: Option<&str>) -> String {
-    let server = if upstream == "docker.io" {
-        "https://registry-1.docker.io".to_string()
-    } else {
-        format!("https://{upstream}")
-    };
+    let server = ferry_bundle::reference::upstream_server(upstream);
     let mut s = format!(
         "# Written by ferry: {upstream} images are served by the bundle's registry under their\n\
          # original names (containerd adds ?ns={upstream}). The upstream is never contacted\n\
@@ -154,7 +143,7 @@ pub fn payload_files(b: &Bundle) -> Result<Vec<(String, EntryRef)>, PlanError> {
         .manifest
         .payloads
         .iter()
-        .filter(|p| p.name == "containerd")
+        .filter(|p| p.name == ferry_bundle::roles::PAYLOAD_CONTAINERD)
     {
         for (role, entry) in &p.files {
             out.push((
@@ -168,9 +157,9 @@ pub fn payload_files(b: &Bundle) -> Result<Vec<(String, EntryRef)>, PlanError> {
 
 /// Where a runtime payload role is installed, if it is.
 pub fn role_path(host: &Host, role: &str) -> Option<HostPath> {
-    let (dir, name) = match role.split_once('/') {
-        Some(("bin", n)) => (host.bin_dir(), n),
-        Some(("cni", n)) => (host.cni_dir(), n),
+    let (dir, name) = match ferry_bundle::roles::split(role) {
+        Some((ferry_bundle::roles::BIN, n)) => (host.bin_dir(), n),
+        Some((ferry_bundle::roles::CNI, n)) => (host.cni_dir(), n),
         _ => return None,
     };
     dir.join(name).ok()

@@ -69,7 +69,7 @@ pub(super) fn write_bundle(out: &Path, v: &Version) {
             .unwrap();
         m.files.push(FileRecord {
             entry: e.path,
-            dest: dest.to_string(),
+            dest: dest.parse().unwrap(),
             mode: 0o644,
         });
     }
@@ -209,7 +209,7 @@ pub(super) fn tree(root: &Path) -> BTreeMap<String, String> {
                     let bytes = std::fs::read(&p).unwrap();
                     let text = String::from_utf8_lossy(&bytes)
                         .replace(&root.display().to_string(), "<root>");
-                    ferry_bundle::Sha256Digest::of(text.as_bytes()).oci()
+                    ferry_bundle::Sha256Digest::of(text.as_bytes()).to_string()
                 };
                 out.insert(rel, digest);
             }

@@ -352,9 +352,9 @@ pub fn run(
     let new_staged = s.host.staged_version(&new.footer.payload_sha256);
     let p = plan_upgrade(s, &old, &old_staged, new, jf)?;
     jf.journal.upgrade = Some(UpgradeState {
-        from: old.footer.payload_sha256.oci(),
+        from: old.footer.payload_sha256.to_string(),
         from_staged: old_staged.to_string(),
-        to: new.footer.payload_sha256.oci(),
+        to: new.footer.payload_sha256.to_string(),
         to_staged: new_staged.to_string(),
     });
     jf.save()?;
@@ -388,7 +388,7 @@ pub fn run(
     let released = std::mem::take(&mut jf.journal.previous);
     {
         let j = &mut jf.journal;
-        j.bundle_sha256 = new.footer.payload_sha256.oci();
+        j.bundle_sha256 = new.footer.payload_sha256.to_string();
         j.bundle_name = new.manifest.name.clone();
         j.staged = new_staged.to_string();
         j.previous = old_staged.to_string();

@@ -117,7 +117,7 @@ fn an_upgrade_rewrites_what_changed_removes_what_went_and_restarts_what_changed(
     assert_eq!(registry_restarts, 2, "{calls:?}");
     let j = journal(root);
     let v2 = Bundle::open(&t.v2).unwrap();
-    assert_eq!(j.bundle_sha256, v2.footer.payload_sha256.oci());
+    assert_eq!(j.bundle_sha256, v2.footer.payload_sha256.to_string());
     assert!(j.upgrade.is_none() && j.pending.is_none());
     assert!(
         j.previous.contains("bundles/") && root.join(j.previous.trim_start_matches('/')).exists()
@@ -174,7 +174,7 @@ fn a_failed_upgrade_leaves_the_old_version_running() {
     assert_eq!(after, before);
     let j = journal(root);
     let v1 = Bundle::open(&t.f.bundle).unwrap();
-    assert_eq!(j.bundle_sha256, v1.footer.payload_sha256.oci());
+    assert_eq!(j.bundle_sha256, v1.footer.payload_sha256.to_string());
     assert!(j.upgrade.is_none() && j.pending.is_none());
     assert!(sys.running().contains("registry") && sys.running().contains("containerd"));
 }

@@ -176,7 +176,7 @@ pub fn plan(
             .map(|f| EntryRef {
                 entry: f.entry.clone(),
                 size: f.size,
-                sha256: ferry_bundle::Sha256Digest::from_hex(&f.sha256).unwrap_or_default(),
+                sha256: f.sha256,
                 zstd: f.compression.as_deref() == Some("zstd"),
             })
     };
@@ -203,7 +203,7 @@ pub fn plan(
     let is_k3s = info
         .cluster
         .as_ref()
-        .is_some_and(|c| c.distribution == "k3s");
+        .is_some_and(|c| c.distribution == ferry_bundle::roles::PAYLOAD_K3S);
     let runtime_phase = if is_k3s {
         // k3s on the node: an agent (or, with --control-plane, another server) pointed at
         // the master's API server; its embedded containerd pulls through the master's
@@ -276,9 +276,7 @@ pub fn plan(
     Ok(Plan {
         kind: PlanKind::Join,
         bundle: info.bundle_name.clone(),
-        bundle_sha256: ferry_bundle::Sha256Digest::from_oci(&info.bundle_sha256)
-            .or_else(|| ferry_bundle::Sha256Digest::from_hex(&info.bundle_sha256))
-            .unwrap_or_default(),
+        bundle_sha256: info.bundle_sha256,
         notes: vec![],
         phases: vec![files, runtime_phase, health],
     })
@@ -309,7 +307,7 @@ pub fn upgrade(
         systemd: crate::service::use_systemd(host),
     };
     let m = contact(&s.master, &s.token)?;
-    if m.info.bundle_sha256 == j.bundle_sha256 {
+    if m.info.bundle_sha256.to_string() == j.bundle_sha256 {
         report.say(&format!(
             "this node already runs {} as its master does",
             m.info.bundle_name
@@ -345,7 +343,7 @@ pub fn upgrade(
     };
     match engine.run_atomic(&new_plan, jf) {
         Ok(()) => {
-            jf.journal.bundle_sha256 = m.info.bundle_sha256.clone();
+            jf.journal.bundle_sha256 = m.info.bundle_sha256.to_string();
             jf.journal.bundle_name = m.info.bundle_name.clone();
             jf.journal.join_info = serde_json::to_value(&m.info).ok();
             jf.save()?;

@@ -8,6 +8,7 @@
 //!
 //! The OCI API on the same port is open (read-only images); the join endpoints are not.
 
+use ferry_bundle::Sha256Digest;
 use serde::{Deserialize, Serialize};
 
 pub const CACERTS: &str = "/ferry/v1/cacerts";
@@ -17,7 +18,8 @@ pub const ENTRY_PREFIX: &str = "/ferry/v1/entry/";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JoinInfo {
     pub bundle_name: String,
-    pub bundle_sha256: String,
+    /// The master's bundle identity (payload sha256).
+    pub bundle_sha256: Sha256Digest,
     pub platform: String,
     pub cluster: Option<ferry_bundle::manifest::ClusterRecord>,
     /// Registry hosts the bundle's images come from; each gets a mirror on the node.
@@ -35,47 +37,37 @@ pub struct JoinFile {
     pub entry: String,
     pub compression: Option<String>,
     pub size: u64,
-    pub sha256: String,
+    pub sha256: Sha256Digest,
 }
 
 /// What the master needs to answer join requests: its bundle and the secret.
 pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
     let m = &b.manifest;
-    let mut hosts: Vec<String> = m
-        .images
-        .iter()
-        .filter_map(|i| {
-            ferry_bundle::reference::Reference::parse(&i.name)
-                .ok()
-                .map(|r| r.host)
-        })
-        .collect();
-    hosts.sort();
-    hosts.dedup();
+    let hosts: Vec<String> = m.upstream_hosts().into_iter().collect();
     let payload = m
         .cluster
         .as_ref()
         .map(|c| c.distribution.clone())
-        .unwrap_or_else(|| "containerd".into());
+        .unwrap_or_else(|| ferry_bundle::roles::PAYLOAD_CONTAINERD.into());
     let files = m
         .payloads
         .iter()
         .filter(|p| p.name == payload)
         .flat_map(|p| p.files.iter())
         .filter_map(|(role, entry)| {
-            let e = m.entry(entry)?;
+            let e = b.entry(entry)?;
             Some(JoinFile {
                 role: role.clone(),
                 entry: e.path.clone(),
                 compression: e.compression.clone(),
                 size: e.size,
-                sha256: e.sha256.clone(),
+                sha256: e.sha256,
             })
         })
         .collect();
     JoinInfo {
         bundle_name: m.name.clone(),
-        bundle_sha256: b.footer.payload_sha256.oci(),
+        bundle_sha256: b.footer.payload_sha256,
         platform: m.platform.clone(),
         cluster: m.cluster.clone(),
         upstream_hosts: hosts,

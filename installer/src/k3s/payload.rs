@@ -8,11 +8,11 @@
 //! fallback of [`super::K3sParams::airgap_images`].
 
 /// Role of the k3s binary in the payload.
-pub const BINARY_ROLE: &str = "bin/k3s";
+pub const BINARY_ROLE: &str = ferry_bundle::roles::K3S;
 
 /// Role of k3s's airgap image tarball for `arch` (`amd64`, `arm64`, `arm`).
 pub fn airgap_images_role(arch: &str) -> String {
-    format!("images/k3s-airgap-images-{arch}.tar.zst")
+    ferry_bundle::roles::k3s_airgap_images(arch)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use super::error::K3sError;
 use super::registries::{endpoint_authority, registries_yaml, MirrorSpec};
 use super::unit::{exec_argv, systemd_unit, K3sCommand};
 use super::{AGENT_IMAGES_DIR, CONFIG_PATH, DEFAULT_K3S_BINARY, REGISTRIES_PATH, SERVER_PORT};
+use ferry_bundle::reference::normalise_host;
 use std::collections::BTreeSet;
 
 /// Registry hosts k3s's own images come from (every image of `k3s-images.txt` is
@@ -239,7 +240,12 @@ fn registries_file(p: &K3sParams) -> PlannedFile {
     let hosts: BTreeSet<String> = K3S_IMAGE_HOSTS
         .iter()
         .map(|h| h.to_string())
-        .chain(p.upstream_hosts.iter().map(|h| normalize_host(h)))
+        // validate() has checked every host.
+        .chain(
+            p.upstream_hosts
+                .iter()
+                .filter_map(|h| normalise_host(h).ok()),
+        )
         .collect();
     let mirrors: Vec<MirrorSpec> = hosts
         .into_iter()
@@ -253,15 +259,6 @@ fn registries_file(p: &K3sParams) -> PlannedFile {
         path: REGISTRIES_PATH.to_string(),
         content: registries_yaml(&mirrors).into_bytes(),
         mode: 0o644,
-    }
-}
-
-/// Docker Hub's aliases become `docker.io`, as image references are normalised
-/// (`ferry_bundle::reference`), so the mirror matches the names containerd is asked for.
-fn normalize_host(h: &str) -> String {
-    match h {
-        "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
-        h => h.to_string(),
     }
 }
 
@@ -357,12 +354,10 @@ fn validate(p: &K3sParams) -> Result<(), K3sError> {
             url: p.registry_endpoint.clone(),
         });
     }
+    // Docker Hub's aliases become `docker.io`, as image references are normalised, so
+    // the mirror matches the names containerd is asked for.
     for h in &p.upstream_hosts {
-        if h.is_empty()
-            || h.contains("://")
-            || h.chars()
-                .any(|c| c.is_whitespace() || c.is_control() || "/@?#\"'".contains(c))
-        {
+        if normalise_host(h).is_err() {
             return Err(K3sError::BadHost { host: h.clone() });
         }
     }

@@ -33,6 +33,12 @@ pub enum RegistryError {
         path: PathBuf,
         actual: String,
     },
+    #[error("manifest {digest}: {source}")]
+    Manifest {
+        digest: String,
+        #[source]
+        source: ferry_bundle::oci::OciError,
+    },
     #[error("manifest {digest} is {len} bytes; a manifest may have at most {max} bytes")]
     ManifestTooLarge { digest: String, len: u64, max: u64 },
     #[error("image {image}: {reason}")]

@@ -1,22 +1,29 @@
 //! Building an [`ImageStore`]: walk every image from its top manifest down to its layers.
 //!
 //! Manifests are read once (even when shared by many repositories), checked against
-//! their digest, and parsed for their children (index entries) and blobs (config and
-//! layers). The walk records each reachable digest in the repository of the image that
-//! reached it, so `quay.io/x` cannot be used to read a layer only `docker.io/y` carries.
-//! Manifests with a `subject` (signatures, SBOMs) join every repository that holds their
-//! subject, which is what the referrers API lists.
+//! their digest, and parsed (with the bundle crate's one OCI model, [`ferry_bundle::oci`])
+//! for their children (index entries) and blobs (config and layers). The walk records
+//! each reachable digest in the repository of the image that reached it, so `quay.io/x`
+//! cannot be used to read a layer only `docker.io/y` carries. Manifests with a `subject`
+//! (signatures, SBOMs) join every repository that holds their subject, which is what the
+//! referrers API lists.
+//!
+//! One bad image must not take down every other one: an image whose manifests cannot be
+//! read, are corrupt, nest too deep, have a media type that is neither manifest nor index
+//! (or one that is not a safe header value), or whose tag conflicts with an earlier image
+//! is skipped, logged as a warning and listed in [`ImageStore::skipped`]. An image is
+//! walked completely before anything is recorded for it, so a skipped image leaves no
+//! half-registered tags or blobs behind.
 
 use super::errors::RegistryError;
-use super::oci::{
-    is_foreign_layer, Descriptor, RawManifest, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES, OCI_INDEX,
-    OCI_MANIFEST,
+use super::store::{
+    Blob, BlobLocation, ImageStore, Manifest, RepoKey, Repository, SkippedImage, StoredImage,
 };
-use super::store::{Blob, BlobLocation, ImageStore, Manifest, RepoKey, Repository, StoredImage};
 use super::verify::Verdict;
+use ferry_bundle::oci::{self, is_foreign_layer, Descriptor, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES};
 use ferry_bundle::reference::{check_repository, check_tag};
 use ferry_bundle::Sha256Digest;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -28,6 +35,14 @@ pub(crate) struct Loader {
     /// Manifests with a subject but no name of their own (from an OCI layout's index).
     detached: Vec<Sha256Digest>,
     warned: HashSet<Sha256Digest>,
+    skipped: Vec<SkippedImage>,
+}
+
+/// What one image reaches: its manifests and the blobs the bundle has.
+#[derive(Default)]
+struct Reach {
+    manifests: BTreeSet<Sha256Digest>,
+    blobs: BTreeSet<Sha256Digest>,
 }
 
 impl Loader {
@@ -38,11 +53,27 @@ impl Loader {
             repos: BTreeMap::new(),
             detached: Vec::new(),
             warned: HashSet::new(),
+            skipped: Vec::new(),
         }
     }
 
-    /// Adds one named image: its tag, and everything reachable from its manifest.
-    pub(crate) fn add_image(&mut self, image: &StoredImage) -> Result<(), RegistryError> {
+    /// Adds one named image (its tag, and everything reachable from its manifest), or
+    /// skips it with a warning if it cannot be served. Returns whether it was added.
+    pub(crate) fn add_image(&mut self, image: &StoredImage) -> bool {
+        match self.try_add_image(image) {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::warn!(image = %image.reference, %error, "skipping this image: the registry will not serve it");
+                self.skipped.push(SkippedImage {
+                    image: image.reference.to_string(),
+                    error,
+                });
+                false
+            }
+        }
+    }
+
+    fn try_add_image(&mut self, image: &StoredImage) -> Result<(), RegistryError> {
         let r = &image.reference;
         let invalid = |reason: String| RegistryError::InvalidImage {
             image: r.to_string(),
@@ -51,19 +82,19 @@ impl Loader {
         if r.host.is_empty() {
             return Err(invalid("no registry host".into()));
         }
-        check_repository(&r.repository).map_err(invalid)?;
+        check_repository(&r.repository).map_err(|e| invalid(e.to_string()))?;
         if let Some(d) = &r.digest {
-            if *d != image.digest.oci() {
+            if *d != image.digest {
                 return Err(invalid(format!(
                     "the reference pins {d} but the stored manifest is {}",
-                    image.digest.oci()
+                    image.digest
                 )));
             }
         }
         if !self.load(&image.digest, &image.media_type)? {
             return Err(RegistryError::MissingManifest {
                 image: r.to_string(),
-                digest: image.digest.oci(),
+                digest: image.digest.to_string(),
             });
         }
         let key = RepoKey {
@@ -71,34 +102,38 @@ impl Loader {
             repository: r.repository.clone(),
         };
         if let Some(tag) = &r.tag {
-            check_tag(tag).map_err(invalid)?;
-            let repo = self.repos.entry(key.clone()).or_default();
-            if let Some(first) = repo.tags.get(tag) {
+            check_tag(tag).map_err(|e| invalid(e.to_string()))?;
+            if let Some(first) = self.repos.get(&key).and_then(|repo| repo.tags.get(tag)) {
                 if *first != image.digest {
                     return Err(RegistryError::TagConflict {
                         host: key.host,
                         repository: key.repository,
                         tag: tag.clone(),
-                        first: first.oci(),
-                        second: image.digest.oci(),
+                        first: first.to_string(),
+                        second: image.digest.to_string(),
                     });
                 }
             }
+        }
+        let reach = self.reach(&key, image.digest, &image.media_type)?;
+        let repo = self.repos.entry(key).or_default();
+        if let Some(tag) = &r.tag {
             repo.tags.insert(tag.clone(), image.digest);
         }
-        self.walk(&key, image.digest, &image.media_type)
+        repo.manifests.extend(reach.manifests);
+        repo.blobs.extend(reach.blobs);
+        Ok(())
     }
 
     /// Adds a manifest that has no name: it joins the repositories of its subject.
-    pub(crate) fn add_detached(
-        &mut self,
-        digest: Sha256Digest,
-        media_type: &str,
-    ) -> Result<(), RegistryError> {
-        if self.load(&digest, media_type)? {
-            self.detached.push(digest);
+    pub(crate) fn add_detached(&mut self, digest: Sha256Digest, media_type: &str) {
+        match self.load(&digest, media_type) {
+            Ok(true) => self.detached.push(digest),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(manifest = %digest, error = %e, "skipping an unnamed manifest")
+            }
         }
-        Ok(())
     }
 
     /// Whether the manifest is loaded (reading it now if needed); `false` when the blob
@@ -112,7 +147,7 @@ impl Loader {
         };
         if loc.len > MAX_MANIFEST_BYTES {
             return Err(RegistryError::ManifestTooLarge {
-                digest: digest.oci(),
+                digest: digest.to_string(),
                 len: loc.len,
                 max: MAX_MANIFEST_BYTES,
             });
@@ -127,67 +162,34 @@ impl Loader {
         let actual = Sha256Digest::of(&bytes);
         if actual != *digest {
             return Err(RegistryError::CorruptManifest {
-                digest: digest.oci(),
+                digest: digest.to_string(),
                 path: loc.path.clone(),
-                actual: actual.oci(),
+                actual: actual.to_string(),
             });
         }
-        let raw: RawManifest =
-            serde_json::from_slice(&bytes).map_err(|source| RegistryError::Json {
-                what: format!("manifest {}", digest.oci()),
+        let hint = Some(hint).filter(|h| !h.is_empty());
+        let (media_type, doc) =
+            oci::parse_manifest(&bytes, hint).map_err(|source| RegistryError::Manifest {
+                digest: digest.to_string(),
                 source,
             })?;
-        let media_type = raw
-            .media_type
-            .clone()
-            .filter(|m| !m.is_empty())
-            .or_else(|| Some(hint.to_string()).filter(|m| !m.is_empty()))
-            .unwrap_or_else(|| {
-                if raw.manifests.is_some() {
-                    OCI_INDEX.to_string()
-                } else {
-                    OCI_MANIFEST.to_string()
-                }
-            });
-        let parse = |list: &[super::oci::RawDescriptor]| -> Vec<(Sha256Digest, String)> {
-            list.iter()
-                .filter_map(|d| match Sha256Digest::from_oci(&d.digest) {
-                    Some(x) => Some((x, d.media_type.clone())),
-                    None => {
-                        tracing::warn!(manifest = %digest.oci(), entry = %d.digest, "skipping a descriptor that is not a sha256 digest");
-                        None
-                    }
-                })
-                .collect()
+        let pairs = |list: &mut dyn Iterator<Item = &Descriptor>| -> Vec<(Sha256Digest, String)> {
+            list.map(|d| (d.digest, d.media_type.clone())).collect()
         };
-        let (children, blobs) = if raw.is_index(&media_type) {
-            (
-                parse(raw.manifests.as_deref().unwrap_or_default()),
-                Vec::new(),
-            )
+        let (children, blobs) = if doc.is_index(&media_type) {
+            (pairs(&mut doc.children().iter()), Vec::new())
         } else {
-            let mut all: Vec<_> = raw.config.iter().cloned().collect();
-            all.extend(raw.layers.iter().cloned());
-            all.extend(raw.blobs.iter().cloned());
-            (Vec::new(), parse(&all))
+            (Vec::new(), pairs(&mut doc.blob_descriptors()))
         };
-        let subject = raw
-            .subject
-            .as_ref()
-            .and_then(|s| Sha256Digest::from_oci(&s.digest));
-        let descriptor = Descriptor {
-            media_type: media_type.clone(),
-            digest: digest.oci(),
-            size: bytes.len() as u64,
-            artifact_type: raw.effective_artifact_type(),
-            annotations: raw.annotations,
-        };
+        let mut descriptor = Descriptor::new(media_type.clone(), *digest, bytes.len() as u64);
+        descriptor.artifact_type = doc.effective_artifact_type();
+        descriptor.annotations = doc.annotations.clone();
         self.manifests.insert(
             *digest,
             Manifest {
                 media_type,
                 bytes: Arc::from(bytes),
-                subject,
+                subject: doc.subject.as_ref().map(|s| s.digest),
                 descriptor,
                 children,
                 blobs,
@@ -196,15 +198,17 @@ impl Loader {
         Ok(true)
     }
 
-    /// Records `top` and everything below it as belonging to `key`.
-    fn walk(&mut self, key: &RepoKey, top: Sha256Digest, hint: &str) -> Result<(), RegistryError> {
+    /// Everything `top` reaches, loading manifests as needed; changes no repository.
+    fn reach(
+        &mut self,
+        key: &RepoKey,
+        top: Sha256Digest,
+        hint: &str,
+    ) -> Result<Reach, RegistryError> {
+        let mut reach = Reach::default();
         let mut stack = vec![(top, hint.to_string(), 0usize)];
         while let Some((digest, hint, depth)) = stack.pop() {
-            if self
-                .repos
-                .get(key)
-                .is_some_and(|r| r.manifests.contains(&digest))
-            {
+            if reach.manifests.contains(&digest) {
                 continue;
             }
             if depth > MAX_INDEX_DEPTH {
@@ -214,27 +218,24 @@ impl Loader {
                 });
             }
             if !self.load(&digest, &hint)? {
-                tracing::debug!(repository = %key.full_name(), manifest = %digest.oci(), "index entry not bundled; skipped");
+                tracing::debug!(repository = %key.full_name(), manifest = %digest, "index entry not bundled; skipped");
                 continue;
             }
+            reach.manifests.insert(digest);
             let m = &self.manifests[&digest];
-            let children = m.children.clone();
-            let blobs = m.blobs.clone();
-            let repo = self.repos.entry(key.clone()).or_default();
-            repo.manifests.insert(digest);
-            for (blob, media_type) in blobs {
-                if self.locations.contains_key(&blob) {
-                    repo.blobs.insert(blob);
-                } else if !is_foreign_layer(&media_type) && self.warned.insert(blob) {
-                    tracing::warn!(repository = %key.full_name(), manifest = %digest.oci(), blob = %blob.oci(),
+            for (blob, media_type) in &m.blobs {
+                if self.locations.contains_key(blob) {
+                    reach.blobs.insert(*blob);
+                } else if !is_foreign_layer(media_type) && self.warned.insert(*blob) {
+                    tracing::warn!(repository = %key.full_name(), manifest = %digest, %blob,
                         "blob referenced by a manifest is not in the bundle; requests for it will get 404");
                 }
             }
-            for (child, media_type) in children.into_iter().rev() {
-                stack.push((child, media_type, depth + 1));
+            for (child, media_type) in m.children.iter().rev() {
+                stack.push((*child, media_type.clone(), depth + 1));
             }
         }
-        Ok(())
+        Ok(reach)
     }
 
     pub(crate) fn finish(mut self) -> ImageStore {
@@ -255,11 +256,15 @@ impl Loader {
                     .map(|(k, _)| k.clone())
                     .collect();
                 for key in keys {
-                    // Only errors of nesting depth can happen here, and referrers are flat.
-                    if let Err(e) = self.walk(&key, *d, &hint) {
-                        tracing::warn!(referrer = %d.oci(), error = %e, "skipping referrer");
+                    match self.reach(&key, *d, &hint) {
+                        Ok(reach) => {
+                            let repo = self.repos.entry(key).or_default();
+                            repo.manifests.extend(reach.manifests);
+                            repo.blobs.extend(reach.blobs);
+                            changed = true;
+                        }
+                        Err(e) => tracing::warn!(referrer = %d, error = %e, "skipping referrer"),
                     }
-                    changed = true;
                 }
             }
             if !changed {
@@ -307,12 +312,14 @@ impl Loader {
             manifests: self.manifests,
             blobs,
             referrers,
+            skipped: self.skipped,
             extension: None,
         };
         tracing::info!(
             repositories = store.repos.len(),
             manifests = store.manifests.len(),
             blobs = store.blobs.len(),
+            skipped = store.skipped.len(),
             "image store loaded"
         );
         store

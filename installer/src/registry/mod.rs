@@ -24,7 +24,6 @@ mod http;
 mod layout;
 mod load;
 mod names;
-mod oci;
 mod pagination;
 mod path;
 mod pool;
@@ -40,7 +39,6 @@ mod tests;
 
 pub use errors::{ApiError, ErrorCode, RegistryError};
 pub use http::{Body, Request, Response};
-pub use layout::{CONTAINERD_NAME, OCI_REF_NAME};
 pub use server::{serve, RunningServer, ServeOptions};
-pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, StoredImage};
+pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, SkippedImage, StoredImage};
 pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, Transport};

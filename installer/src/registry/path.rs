@@ -97,7 +97,7 @@ fn not_found(path: &str) -> ApiError {
 
 /// Parses a digest path segment: `sha256:<64 lowercase hex>`.
 pub fn parse_digest(s: &str) -> Result<Sha256Digest, ApiError> {
-    Sha256Digest::from_oci(s).ok_or_else(|| {
+    Sha256Digest::parse(s).map_err(|_| {
         let shown: String = s.chars().take(80).collect();
         ApiError::digest_invalid(format!(
             "{shown:?} is not a digest this registry stores (sha256:<64 lowercase hex>)"
@@ -206,7 +206,7 @@ mod tests {
             parse_path(&format!("/v2/quay.io/a/b/blobs/{}", d())).unwrap(),
             Endpoint::Blob {
                 name: "quay.io/a/b".into(),
-                digest: Sha256Digest::from_oci(&d()).unwrap()
+                digest: Sha256Digest::parse(&d()).unwrap()
             }
         );
         // An encoded colon in a digest is fine.

@@ -6,12 +6,12 @@
 
 use super::errors::{ApiError, ErrorCode};
 use super::http::{Body, Request, Response};
-use super::names::normalise_host;
-use super::oci::{Index, OCI_INDEX};
 use super::pagination::{link, paginate, parse_n};
 use super::path::{parse_path, split_target, Endpoint, ManifestRef, Query, MAX_TARGET_LEN};
 use super::range::ByteRange;
 use super::store::{BlobRef, ImageStore};
+use ferry_bundle::oci::{LayoutIndex, OCI_INDEX};
+use ferry_bundle::reference::normalise_host;
 use ferry_bundle::Sha256Digest;
 use serde::Serialize;
 use std::fs::File;
@@ -55,7 +55,7 @@ fn route(store: &ImageStore, req: &Request) -> Result<Response, ApiError> {
 }
 
 fn etag(digest: &Sha256Digest) -> String {
-    format!("\"{}\"", digest.oci())
+    format!("\"{}\"", digest)
 }
 
 fn manifest(
@@ -74,16 +74,16 @@ fn manifest(
             return Err(ApiError::manifest_unknown(format!(
                 "{}@{} is not in this bundle",
                 key.full_name(),
-                d.oci()
+                d
             )))
         }
     };
-    let m = store.manifest(&digest).ok_or_else(|| {
-        ApiError::manifest_unknown(format!("manifest {} is not loaded", digest.oci()))
-    })?;
+    let m = store
+        .manifest(&digest)
+        .ok_or_else(|| ApiError::manifest_unknown(format!("manifest {} is not loaded", digest)))?;
     Ok(Response::new(200, Body::Shared(m.bytes.clone()))
         .header("Content-Type", m.media_type.clone())
-        .header("Docker-Content-Digest", digest.oci())
+        .header("Docker-Content-Digest", digest.to_string())
         .header("ETag", etag(&digest)))
 }
 
@@ -98,7 +98,7 @@ fn blob(
     let found = store.blob(repo, digest).ok_or_else(|| {
         ApiError::blob_unknown(format!(
             "blob {} is not in repository {}",
-            digest.oci(),
+            digest,
             key.full_name()
         ))
     })?;
@@ -119,7 +119,7 @@ fn blob(
                 format!(
                     "range {:?} is outside blob {} of {total} bytes",
                     range.unwrap_or(""),
-                    digest.oci()
+                    digest
                 ),
             ))
             .header("Content-Range", format!("bytes */{total}")))
@@ -136,7 +136,7 @@ fn blob(
                     ErrorCode::BlobUnknown,
                     format!(
                         "blob {} cannot be opened at {}: {e}",
-                        digest.oci(),
+                        digest,
                         b.location.path.display()
                     ),
                 )
@@ -150,7 +150,7 @@ fn blob(
     };
     let mut resp = Response::new(status, body)
         .header("Content-Type", "application/octet-stream")
-        .header("Docker-Content-Digest", digest.oci())
+        .header("Docker-Content-Digest", digest.to_string())
         .header("Accept-Ranges", "bytes")
         .header("ETag", etag(digest))
         .header("Cache-Control", "max-age=31536000");
@@ -193,8 +193,8 @@ fn catalog(store: &ImageStore, query: &Query) -> Result<Response, ApiError> {
     let n = parse_n(query.n.as_deref())?;
     let mut names: Vec<String> = match &query.ns {
         Some(ns) => {
-            let host = normalise_host(ns).ok_or_else(|| {
-                ApiError::name_invalid(format!("ns={ns:?} is not a registry host"))
+            let host = normalise_host(ns).map_err(|e| {
+                ApiError::name_invalid(format!("ns={ns:?} is not a registry host: {e}"))
             })?;
             store
                 .repos
@@ -230,12 +230,9 @@ fn referrers(
 ) -> Result<Response, ApiError> {
     let (_, repo) = store.resolve(name, query.ns.as_deref())?;
     let filter = query.artifact_type.as_deref().filter(|t| !t.is_empty());
-    let body = serde_json::to_vec(&Index {
-        schema_version: 2,
-        media_type: OCI_INDEX,
-        manifests: store.referrers(repo, subject, filter),
-    })
-    .unwrap_or_default();
+    let referrers = store.referrers(repo, subject, filter);
+    let body = serde_json::to_vec(&LayoutIndex::of(referrers.into_iter().cloned().collect()))
+        .unwrap_or_default();
     let mut resp = Response::new(200, Body::Bytes(body)).header("Content-Type", OCI_INDEX);
     if filter.is_some() {
         resp = resp.header("OCI-Filters-Applied", "artifactType");

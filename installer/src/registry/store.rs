@@ -8,11 +8,13 @@
 //! blobs its own images reference, as a real registry does.
 
 use super::errors::{ApiError, RegistryError};
-use super::names::{hub_repository, looks_like_host, normalise_host, MAX_NAME_LEN};
-use super::oci::Descriptor;
+use super::names::MAX_NAME_LEN;
 use super::verify::Verdict;
-use ferry_bundle::reference::{check_repository, Reference};
-use ferry_bundle::Sha256Digest;
+use ferry_bundle::oci::Descriptor;
+use ferry_bundle::reference::{
+    check_repository, hub_repository, looks_like_host, normalise_host, Reference, DEFAULT_HOST,
+};
+use ferry_bundle::{Bundle, Sha256Digest};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -36,6 +38,14 @@ pub struct StoredImage {
     pub digest: Sha256Digest,
     /// Its media type, used when the manifest itself does not say.
     pub media_type: String,
+}
+
+/// An image the registry does not serve, and why (each was logged as a warning at load).
+#[derive(Debug)]
+pub struct SkippedImage {
+    /// The image's full name.
+    pub image: String,
+    pub error: RegistryError,
 }
 
 /// `(host, repository)`, e.g. `("docker.io", "library/nginx")`.
@@ -97,6 +107,8 @@ pub struct ImageStore {
     pub(crate) blobs: HashMap<Sha256Digest, Blob>,
     /// Subject digest → manifests naming it as `subject`, sorted.
     pub(crate) referrers: HashMap<Sha256Digest, Vec<Sha256Digest>>,
+    /// Images that could not be loaded and are not served.
+    pub(crate) skipped: Vec<SkippedImage>,
     /// Routes outside the OCI API (the join channel under `/ferry/`), if any.
     pub(crate) extension: Option<Extension>,
 }
@@ -118,16 +130,50 @@ impl ImageStore {
     /// Builds the routing tables: reads every image's manifest (or index, then its
     /// manifests), checks each against its digest, and records which blobs belong to
     /// which `(host, repository)`. Index entries absent from `blobs` (platforms not
-    /// bundled) are skipped; a missing top manifest is an error.
-    pub fn new(
-        images: Vec<StoredImage>,
-        blobs: HashMap<Sha256Digest, BlobLocation>,
-    ) -> Result<ImageStore, RegistryError> {
+    /// bundled) are skipped; an image that cannot be served (missing or corrupt top
+    /// manifest, unknown media type, conflicting tag, …) is skipped with a warning and
+    /// listed in [`ImageStore::skipped`], so one bad image never takes down the others.
+    pub fn new(images: Vec<StoredImage>, blobs: HashMap<Sha256Digest, BlobLocation>) -> ImageStore {
         let mut loader = super::load::Loader::new(blobs);
         for image in &images {
-            loader.add_image(image)?;
+            loader.add_image(image);
         }
-        Ok(loader.finish())
+        loader.finish()
+    }
+
+    /// The registry's view of opened bundles: every image of their bundle.json (names
+    /// and digests already validated when they opened) and every blob as a byte range of
+    /// its bundle file. Nothing is read but manifests. The first bundle wins where two
+    /// carry the same image name (an upgrade serves the new version first and the old
+    /// one's other images until it commits).
+    pub fn from_bundles(bundles: &[Bundle]) -> ImageStore {
+        let mut blobs = HashMap::new();
+        let mut images: Vec<StoredImage> = Vec::new();
+        for b in bundles {
+            for (digest, e) in b.blobs() {
+                blobs.entry(digest).or_insert(BlobLocation {
+                    path: b.path.clone(),
+                    offset: b.absolute_offset(e),
+                    len: e.size,
+                });
+            }
+            for i in &b.manifest.images {
+                if images.iter().any(|x| x.reference == i.name) {
+                    continue;
+                }
+                images.push(StoredImage {
+                    reference: i.name.clone(),
+                    digest: i.digest,
+                    media_type: i.media_type.clone(),
+                });
+            }
+        }
+        ImageStore::new(images, blobs)
+    }
+
+    /// Images that are not served, with the reason (empty when every image loaded).
+    pub fn skipped(&self) -> &[SkippedImage] {
+        &self.skipped
     }
 
     /// Adds routes under `/ferry/` (the join channel) to this store's server.
@@ -176,11 +222,11 @@ impl ImageStore {
             )));
         }
         if let Some(ns) = ns {
-            let host = normalise_host(ns).ok_or_else(|| {
-                ApiError::name_invalid(format!("ns={ns:?} is not a registry host"))
+            let host = normalise_host(ns).map_err(|e| {
+                ApiError::name_invalid(format!("ns={ns:?} is not a registry host: {e}"))
             })?;
             let repository = hub_repository(&host, name);
-            check_repository(&repository).map_err(ApiError::name_invalid)?;
+            check_repository(&repository).map_err(|e| ApiError::name_invalid(e.to_string()))?;
             return self.get(&host, &repository).ok_or_else(|| {
                 ApiError::name_unknown(format!(
                     "repository {host}/{repository} is not in this bundle"
@@ -190,7 +236,7 @@ impl ImageStore {
         let mut full_path_valid = false;
         if let Some((first, rest)) = name.split_once('/') {
             if let Some(host) = looks_like_host(first)
-                .then(|| normalise_host(first))
+                .then(|| normalise_host(first).ok())
                 .flatten()
             {
                 let repository = hub_repository(&host, rest);
@@ -206,7 +252,7 @@ impl ImageStore {
             return Err(if full_path_valid {
                 ApiError::name_unknown(format!("repository {name} is not in this bundle"))
             } else {
-                ApiError::name_invalid(e)
+                ApiError::name_invalid(e.to_string())
             });
         }
         let mut candidates: Vec<RepoKey> = self
@@ -221,8 +267,8 @@ impl ImageStore {
             .collect();
         if !name.contains('/') {
             let hub = RepoKey {
-                host: ferry_bundle::reference::DEFAULT_HOST.to_string(),
-                repository: hub_repository(ferry_bundle::reference::DEFAULT_HOST, name),
+                host: DEFAULT_HOST.to_string(),
+                repository: hub_repository(DEFAULT_HOST, name),
             };
             if self.repos.contains_key(&hub) {
                 candidates.push(hub);

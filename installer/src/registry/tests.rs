@@ -5,10 +5,10 @@
 
 use super::errors::{ErrorCode, RegistryError};
 use super::http::{Body, Request, Response};
-use super::oci::{OCI_INDEX, OCI_MANIFEST};
 use super::routes::handle;
 use super::store::{BlobLocation, ImageStore, StoredImage};
 use super::{RunningServer, ServeOptions};
+use ferry_bundle::oci::{OCI_INDEX, OCI_MANIFEST};
 use ferry_bundle::reference::Reference;
 use ferry_bundle::Sha256Digest;
 use std::collections::HashMap;
@@ -58,7 +58,7 @@ impl Bundle {
         d
     }
     fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
-        serde_json::json!({"mediaType": media_type, "digest": Sha256Digest::of(data).oci(), "size": data.len()})
+        serde_json::json!({"mediaType": media_type, "digest": Sha256Digest::of(data).to_string(), "size": data.len()})
     }
     /// Adds an image manifest with one config and one layer; returns (manifest, layer).
     fn image(&mut self, content: &str) -> (Sha256Digest, Sha256Digest) {
@@ -109,8 +109,8 @@ fn fixture() -> Fixture {
         "schemaVersion": 2,
         "mediaType": OCI_INDEX,
         "manifests": [
-            {"mediaType": OCI_MANIFEST, "digest": arm.oci(), "size": 1, "platform": {"architecture":"arm64","os":"linux"}},
-            {"mediaType": OCI_MANIFEST, "digest": missing.oci(), "size": 1, "platform": {"architecture":"s390x","os":"linux"}},
+            {"mediaType": OCI_MANIFEST, "digest": arm.to_string(), "size": 1, "platform": {"architecture":"arm64","os":"linux"}},
+            {"mediaType": OCI_MANIFEST, "digest": missing.to_string(), "size": 1, "platform": {"architecture":"s390x","os":"linux"}},
         ],
     });
     let index = b.add(index.to_string().as_bytes());
@@ -122,7 +122,7 @@ fn fixture() -> Fixture {
         "artifactType": "application/spdx+json",
         "config": Bundle::descriptor("application/vnd.oci.empty.v1+json", &sbom_config),
         "layers": [Bundle::descriptor("application/spdx+json", &sbom_config)],
-        "subject": {"mediaType": OCI_MANIFEST, "digest": docker.0.oci(), "size": 1},
+        "subject": {"mediaType": OCI_MANIFEST, "digest": docker.0.to_string(), "size": 1},
         "annotations": {"org.example": "sbom"},
     });
     let referrer = b.add(sbom.to_string().as_bytes());
@@ -132,7 +132,7 @@ fn fixture() -> Fixture {
         stored("quay.io/library/app:1", quay.0, OCI_MANIFEST),
         stored("docker.io/library/multi:1", index, OCI_INDEX),
         stored(
-            &format!("docker.io/library/app@{}", referrer.oci()),
+            &format!("docker.io/library/app@{}", referrer),
             referrer,
             OCI_MANIFEST,
         ),
@@ -144,7 +144,8 @@ fn fixture() -> Fixture {
             OCI_MANIFEST,
         ));
     }
-    let store = ImageStore::new(images, b.blobs.clone()).unwrap();
+    let store = ImageStore::new(images, b.blobs.clone());
+    assert!(store.skipped().is_empty(), "{:?}", store.skipped());
     Fixture {
         bundle: b,
         store,
@@ -223,14 +224,14 @@ fn ns_routes_the_same_path_to_different_hosts() {
         assert_eq!(r.status, 200, "{ns}");
         assert_eq!(
             r.get_header("Docker-Content-Digest"),
-            Some(manifest.oci().as_str())
+            Some(manifest.to_string().as_str())
         );
         assert_eq!(r.get_header("Content-Type"), Some(OCI_MANIFEST));
         assert_eq!(Sha256Digest::of(&body), manifest);
         let (r, body) = call(
             &f.store,
             "GET",
-            &format!("/v2/library/app/blobs/{}?ns={ns}", layer.oci()),
+            &format!("/v2/library/app/blobs/{}?ns={ns}", layer),
             None,
         );
         assert_eq!(r.status, 200);
@@ -245,7 +246,7 @@ fn ns_routes_the_same_path_to_different_hosts() {
     );
     assert_eq!(
         r.get_header("Docker-Content-Digest"),
-        Some(f.docker.0.oci().as_str())
+        Some(f.docker.0.to_string().as_str())
     );
 }
 
@@ -255,7 +256,7 @@ fn a_repository_only_serves_its_own_blobs() {
     let (r, body) = call(
         &f.store,
         "GET",
-        &format!("/v2/library/app/blobs/{}?ns=docker.io", f.quay.1.oci()),
+        &format!("/v2/library/app/blobs/{}?ns=docker.io", f.quay.1),
         None,
     );
     assert_eq!(r.status, 404);
@@ -263,7 +264,7 @@ fn a_repository_only_serves_its_own_blobs() {
     let (r, body) = call(
         &f.store,
         "GET",
-        &format!("/v2/library/app/manifests/{}?ns=docker.io", f.quay.0.oci()),
+        &format!("/v2/library/app/manifests/{}?ns=docker.io", f.quay.0),
         None,
     );
     assert_eq!(r.status, 404);
@@ -299,7 +300,7 @@ fn full_path_and_unambiguous_names_resolve_without_ns() {
     let (r, _) = call(&f.store, "GET", "/v2/quay.io/library/app/manifests/1", None);
     assert_eq!(
         r.get_header("Docker-Content-Digest"),
-        Some(f.quay.0.oci().as_str())
+        Some(f.quay.0.to_string().as_str())
     );
     let (r, _) = call(
         &f.store,
@@ -309,12 +310,12 @@ fn full_path_and_unambiguous_names_resolve_without_ns() {
     );
     assert_eq!(
         r.get_header("Docker-Content-Digest"),
-        Some(f.docker.0.oci().as_str())
+        Some(f.docker.0.to_string().as_str())
     );
     let (r, _) = call(&f.store, "GET", "/v2/docker.io/app/manifests/1", None);
     assert_eq!(
         r.get_header("Docker-Content-Digest"),
-        Some(f.docker.0.oci().as_str())
+        Some(f.docker.0.to_string().as_str())
     );
     for name in ["library/only", "only", "docker.io/library/only"] {
         let (r, _) = call(
@@ -410,7 +411,7 @@ fn write_methods_get_405_unsupported() {
 #[test]
 fn head_has_the_headers_of_get() {
     let f = fixture();
-    let target = format!("/v2/library/app/blobs/{}?ns=quay.io", f.quay.1.oci());
+    let target = format!("/v2/library/app/blobs/{}?ns=quay.io", f.quay.1);
     let (get, body) = call(&f.store, "GET", &target, None);
     let (head, _) = call(&f.store, "HEAD", &target, None);
     assert_eq!(get.headers, head.headers);
@@ -422,14 +423,14 @@ fn head_has_the_headers_of_get() {
     assert_eq!(get.get_header("Accept-Ranges"), Some("bytes"));
     assert_eq!(
         get.get_header("ETag"),
-        Some(format!("\"{}\"", f.quay.1.oci()).as_str())
+        Some(format!("\"{}\"", f.quay.1).as_str())
     );
 }
 
 #[test]
 fn ranges_give_206_and_416() {
     let f = fixture();
-    let target = format!("/v2/quay.io/library/app/blobs/{}", f.quay.1.oci());
+    let target = format!("/v2/quay.io/library/app/blobs/{}", f.quay.1);
     let (_, whole) = call(&f.store, "GET", &target, None);
     let total = whole.len();
     let (r, body) = call(&f.store, "GET", &target, Some("bytes=10-19"));
@@ -452,7 +453,7 @@ fn ranges_give_206_and_416() {
     let (r, body) = call(
         &f.store,
         "GET",
-        &format!("/v2/quay.io/library/app/blobs/{}", f.quay.0.oci()),
+        &format!("/v2/quay.io/library/app/blobs/{}", f.quay.0),
         Some("bytes=0-0"),
     );
     assert_eq!((r.status, body.as_slice()), (206, &b"{"[..]));
@@ -550,10 +551,7 @@ fn index_children_are_served_and_missing_platforms_skipped() {
 #[test]
 fn referrers_list_manifests_with_that_subject() {
     let f = fixture();
-    let target = format!(
-        "/v2/library/app/referrers/{}?ns=docker.io",
-        f.docker.0.oci()
-    );
+    let target = format!("/v2/library/app/referrers/{}?ns=docker.io", f.docker.0);
     let (r, body) = call(&f.store, "GET", &target, None);
     assert_eq!(r.status, 200);
     assert_eq!(r.get_header("Content-Type"), Some(OCI_INDEX));
@@ -561,7 +559,7 @@ fn referrers_list_manifests_with_that_subject() {
     let v = json(&body);
     assert_eq!(v["schemaVersion"], 2);
     assert_eq!(v["mediaType"], OCI_INDEX);
-    assert_eq!(v["manifests"][0]["digest"], f.referrer.oci());
+    assert_eq!(v["manifests"][0]["digest"], f.referrer.to_string());
     assert_eq!(v["manifests"][0]["artifactType"], "application/spdx+json");
     assert_eq!(v["manifests"][0]["annotations"]["org.example"], "sbom");
     let (r, body) = call(
@@ -583,7 +581,7 @@ fn referrers_list_manifests_with_that_subject() {
     let (r, body) = call(
         &f.store,
         "GET",
-        &format!("/v2/quay.io/library/app/referrers/{}", f.docker.0.oci()),
+        &format!("/v2/quay.io/library/app/referrers/{}", f.docker.0),
         None,
     );
     assert_eq!(
@@ -602,10 +600,7 @@ fn corrupt_blob_is_refused_and_hashed_once() {
         .open(&loc.path)
         .unwrap();
     file.write_all_at(b"X", loc.offset + loc.len / 2).unwrap();
-    let target = Arc::new(format!(
-        "/v2/library/app/blobs/{}?ns=docker.io",
-        f.docker.1.oci()
-    ));
+    let target = Arc::new(format!("/v2/library/app/blobs/{}?ns=docker.io", f.docker.1));
     let store = Arc::new(f.store);
     let threads: Vec<_> = (0..8)
         .map(|_| {
@@ -620,7 +615,7 @@ fn corrupt_blob_is_refused_and_hashed_once() {
         assert_eq!(v["errors"][0]["code"], "BLOB_UNKNOWN");
         let msg = v["errors"][0]["message"].as_str().unwrap();
         assert!(
-            msg.contains("corrupt") && msg.contains(&f.docker.1.oci()),
+            msg.contains("corrupt") && msg.contains(&f.docker.1.to_string()),
             "{msg}"
         );
     }
@@ -635,44 +630,88 @@ fn corrupt_blob_is_refused_and_hashed_once() {
     let (r, _) = call(
         &store,
         "GET",
-        &format!("/v2/library/app/blobs/{}?ns=quay.io", f.quay.1.oci()),
+        &format!("/v2/library/app/blobs/{}?ns=quay.io", f.quay.1),
         None,
     );
     assert_eq!(r.status, 200);
 }
 
+/// Loads `images` and returns the one skipped image's error; the good image beside it
+/// must still be served.
+fn skipped_beside_a_good_one(b: &Bundle, good: Sha256Digest, bad: StoredImage) -> RegistryError {
+    let store = ImageStore::new(
+        vec![stored("docker.io/library/good:1", good, OCI_MANIFEST), bad],
+        b.blobs.clone(),
+    );
+    assert_eq!(store.tagged_images(), ["docker.io/library/good:1"]);
+    let (r, _) = call(&store, "GET", "/v2/library/good/manifests/1", None);
+    assert_eq!(r.status, 200);
+    let mut skipped = store.skipped;
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    skipped.remove(0).error
+}
+
 #[test]
-fn load_errors_are_clear() {
+fn bad_images_are_skipped_and_named_and_the_rest_is_served() {
     let mut b = Bundle::new();
     let (m1, _) = b.image("one");
     let (m2, _) = b.image("two");
+    let (good, _) = b.image("good");
+    // A blob that is not a manifest at all (a layer, say), named as an image's root.
+    let not_json = b.add(b"\x1f\x8b not json");
+    // A manifest whose declared media type is neither manifest nor index.
+    let unknown = b.add(
+        serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.example.thing+json"})
+            .to_string()
+            .as_bytes(),
+    );
+    // A media type that would inject a header.
+    let crlf = b.add(
+        serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json\r\nX-Evil: 1"})
+            .to_string()
+            .as_bytes(),
+    );
     b.write();
-    let err = ImageStore::new(
+    let store = ImageStore::new(
         vec![
             stored("quay.io/a/b:1", m1, OCI_MANIFEST),
             stored("quay.io/a/b:1", m2, OCI_MANIFEST),
         ],
         b.blobs.clone(),
-    )
-    .unwrap_err();
-    assert!(matches!(err, RegistryError::TagConflict { .. }), "{err}");
+    );
+    assert_eq!(store.tagged_images(), ["quay.io/a/b:1"]);
+    assert!(
+        matches!(store.skipped[0].error, RegistryError::TagConflict { .. }),
+        "{:?}",
+        store.skipped
+    );
     let missing = Sha256Digest::of(b"nothing");
-    let err = ImageStore::new(
-        vec![stored("quay.io/a/b:1", missing, OCI_MANIFEST)],
-        b.blobs.clone(),
-    )
-    .unwrap_err();
-    assert!(err.to_string().contains(&missing.oci()), "{err}");
-    let err = ImageStore::new(
-        vec![stored(
-            &format!("quay.io/a/b@{}", m1.oci()),
-            m2,
-            OCI_MANIFEST,
-        )],
-        b.blobs.clone(),
-    )
-    .unwrap_err();
+    let err = skipped_beside_a_good_one(&b, good, stored("quay.io/a/b:1", missing, OCI_MANIFEST));
+    assert!(err.to_string().contains(&missing.to_string()), "{err}");
+    let err = skipped_beside_a_good_one(
+        &b,
+        good,
+        stored(&format!("quay.io/a/b@{m1}"), m2, OCI_MANIFEST),
+    );
     assert!(matches!(err, RegistryError::InvalidImage { .. }), "{err}");
+    let err = skipped_beside_a_good_one(&b, good, stored("quay.io/a/b:1", not_json, OCI_MANIFEST));
+    assert!(matches!(err, RegistryError::Manifest { .. }), "{err}");
+    let err = skipped_beside_a_good_one(
+        &b,
+        good,
+        stored(
+            "quay.io/a/b:1",
+            unknown,
+            "application/vnd.example.thing+json",
+        ),
+    );
+    assert!(
+        err.to_string()
+            .contains("neither an image manifest nor an index"),
+        "{err}"
+    );
+    let err = skipped_beside_a_good_one(&b, good, stored("quay.io/a/b:1", crlf, OCI_MANIFEST));
+    assert!(err.to_string().contains("media type"), "{err}");
     // A manifest whose bytes changed is found at load.
     let loc = &b.blobs[&m1];
     let file = std::fs::OpenOptions::new()
@@ -680,11 +719,7 @@ fn load_errors_are_clear() {
         .open(&loc.path)
         .unwrap();
     file.write_all_at(b" ", loc.offset + 1).unwrap();
-    let err = ImageStore::new(
-        vec![stored("quay.io/a/b:1", m1, OCI_MANIFEST)],
-        b.blobs.clone(),
-    )
-    .unwrap_err();
+    let err = skipped_beside_a_good_one(&b, good, stored("quay.io/a/b:1", m1, OCI_MANIFEST));
     assert!(
         matches!(err, RegistryError::CorruptManifest { .. }),
         "{err}"
@@ -703,7 +738,7 @@ fn start(f: Fixture, opts: ServeOptions) -> (RunningServer, Fixture) {
         referrer,
     } = f;
     let server = RunningServer::start(Arc::new(store), listener, opts).unwrap();
-    let empty = ImageStore::new(vec![], HashMap::new()).unwrap();
+    let empty = ImageStore::new(vec![], HashMap::new());
     (
         server,
         Fixture {
@@ -729,7 +764,7 @@ fn raw(addr: std::net::SocketAddr, request: &[u8], timeout: Duration) -> String 
 #[test]
 fn keep_alive_pipelining_and_head_over_a_socket() {
     let (server, f) = start(fixture(), ServeOptions::default());
-    let blob = f.quay.1.oci();
+    let blob = f.quay.1.to_string();
     let request = format!(
         "GET /v2/ HTTP/1.1\r\nHost: x\r\n\r\n\
          HEAD /v2/quay.io/library/app/blobs/{blob} HTTP/1.1\r\nHost: x\r\n\r\n\
@@ -814,7 +849,7 @@ fn sendfile_and_copy_paths_send_the_same_bytes() {
             server.local_addr(),
             format!(
                 "GET /v2/library/app/blobs/{}?ns=docker.io HTTP/1.0\r\n\r\n",
-                blob.oci()
+                blob
             )
             .as_bytes(),
             Duration::from_secs(5),
@@ -875,7 +910,7 @@ impl XorShift {
 #[test]
 fn random_targets_and_ranges_never_panic_or_5xx() {
     let f = fixture();
-    let digest = f.docker.1.oci();
+    let digest = f.docker.1.to_string();
     let pieces = [
         "/v2/",
         "/v2",

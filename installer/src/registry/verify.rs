@@ -38,30 +38,30 @@ impl Verdict {
         let actual = match hash_range(loc) {
             Ok(actual) => actual,
             Err(e) => {
-                tracing::error!(digest = %digest.oci(), path = %loc.path.display(), error = %e, "cannot read blob");
+                tracing::error!(digest = %digest, path = %loc.path.display(), error = %e, "cannot read blob");
                 return Err(ApiError::new(
                     500,
                     ErrorCode::BlobUnknown,
                     format!(
                         "blob {} cannot be read from {} on the registry host: {e}",
-                        digest.oci(),
+                        digest,
                         loc.path.display()
                     ),
                 ));
             }
         };
         let verdict = if actual == *digest {
-            tracing::debug!(digest = %digest.oci(), bytes = loc.len, elapsed = ?started.elapsed(), "blob verified");
+            tracing::debug!(digest = %digest, bytes = loc.len, elapsed = ?started.elapsed(), "blob verified");
             Ok(())
         } else {
             let msg = format!(
                 "blob {} is corrupt on the registry host: its {} bytes at offset {} of {} hash to {}; \
                  refusing to serve it (re-stage the bundle)",
-                digest.oci(),
+                digest,
                 loc.len,
                 loc.offset,
                 loc.path.display(),
-                actual.oci()
+                actual
             );
             tracing::error!("{msg}");
             Err(msg)
