@@ -7,6 +7,41 @@ use anyhow::{Context, Result};
 use ferry_bundle::{Bundle, BundleError};
 use std::path::{Path, PathBuf};
 
+/// The size marker the builder fills in with the complete bundle's size
+/// (`ferry_bundle::marker`): how a copy cut short knows what it is missing.
+#[used]
+#[no_mangle]
+pub static FERRY_BUNDLE_SIZE_MARKER: [u8; ferry_bundle::marker::MARKER_LEN] =
+    ferry_bundle::marker::BLANK;
+
+/// A copy whose size differs from the one its stub records: named, with both sizes.
+fn wrong_size(path: &Path, shown: &Path) -> Option<anyhow::Error> {
+    let f = std::fs::File::open(path).ok()?;
+    let want = ferry_bundle::marker::expected_size(&f)?;
+    let have = f.metadata().ok()?.len();
+    let name = shown
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let check =
+        format!("copy it again, and compare it with {name}.sha256 (`sha256sum -c {name}.sha256`)");
+    if have < want {
+        Some(anyhow::anyhow!(
+            "{} is cut short: it has {have} of the bundle's {want} bytes ({} missing); {check}",
+            shown.display(),
+            want - have
+        ))
+    } else if have > want {
+        Some(anyhow::anyhow!(
+            "{} has {} bytes more than the bundle's {want}; something was appended to it — {check}",
+            shown.display(),
+            have - want
+        ))
+    } else {
+        None
+    }
+}
+
 /// The bundle's path as the operator knows it.
 pub fn bundle_path(explicit: Option<&Path>) -> PathBuf {
     match explicit {
@@ -27,6 +62,11 @@ pub fn open(explicit: Option<&Path>) -> Result<Bundle> {
         Ok(mut b) => {
             b.path = shown;
             Ok(b)
+        }
+        Err(BundleError::NoFooter { .. } | BundleError::BadFooter { .. })
+            if wrong_size(&path, &shown).is_some() =>
+        {
+            Err(wrong_size(&path, &shown).expect("checked"))
         }
         Err(BundleError::NoFooter { .. }) if explicit.is_none() => anyhow::bail!(
             "{} carries no bundle (it is the bare ferry-installer, or a copy cut short before its payload); \

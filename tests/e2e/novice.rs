@@ -269,7 +269,7 @@ fn impossible_settings_are_refused_naming_the_flag() {
     let t = tempfile::tempdir().unwrap();
     let bundle = build_kubefile(
         t.path(),
-        "FROM scratch\nLABEL name=x\nENV A=b\n",
+        "FROM scratch\nLABEL name=x\nENV A=b\nRUN true\n",
         "x.run",
         &["--no-payload"],
     );
@@ -314,5 +314,160 @@ fn impossible_settings_are_refused_naming_the_flag() {
     assert!(
         text.contains(&format!("{} entries", info["entries"])),
         "{text}\n{info}"
+    );
+}
+
+#[test]
+fn a_copy_cut_short_or_grown_says_so_with_both_sizes() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("data.bin");
+    run_ok(
+        Command::new("head")
+            .args(["-c", "3000000", "/dev/urandom"])
+            .stdout(std::fs::File::create(&data).unwrap()),
+    );
+    let bundle = build_kubefile(
+        t.path(),
+        "FROM scratch\nLABEL name=cut\nCOPY data.bin /opt/data.bin\n",
+        "delivery.run",
+        &["--no-payload"],
+    );
+    let full = std::fs::metadata(&bundle).unwrap().len();
+    // The build left a checksum file that standard tools check.
+    run_ok(
+        Command::new("sha256sum")
+            .args(["-c", "delivery.run.sha256"])
+            .current_dir(t.path()),
+    );
+    let stub = std::fs::metadata(ferry_tests::bins::installer())
+        .unwrap()
+        .len();
+    let bytes = std::fs::read(&bundle).unwrap();
+    let half = t.path().join("half.run");
+    let cut = stub + 1_000_000;
+    std::fs::write(&half, &bytes[..cut as usize]).unwrap();
+    std::fs::set_permissions(&half, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    for args in [vec!["--check"], vec!["--info"], vec!["plan"]] {
+        let msg = run_fail(Command::new(&half).args(&args));
+        assert!(
+            msg.contains("half.run is cut short")
+                && msg.contains(&format!("it has {cut} of the bundle's {full} bytes")),
+            "{args:?}: {msg}"
+        );
+    }
+    let grown = t.path().join("grown.run");
+    let mut more = bytes.clone();
+    more.extend_from_slice(b"trailing junk");
+    std::fs::write(&grown, &more).unwrap();
+    std::fs::set_permissions(&grown, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let msg = run_fail(Command::new(&grown).arg("--check"));
+    assert!(msg.contains("13 bytes more"), "{msg}");
+    // The bare installer (and a node's copy of it) is not mistaken for a cut bundle.
+    let msg = run_fail(Command::new(ferry_tests::bins::installer()).arg("--info"));
+    assert!(msg.contains("carries no bundle"), "{msg}");
+}
+
+#[test]
+fn impossible_kubefiles_are_refused_at_build_naming_the_line() {
+    let t = tempfile::tempdir().unwrap();
+    let try_build = |kubefile: &str, extra: &[&str]| {
+        std::fs::write(t.path().join("Kubefile"), kubefile).unwrap();
+        run_fail(
+            Command::new(ferry_tests::bins::ferry())
+                .args(["build", "-q", "-f"])
+                .arg(t.path().join("Kubefile"))
+                .arg("-o")
+                .arg(t.path().join("x.run"))
+                .args(extra),
+        )
+    };
+    let msg = try_build(
+        "FROM scratch\nCLUSTER rke2 v1.30.1+rke2r1\n",
+        &["--no-payload"],
+    );
+    assert!(
+        msg.contains("Kubefile:2") && msg.contains("k3s clusters only"),
+        "{msg}"
+    );
+    let msg = try_build("FROM scratch\n# nothing else\n", &["--no-payload"]);
+    assert!(msg.contains("nothing to deliver"), "{msg}");
+    let msg = try_build(
+        "FROM scratch\nLABEL name=x\nRUN true\n",
+        &["--no-payload", "--platform", "linux/arm64", "--installer"],
+    );
+    assert!(msg.contains("--installer"), "{msg}");
+    std::fs::write(
+        t.path().join("Kubefile"),
+        "FROM scratch\nLABEL name=x\nRUN true\n",
+    )
+    .unwrap();
+    let msg = run_fail(
+        Command::new(ferry_tests::bins::ferry())
+            .args([
+                "build",
+                "-q",
+                "--no-payload",
+                "--platform",
+                "linux/arm64",
+                "-f",
+            ])
+            .arg(t.path().join("Kubefile"))
+            .arg("-o")
+            .arg(t.path().join("x.run"))
+            .arg("--installer")
+            .arg(ferry_tests::bins::installer()),
+    );
+    assert!(
+        msg.contains("runs on x86-64") && msg.contains("linux/arm64"),
+        "{msg}"
+    );
+    assert!(!t.path().join("x.run").exists());
+}
+
+#[test]
+fn an_interrupted_build_leaves_nothing_behind() {
+    let t = tempfile::tempdir().unwrap();
+    let data = t.path().join("big.bin");
+    run_ok(
+        Command::new("head")
+            .args(["-c", "400000000", "/dev/urandom"])
+            .stdout(std::fs::File::create(&data).unwrap()),
+    );
+    std::fs::write(
+        t.path().join("Kubefile"),
+        "FROM scratch\nLABEL name=big\nCOPY big.bin /opt/big.bin\n",
+    )
+    .unwrap();
+    let child = Command::new(ferry_tests::bins::ferry())
+        .args(["build", "-q", "--no-payload", "-f"])
+        .arg(t.path().join("Kubefile"))
+        .arg("-o")
+        .arg(t.path().join("big.run"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    nix_kill(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let left: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "big.bin" && n != "Kubefile")
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
+
+fn nix_kill(pid: u32, sig: &str) {
+    run_ok(
+        Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string()),
     );
 }

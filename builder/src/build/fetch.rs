@@ -47,6 +47,22 @@ pub struct FileSpec {
     pub mode: Option<u32>,
 }
 
+impl Definition {
+    /// The URL the file of `role` comes from: its own, or its archive's.
+    pub fn source_url(&self, role: &str) -> Option<&str> {
+        self.files
+            .iter()
+            .find(|f| f.role == role)
+            .map(|f| f.url.as_str())
+            .or_else(|| {
+                self.archives
+                    .iter()
+                    .find(|a| a.extract.values().any(|r| r == role))
+                    .map(|a| a.url.as_str())
+            })
+    }
+}
+
 pub fn parse(text: &str) -> Result<Definition> {
     toml::from_str(text).context("payload definition")
 }

@@ -9,6 +9,7 @@
 pub mod apps;
 pub mod fetch;
 mod files;
+pub mod output;
 pub mod payload;
 pub mod stub;
 
@@ -59,6 +60,10 @@ pub struct BuildReport {
     pub payload_sha256: String,
     /// Registry blobs downloaded by this build / found in the content cache.
     pub pulled: PullStats,
+    /// sha256 of the whole bundle file, as `sha256sum` prints it.
+    pub file_sha256: String,
+    /// `<bundle>.sha256`, for `sha256sum -c` at the site.
+    pub checksum_file: PathBuf,
 }
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
@@ -67,6 +72,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         bail!(
             "{at}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch"
         );
+    }
+    if let Some(c) = &recipe.cluster {
+        if c.distribution != roles::PAYLOAD_K3S {
+            bail!(
+                "{}: CLUSTER {} {}: ferry installs k3s clusters only; write CLUSTER k3s <version>, or leave CLUSTER out for a containerd-only bundle",
+                c.origin,
+                c.distribution,
+                c.version
+            );
+        }
     }
     if let Some(p) = recipe.packages.first() {
         bail!(
@@ -126,11 +141,30 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         }
         planned_apps.push(p);
     }
+    // Temporary files go to one scratch directory, removed at the end — and, with the
+    // partial bundle, on Ctrl-C.
+    let scratch = output::Scratch::create(&opts.output)?;
+    output::clean_up_on_interrupt(&[
+        ferry_bundle::writer::partial_path(&opts.output),
+        scratch.path().to_path_buf(),
+    ]);
     let (mut images, pulled) = resolve_images(opts, &specs)?;
     // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
-    let (k3s, _airgap_tmp) = k3s_images(opts, &manifest, &images)?;
+    let (k3s, _airgap_tmp) = k3s_images(opts, &manifest, &images, scratch.path())?;
     images.extend(k3s);
-    let payload_files = plan_payloads(opts, &manifest)?;
+    let payload_files = plan_payloads(opts, &manifest, scratch.path())?;
+    if images.is_empty()
+        && copies.is_empty()
+        && planned_apps.is_empty()
+        && payload_files.is_empty()
+        && manifest.hooks.is_empty()
+        && manifest.cluster.is_none()
+    {
+        bail!(
+            "{}: nothing to deliver: no IMAGE, APP, COPY, RUN or CLUSTER, and no runtime payload",
+            opts.kubefile.display()
+        );
+    }
     let mut report = write(
         opts,
         manifest,
@@ -138,8 +172,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         &copies,
         &payload_files,
         &planned_apps,
+        scratch.path(),
     )?;
     report.pulled = pulled;
+    let (sha, file) = output::write_checksum(&opts.output)?;
+    report.file_sha256 = sha.to_string();
+    report.checksum_file = file;
     Ok(report)
 }
 
@@ -153,6 +191,7 @@ fn k3s_images(
     opts: &BuildOptions,
     manifest: &BundleManifest,
     have: &[ResolvedImage],
+    scratch_dir: &Path,
 ) -> Result<AirgapImages> {
     if manifest.cluster.as_ref().map(|c| c.distribution.as_str()) != Some(roles::PAYLOAD_K3S) {
         return Ok((vec![], None));
@@ -169,15 +208,9 @@ fn k3s_images(
         tracing::warn!("payload k3s: no k3s-airgap-images-<arch>.tar[.zst] in {}; k3s's own images are not carried", dir.display());
         return Ok((vec![], None));
     };
-    let scratch_dir = opts
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
     let mut tmp = None;
     let tar_path = if tarball.extension().is_some_and(|e| e == "zst") {
-        let t = tempfile::NamedTempFile::new_in(&scratch_dir)?;
+        let t = tempfile::NamedTempFile::new_in(scratch_dir)?;
         let mut dec = zstd::stream::read::Decoder::new(std::fs::File::open(&tarball)?)?;
         std::io::copy(&mut dec, &mut t.reopen()?)
             .with_context(|| format!("decompressing {}", tarball.display()))?;
@@ -202,6 +235,7 @@ fn k3s_images(
 fn plan_payloads(
     opts: &BuildOptions,
     manifest: &BundleManifest,
+    scratch_dir: &Path,
 ) -> Result<Vec<(String, Vec<payload::PayloadFile>)>> {
     let needed = match &manifest.cluster {
         Some(c) => c.distribution.clone(),
@@ -212,13 +246,10 @@ fn plan_payloads(
         if name != &needed {
             bail!("--payload {name}: this bundle needs the {needed} payload, not {name}");
         }
-        let scratch = opts
-            .output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."))
-            .join(".ferry-scratch");
-        out.push((name.clone(), payload::collect(name, src, &scratch)?));
+        out.push((
+            name.clone(),
+            payload::collect(name, src, &scratch_dir.join("payloads"))?,
+        ));
     }
     if out.is_empty() && !opts.no_payload {
         if let Some(text) = fetch::builtin(&needed) {
@@ -232,7 +263,11 @@ fn plan_payloads(
             match fetch::fetch(&def, &cache) {
                 Ok(dir) => {
                     let scratch = cache.join("scratch");
-                    out.push((needed.clone(), payload::collect(&needed, &dir, &scratch)?));
+                    let mut files = payload::collect(&needed, &dir, &scratch)?;
+                    for f in &mut files {
+                        f.url = def.source_url(&f.role).map(str::to_string);
+                    }
+                    out.push((needed.clone(), files));
                     return Ok(out);
                 }
                 Err(e) => bail!(
@@ -317,8 +352,15 @@ fn write(
     copies: &[files::PlannedFile],
     payloads: &[(String, Vec<payload::PayloadFile>)],
     planned_apps: &[apps::PlannedApp],
+    tmp_dir: &Path,
 ) -> Result<BuildReport> {
-    let stub_path = stub::locate(opts.installer.as_deref()).map_err(anyhow::Error::msg)?;
+    let platforms = if opts.pull.platforms.is_empty() {
+        std::slice::from_ref(&opts.platform)
+    } else {
+        &opts.pull.platforms[..]
+    };
+    let (stub_path, platform) = stub::locate_for(opts.installer.as_deref(), platforms)?;
+    manifest.platform = platform.to_string();
     let stub = std::fs::File::open(&stub_path)
         .with_context(|| format!("opening {}", stub_path.display()))?;
     let total: u64 = images.iter().map(|i| i.size()).sum::<u64>()
@@ -330,12 +372,6 @@ fn write(
             .sum::<u64>();
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
     let mut w = BundleWriter::create(&opts.output, stub)?;
-    let tmp_dir = opts
-        .output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."))
-        .to_path_buf();
     w.add_entry(
         OCI_LAYOUT_PATH,
         LAYOUT_FILE.len() as u64,
@@ -377,7 +413,7 @@ fn write(
     w.add_entry(OCI_INDEX_PATH, index.len() as u64, 0o644, &index[..])?;
     for c in copies {
         let entry = paths::rootfs_entry(&c.dest);
-        let rec = add_maybe_compressed(&mut w, &entry, &c.src, c.size, c.mode, &tmp_dir)?;
+        let rec = add_maybe_compressed(&mut w, &entry, &c.src, c.size, c.mode, tmp_dir)?;
         manifest.files.push(FileRecord {
             entry: rec.path,
             dest: c.dest.clone(),
@@ -386,7 +422,7 @@ fn write(
         bar.inc(c.size);
     }
     for app in planned_apps {
-        manifest.apps.push(write_app(&mut w, app, &tmp_dir)?);
+        manifest.apps.push(write_app(&mut w, app, tmp_dir)?);
     }
     for (name, pfiles) in payloads {
         let mut rec = ferry_bundle::manifest::PayloadRecord {
@@ -396,7 +432,7 @@ fn write(
         };
         for f in pfiles {
             let entry = paths::payload_entry(name, &f.role);
-            let r = add_maybe_compressed(&mut w, &entry, &f.src, f.size, f.mode, &tmp_dir)?;
+            let r = add_maybe_compressed(&mut w, &entry, &f.src, f.size, f.mode, tmp_dir)?;
             rec.files.insert(f.role.clone(), r.path);
             bar.inc(f.size);
         }
@@ -412,6 +448,8 @@ fn write(
         blobs_shared: shared,
         payload_sha256: footer.payload_sha256.hex(),
         pulled: PullStats::default(),
+        file_sha256: String::new(),
+        checksum_file: PathBuf::new(),
     })
 }
 

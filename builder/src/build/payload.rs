@@ -27,6 +27,8 @@ pub struct PayloadFile {
     pub src: PathBuf,
     pub size: u64,
     pub mode: u32,
+    /// Where it was downloaded from (for the SBOM); `None` for `--payload` files.
+    pub url: Option<String>,
 }
 
 /// `--payload <name>=<dir|file.tar.gz>`.
@@ -206,6 +208,7 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
             src: bin,
             size: m.len(),
             mode: m.permissions().mode() & 0o777 | 0o755,
+            url: None,
         });
         return Ok(out);
     }
@@ -225,6 +228,7 @@ pub fn collect(name: &str, src: &Path, scratch: &Path) -> Result<Vec<PayloadFile
                     src: e.path(),
                     size: m.len(),
                     mode: m.permissions().mode() & 0o777,
+                    url: None,
                 });
             }
         }

@@ -1,34 +1,154 @@
-//! Finds the installer stub that goes in front of the payload.
+//! Finds the installer stub that goes in front of the payload, and checks that it can run
+//! where the bundle goes.
 //!
-//! Order: `--installer FILE`, `$FERRY_INSTALLER`, then `ferry-installer` next to the
-//! running `ferry` (where `scripts/build.sh` and a release archive put it). The stub must
-//! already be stripped: `strip` after appending would cut the payload off.
+//! Order: `--installer FILE`, `$FERRY_INSTALLER`, then the stub next to the running
+//! `ferry` (where `scripts/build.sh` and a release archive put them):
+//! `ferry-installer` for amd64, `ferry-installer-aarch64` for arm64. The stub must
+//! already be stripped (`strip` after appending would cut the payload off), and built
+//! for the bundle's architecture: an amd64 stub in an arm64 bundle would only fail on the
+//! site, at the first command.
 
+use ferry_bundle::oci::Platform;
 use std::path::{Path, PathBuf};
 
-pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, String> {
-    if let Some(p) = explicit {
-        return check(p.to_path_buf());
-    }
-    if let Some(p) = std::env::var_os("FERRY_INSTALLER") {
-        return check(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
-    let beside = exe.with_file_name("ferry-installer");
-    check(beside)
-        .map_err(|e| format!("{e}; build it with scripts/build.sh or pass --installer <file>"))
+#[derive(Debug, thiserror::Error)]
+pub enum StubError {
+    #[error("installer stub {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("installer stub {0} is not an ELF executable")]
+    NotElf(PathBuf),
+    #[error("installer stub {path} runs on {found}, but the bundle is for {platform}; pass the {want} stub with --installer (scripts/build.sh leaves it at target/dist/{file})")]
+    WrongArch {
+        path: PathBuf,
+        found: String,
+        platform: String,
+        want: String,
+        file: String,
+    },
+    #[error("no installer stub for {platform} is built into this ferry (amd64 and arm64 are)")]
+    Unsupported { platform: String },
+    #[error("cannot find ferry's own executable: {0}")]
+    OwnExe(std::io::Error),
 }
 
-fn check(p: PathBuf) -> Result<PathBuf, String> {
-    let mut magic = [0u8; 4];
-    let f = std::fs::File::open(&p).map_err(|e| format!("installer stub {}: {e}", p.display()))?;
-    std::os::unix::fs::FileExt::read_exact_at(&f, &mut magic, 0)
-        .map_err(|e| format!("installer stub {}: {e}", p.display()))?;
-    if &magic != b"\x7fELF" {
-        return Err(format!(
-            "installer stub {} is not an ELF executable",
-            p.display()
-        ));
+/// The stub's file name beside `ferry`, and its ELF machine, for a platform.
+fn stub_for(platform: &Platform) -> Option<(&'static str, u16, &'static str)> {
+    match platform.architecture.as_str() {
+        "amd64" => Some(("ferry-installer", 0x3e, "x86-64")),
+        "arm64" => Some(("ferry-installer-aarch64", 0xb7, "aarch64")),
+        _ => None,
     }
-    Ok(p)
+}
+
+/// The stub for the first of `platforms` (or, when `--installer` names a stub, for the
+/// one of them it can run on) and that platform.
+pub fn locate_for(
+    explicit: Option<&Path>,
+    platforms: &[Platform],
+) -> Result<(PathBuf, Platform), StubError> {
+    let mut first_err = None;
+    for p in platforms {
+        match locate(explicit, p) {
+            Ok(path) => return Ok((path, p.clone())),
+            Err(e) => {
+                first_err.get_or_insert(e);
+                if explicit.is_none() && std::env::var_os("FERRY_INSTALLER").is_none() {
+                    break;
+                }
+            }
+        }
+    }
+    Err(first_err.unwrap_or(StubError::Unsupported {
+        platform: "(no --platform)".into(),
+    }))
+}
+
+pub fn locate(explicit: Option<&Path>, platform: &Platform) -> Result<PathBuf, StubError> {
+    let (file, machine, want) = stub_for(platform).ok_or_else(|| StubError::Unsupported {
+        platform: platform.to_string(),
+    })?;
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => match std::env::var_os("FERRY_INSTALLER") {
+            Some(p) => PathBuf::from(p),
+            None => std::env::current_exe()
+                .map_err(StubError::OwnExe)?
+                .with_file_name(file),
+        },
+    };
+    check(&path, machine).map_err(|e| match e {
+        StubError::WrongArch { path, found, .. } => StubError::WrongArch {
+            path,
+            found,
+            platform: platform.to_string(),
+            want: want.to_string(),
+            file: file.to_string(),
+        },
+        e => e,
+    })?;
+    Ok(path)
+}
+
+/// Checks the ELF magic and machine (`e_machine`, offset 18, little-endian).
+fn check(p: &Path, machine: u16) -> Result<(), StubError> {
+    let io = |source| StubError::Io {
+        path: p.to_path_buf(),
+        source,
+    };
+    let mut head = [0u8; 20];
+    let f = std::fs::File::open(p).map_err(io)?;
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut head, 0).map_err(io)?;
+    if &head[..4] != b"\x7fELF" {
+        return Err(StubError::NotElf(p.to_path_buf()));
+    }
+    let found = u16::from_le_bytes([head[18], head[19]]);
+    if found != machine {
+        return Err(StubError::WrongArch {
+            path: p.to_path_buf(),
+            found: match found {
+                0x3e => "x86-64".into(),
+                0xb7 => "aarch64".into(),
+                m => format!("ELF machine {m:#x}"),
+            },
+            platform: String::new(),
+            want: String::new(),
+            file: String::new(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn elf(machine: u16) -> tempfile::NamedTempFile {
+        let mut b = vec![0u8; 64];
+        b[..4].copy_from_slice(b"\x7fELF");
+        b[18..20].copy_from_slice(&machine.to_le_bytes());
+        let f = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(f.path(), b).unwrap();
+        f
+    }
+
+    #[test]
+    fn a_stub_of_another_architecture_is_refused_by_name() {
+        let amd = elf(0x3e);
+        let arm: Platform = "linux/arm64".parse().unwrap();
+        let e = locate(Some(amd.path()), &arm).unwrap_err().to_string();
+        assert!(
+            e.contains("runs on x86-64")
+                && e.contains("linux/arm64")
+                && e.contains("ferry-installer-aarch64"),
+            "{e}"
+        );
+        assert!(locate(Some(amd.path()), &"linux/amd64".parse().unwrap()).is_ok());
+        assert!(locate(Some(elf(0xb7).path()), &arm).is_ok());
+        let e = locate(Some(amd.path()), &"linux/s390x".parse().unwrap()).unwrap_err();
+        assert!(e.to_string().contains("linux/s390x"), "{e}");
+    }
 }

@@ -43,7 +43,8 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
     match output {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Text if !quiet => outln!(
-            "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s",
+            "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s\n\
+             {} recorded in {} (at the site: sha256sum -c {})",
             r.output.display(),
             r.size,
             r.images,
@@ -51,7 +52,13 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             r.blobs_shared,
             r.pulled.blobs_fetched,
             r.pulled.blobs_reused,
-            started.elapsed().as_secs_f64()
+            started.elapsed().as_secs_f64(),
+            r.file_sha256,
+            r.checksum_file.display(),
+            r.checksum_file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
         )?,
         OutputFormat::Text => {}
     }

@@ -34,6 +34,7 @@ pub mod error;
 pub mod extract;
 pub mod footer;
 pub mod manifest;
+pub mod marker;
 pub mod oci;
 pub mod paths;
 pub mod reader;

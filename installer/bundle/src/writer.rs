@@ -26,6 +26,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 const OUT_BUF: usize = 1 << 20;
+/// Largest installer stub accepted (the real ones are a few MiB).
+const MAX_STUB: u64 = 64 << 20;
 
 /// The output with the three hashes the format needs.
 struct Out {
@@ -56,6 +58,10 @@ pub struct BundleWriter {
     dest: PathBuf,
     partial: PathBuf,
     stub: StubRecord,
+    /// The stub's bytes (a few MiB), kept to write the bundle's size into its marker.
+    stub_bytes: Vec<u8>,
+    /// Where the size marker is in the stub ([`crate::marker`]), if it has one.
+    marker: Option<usize>,
     entries: Vec<EntryRecord>,
     paths: HashSet<String>,
     finished: bool,
@@ -82,15 +88,28 @@ impl BundleWriter {
             dest: out.to_path_buf(),
             partial: partial.clone(),
             stub: StubRecord::default(),
+            stub_bytes: Vec::new(),
+            marker: None,
             entries: Vec::new(),
             paths: HashSet::new(),
             finished: false,
             buf: vec![0u8; 1 << 20],
         };
-        let mut stub = HashingReader::new(stub);
-        io::copy(&mut stub, &mut me.out.w).map_err(|e| BundleError::io(&partial, e))?;
+        let mut stub = HashingReader::new(stub.take(MAX_STUB + 1));
+        stub.read_to_end(&mut me.stub_bytes)
+            .map_err(|e| BundleError::io(&partial, e))?;
+        if me.stub_bytes.len() as u64 > MAX_STUB {
+            return Err(BundleError::Other(format!(
+                "the installer stub is larger than {MAX_STUB} bytes; is it really a ferry installer?"
+            )));
+        }
+        me.out
+            .w
+            .write_all(&me.stub_bytes)
+            .map_err(|e| BundleError::io(&partial, e))?;
         let (sha, size) = stub.finish();
         me.stub = StubRecord { size, sha256: sha };
+        me.marker = crate::marker::find(&me.stub_bytes);
         Ok(me)
     }
 
@@ -234,7 +253,20 @@ impl BundleWriter {
         manifest.format = FORMAT_VERSION;
         manifest.installer = self.stub.clone();
         manifest.entries = std::mem::take(&mut self.entries);
+        // The whole bundle's size goes into the stub's marker, and the stub's sha256 into
+        // bundle.json: bundle.json's length does not depend on that sha256 (fixed-width
+        // hex), so the size is known before the final bundle.json is made.
+        let draft = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        let payload_len = self.out.pos + 512 + padded(draft.len() as u64) + 1024;
+        let total = self.stub.size + payload_len + crate::footer::FOOTER_LEN as u64;
+        if let Some(at) = self.marker {
+            self.stub_bytes[at..at + crate::marker::MARKER_LEN]
+                .copy_from_slice(&crate::marker::encode(total));
+            manifest.installer.sha256 = Sha256Digest::of(&self.stub_bytes);
+            self.stub.sha256 = manifest.installer.sha256;
+        }
         let json = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
+        debug_assert_eq!(json.len(), draft.len());
         let partial = self.partial.clone();
         let io_err = |e| BundleError::io(&partial, e);
         self.header(MANIFEST_PATH, json.len() as u64, 0o644)
@@ -259,6 +291,20 @@ impl BundleWriter {
         self.out.w.write_all(&footer.encode()).map_err(io_err)?;
         self.out.w.flush().map_err(io_err)?;
         let file = self.out.w.get_ref();
+        if payload_len != self.out.pos {
+            return Err(BundleError::Other(format!(
+                "internal: predicted payload length {payload_len}, wrote {}",
+                self.out.pos
+            )));
+        }
+        if let Some(at) = self.marker {
+            use std::os::unix::fs::FileExt;
+            file.write_all_at(
+                &self.stub_bytes[at..at + crate::marker::MARKER_LEN],
+                at as u64,
+            )
+            .map_err(io_err)?;
+        }
         // The bundle is a program: `./delivery.run` must work straight after the build.
         use std::os::unix::fs::PermissionsExt;
         file.set_permissions(std::fs::Permissions::from_mode(0o755))
@@ -278,7 +324,8 @@ impl Drop for BundleWriter {
     }
 }
 
-fn partial_path(out: &Path) -> PathBuf {
+/// Where a bundle being written to `out` is, until it is complete: `<out>.partial`.
+pub fn partial_path(out: &Path) -> PathBuf {
     let mut s = out.as_os_str().to_owned();
     s.push(".partial");
     PathBuf::from(s)

@@ -282,13 +282,7 @@ impl Engine<'_> {
                     .map_err(source(secret.describe().to_string()))?,
             )),
             Content::InstallerStub => {
-                let exe = std::fs::File::open(&self.res.self_exe).map_err(|e| {
-                    StepError::Stage(format!("{}: {e}", self.res.self_exe.display()))
-                })?;
-                let stub_len = Bundle::open(&self.res.self_exe)
-                    .map(|b| b.footer.payload_offset)
-                    .unwrap_or(u64::MAX);
-                Box::new(exe.take(stub_len))
+                Box::new(std::io::Cursor::new(bare_installer(&self.res.self_exe)?))
             }
         };
         tx.write(&f.path, f.mode, &mut reader)
@@ -363,4 +357,24 @@ impl Engine<'_> {
             }
         }
     }
+}
+
+/// This program without its payload, with its size marker blank again: a bare installer
+/// (a marker with a size would make it think it is a bundle cut short).
+fn bare_installer(exe: &std::path::Path) -> Result<Vec<u8>, StepError> {
+    let fail = |e: std::io::Error| StepError::Stage(format!("{}: {e}", exe.display()));
+    let stub_len = Bundle::open(exe)
+        .map(|b| b.footer.payload_offset)
+        .unwrap_or(u64::MAX);
+    let mut bytes = Vec::new();
+    std::fs::File::open(exe)
+        .map_err(fail)?
+        .take(stub_len)
+        .read_to_end(&mut bytes)
+        .map_err(fail)?;
+    if let Some(at) = ferry_bundle::marker::find(&bytes) {
+        bytes[at..at + ferry_bundle::marker::MARKER_LEN]
+            .copy_from_slice(&ferry_bundle::marker::encode(0));
+    }
+    Ok(bytes)
 }
