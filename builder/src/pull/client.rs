@@ -157,7 +157,7 @@ impl Client {
                         detail.push_str("; the registry is overloaded or failing, try again later");
                     } else if status == 400 && self.endpoint.scheme == "http" {
                         detail.push_str(&format!(
-                            "; if {} serves HTTPS, remove it from insecure_registries",
+                            "; if {} serves HTTPS, drop --insecure-registry {0}",
                             self.endpoint.host
                         ));
                     }
@@ -333,7 +333,7 @@ impl Client {
             || text.to_ascii_lowercase().contains("tls");
         let hint = if tls_like && self.endpoint.scheme == "https" {
             format!(
-                "; if {} serves plain HTTP, list it in insecure_registries",
+                "; if {} serves plain HTTP, pass --insecure-registry {0}",
                 self.endpoint.host
             )
         } else if matches!(e, ureq::Error::HostNotFound) {
