@@ -81,6 +81,10 @@ pub struct BuildArgs {
     /// containerd or k3s (app updates, format tests).
     #[arg(long, conflicts_with = "payloads")]
     pub no_payload: bool,
+    /// Write a delta: carry only what this earlier bundle (of the same name) lacks. The
+    /// site needs that exact bundle installed to install or upgrade to the delta.
+    #[arg(long, value_name = "OLD.run")]
+    pub delta_from: Option<PathBuf>,
     /// Also carry images that discovery found only as candidates (args, env, ConfigMaps, CRs).
     #[arg(long)]
     pub include_candidates: bool,

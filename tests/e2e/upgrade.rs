@@ -132,3 +132,73 @@ fn upgrade_serves_new_content_fails_safely_survives_kill_and_rolls_back() {
     std::mem::forget(s2);
     std::mem::forget(s3);
 }
+
+#[test]
+fn a_delta_upgrade_carries_only_what_changed_and_serves_the_rest_from_v1() {
+    let t = tempfile::tempdir().unwrap();
+    images_and_payload(t.path());
+    let payload = t.path().join("payload");
+    let v1 = build(
+        t.path(),
+        "v1.run",
+        "IMAGE oci:layout:a AS docker.io/library/app:1\n",
+        &payload,
+    );
+    let v2_images =
+        "IMAGE oci:layout:b AS docker.io/library/app:1\nIMAGE oci:layout:a AS docker.io/library/new:1\n";
+    let full = build(t.path(), "v2.run", v2_images, &payload);
+    let p = format!("containerd={}", payload.display());
+    let delta = build_kubefile(
+        t.path(),
+        &format!("FROM scratch\nLABEL name=rt\nLABEL version=v2.run\n{v2_images}"),
+        "v2-delta.run",
+        &["--payload", &p, "--delta-from", v1.to_str().unwrap()],
+    );
+    let (full_len, delta_len) = (
+        std::fs::metadata(&full).unwrap().len(),
+        std::fs::metadata(&delta).unwrap().len(),
+    );
+    // Unchanged: the 4 MiB base layer, image a's layer, the runtime binaries.
+    assert!(
+        delta_len + (4 << 20) < full_len,
+        "delta {delta_len} vs full {full_len}"
+    );
+    let info: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(&delta).args(["--info", "--output", "json"]),
+    ))
+    .unwrap();
+    let v1_id: serde_json::Value = serde_json::from_str(&run_ok(
+        Command::new(&v1).args(["--info", "--output", "json"]),
+    ))
+    .unwrap();
+    assert_eq!(
+        info["delta"]["base"].as_str().unwrap(),
+        format!("sha256:{}", v1_id["payload_sha256"].as_str().unwrap())
+    );
+    run_ok(Command::new(&delta).arg("--check"));
+
+    // Not installable on its own…
+    let fresh = Sandbox::new(&delta, t.path().join("fresh"));
+    let msg = run_fail(fresh.cmd().arg("-q"));
+    assert!(msg.contains("delta bundle"), "{msg}");
+    std::mem::forget(fresh);
+
+    // …but an upgrade of v1: containerd gets the new content and the added image.
+    let sb = Sandbox::new(&v1, t.path().join("root"));
+    run_ok(sb.cmd().arg("-q"));
+    assert_eq!(
+        fresh_run(&sb, "docker.io/library/app:1", "d1"),
+        "hello from image a"
+    );
+    let sd = with_bundle(&sb, &delta);
+    run_ok(sd.cmd().args(["upgrade", "-q"]));
+    assert_eq!(
+        fresh_run(&sb, "docker.io/library/app:1", "d2"),
+        "hello from image b"
+    );
+    assert_eq!(
+        fresh_run(&sb, "docker.io/library/new:1", "d3"),
+        "hello from image a"
+    );
+    std::mem::forget(sd);
+}

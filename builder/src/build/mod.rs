@@ -45,6 +45,8 @@ pub struct BuildOptions {
     pub payloads: Vec<PayloadSource>,
     /// Build without any runtime payload (`--no-payload`).
     pub no_payload: bool,
+    /// Write a delta of this earlier bundle (`--delta-from`).
+    pub delta_from: Option<PathBuf>,
     /// Also carry images that discovery only found as candidates.
     pub include_candidates: bool,
 }
@@ -64,6 +66,16 @@ pub struct BuildReport {
     pub file_sha256: String,
     /// `<bundle>.sha256`, for `sha256sum -c` at the site.
     pub checksum_file: PathBuf,
+    /// A delta's base, and the bytes taken from it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaReport>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct DeltaReport {
+    /// `<name> <version> (sha256:…)` of the base.
+    pub base: String,
+    pub inherited_bytes: u64,
 }
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
@@ -372,6 +384,19 @@ fn write(
             .sum::<u64>();
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
     let mut w = BundleWriter::create(&opts.output, stub)?;
+    if let Some(old) = &opts.delta_from {
+        let base = ferry_bundle::Bundle::open(old)
+            .with_context(|| format!("--delta-from {}", old.display()))?;
+        if base.manifest.name != manifest.name {
+            bail!(
+                "--delta-from {}: that is bundle {}, this one is {}; a delta upgrades a bundle to a newer version of itself",
+                old.display(),
+                base.manifest.name,
+                manifest.name
+            );
+        }
+        w.set_base(base);
+    }
     w.add_entry(
         OCI_LAYOUT_PATH,
         LAYOUT_FILE.len() as u64,
@@ -438,8 +463,13 @@ fn write(
         }
         manifest.payloads.push(rec);
     }
-    let (footer, _): (Footer, _) = w.finish(manifest)?;
+    let inherited_bytes = w.inherited_bytes();
+    let (footer, manifest): (Footer, _) = w.finish(manifest)?;
     bar.finish_and_clear();
+    let delta = manifest.delta.as_ref().map(|d| DeltaReport {
+        base: format!("{} {} ({})", d.base_name, d.base_version, d.base),
+        inherited_bytes,
+    });
     Ok(BuildReport {
         size: footer.payload_offset + footer.payload_len + ferry_bundle::footer::FOOTER_LEN as u64,
         output: opts.output.clone(),
@@ -450,6 +480,7 @@ fn write(
         pulled: PullStats::default(),
         file_sha256: String::new(),
         checksum_file: PathBuf::new(),
+        delta,
     })
 }
 

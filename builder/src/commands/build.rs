@@ -36,6 +36,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         cache_dir: args.cache_dir.clone(),
         payloads: args.payloads.clone(),
         no_payload: args.no_payload,
+        delta_from: args.delta_from.clone(),
         include_candidates: args.include_candidates,
     };
     let started = std::time::Instant::now();
@@ -61,6 +62,15 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 .unwrap_or_default()
         )?,
         OutputFormat::Text => {}
+    }
+    if let (Some(d), OutputFormat::Text, false) = (&r.delta, output, quiet) {
+        outln!(
+            "delta of {}: carries {} bytes; {} bytes are taken from the base at the site (the complete bundle has {})",
+            d.base,
+            r.size,
+            d.inherited_bytes,
+            d.inherited_bytes + r.size
+        )?;
     }
     Ok(())
 }

@@ -29,6 +29,7 @@ macro_rules! serde_as_string {
     };
 }
 
+pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod extract;

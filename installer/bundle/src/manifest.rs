@@ -49,6 +49,22 @@ pub struct BundleManifest {
     pub hooks: Vec<HookRecord>,
     /// Every tar entry of the payload except bundle.json itself, in payload order.
     pub entries: Vec<EntryRecord>,
+    /// Set when this bundle is a delta: it carries only what its base lacks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta: Option<DeltaRecord>,
+}
+
+/// A delta bundle's base and what it takes from it ([`crate::delta`]).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DeltaRecord {
+    /// Payload sha256 of the base bundle (its identity, as `--info` shows it).
+    pub base: Sha256Digest,
+    pub base_name: String,
+    #[serde(default)]
+    pub base_version: String,
+    /// Entries of the complete bundle that the delta does not carry: the base holds them
+    /// at the same path with the same size and sha256 (`offset` is the base's).
+    pub inherited: Vec<EntryRecord>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]

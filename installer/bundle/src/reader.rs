@@ -30,6 +30,8 @@ pub struct Bundle {
     pub manifest: BundleManifest,
     /// Entry path → index in `manifest.entries`.
     index: HashMap<String, usize>,
+    /// A delta bundle's base, once attached ([`Bundle::attach_base`]).
+    pub base: Option<Box<Bundle>>,
 }
 
 impl Bundle {
@@ -113,6 +115,7 @@ impl Bundle {
             footer,
             manifest,
             index,
+            base: None,
         })
     }
 
@@ -151,6 +154,11 @@ impl Bundle {
             .entries
             .iter()
             .filter_map(|e| crate::paths::blob_digest(&e.path).map(|d| (d, e)))
+    }
+
+    /// True for a delta bundle ([`crate::delta`]).
+    pub fn is_delta(&self) -> bool {
+        self.manifest.delta.is_some()
     }
 }
 

@@ -62,6 +62,9 @@ pub struct BundleWriter {
     stub_bytes: Vec<u8>,
     /// Where the size marker is in the stub ([`crate::marker`]), if it has one.
     marker: Option<usize>,
+    /// Building a delta: the base, and what is inherited from it ([`crate::delta`]).
+    base: Option<crate::reader::Bundle>,
+    inherited: Vec<EntryRecord>,
     entries: Vec<EntryRecord>,
     paths: HashSet<String>,
     finished: bool,
@@ -90,6 +93,8 @@ impl BundleWriter {
             stub: StubRecord::default(),
             stub_bytes: Vec::new(),
             marker: None,
+            base: None,
+            inherited: Vec::new(),
             entries: Vec::new(),
             paths: HashSet::new(),
             finished: false,
@@ -169,11 +174,28 @@ impl BundleWriter {
         size: u64,
         mode: u32,
         compression: Option<&str>,
-        mut data: impl Read,
+        data: impl Read,
     ) -> Result<EntryRecord> {
         check_entry_path(path).map_err(|e| BundleError::entry(path, e))?;
         if path == MANIFEST_PATH || !self.paths.insert(path.to_string()) {
             return Err(BundleError::entry(path, "entry added twice"));
+        }
+        let same_place = self
+            .base
+            .as_ref()
+            .and_then(|b| b.entry(path))
+            .filter(|e| e.size == size && e.compression.as_deref() == compression)
+            .cloned();
+        let mut data: Box<dyn Read + '_> = Box::new(data);
+        if let Some(be) = same_place {
+            // The base has an entry of this size here: spool the bytes aside while hashing
+            // them, and inherit the base's entry if they are the same.
+            let (spool, sha) = self.spool(path, &mut data, size)?;
+            if sha == be.sha256 {
+                self.inherited.push(be.clone());
+                return Ok(be);
+            }
+            data = Box::new(spool);
         }
         self.header(path, size, mode).map_err(self.io_err())?;
         let offset = self.out.pos;
@@ -227,6 +249,12 @@ impl BundleWriter {
         if self.paths.contains(&path) {
             return Ok(false);
         }
+        // A blob is its digest: if the base holds it, the delta inherits it unread.
+        if let Some(be) = self.base.as_ref().and_then(|b| b.entry(&path)).cloned() {
+            self.paths.insert(path);
+            self.inherited.push(be);
+            return Ok(false);
+        }
         let rec = self.add_entry(&path, size, 0o644, data)?;
         if rec.sha256 != *digest {
             return Err(BundleError::EntryChecksum {
@@ -236,6 +264,46 @@ impl BundleWriter {
             });
         }
         Ok(true)
+    }
+
+    /// Makes this a delta of `base`: entries the base holds unchanged are not written
+    /// but recorded as inherited ([`crate::delta`]).
+    pub fn set_base(&mut self, base: crate::reader::Bundle) {
+        self.base = Some(base);
+    }
+
+    /// Bytes inherited from the base so far (what the delta saves).
+    pub fn inherited_bytes(&self) -> u64 {
+        self.inherited.iter().map(|e| e.size).sum()
+    }
+
+    /// Reads `size` bytes of `data` into a scratch file beside the output while hashing
+    /// them; returns the file (rewound) and the digest.
+    fn spool(&self, path: &str, data: &mut dyn Read, size: u64) -> Result<(File, Sha256Digest)> {
+        let mut p = self.partial.as_os_str().to_owned();
+        p.push(".spool");
+        let spool_path = PathBuf::from(p);
+        let fail = |e: io::Error| BundleError::entry(path, format!("spooling: {e}"));
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&spool_path)
+            .map_err(fail)?;
+        let _ = std::fs::remove_file(&spool_path);
+        let mut h = HashingReader::new(data.take(size));
+        io::copy(&mut h, &mut f).map_err(fail)?;
+        let (sha, n) = h.finish();
+        if n != size {
+            return Err(BundleError::entry(
+                path,
+                format!("source gave {n} bytes, {size} were expected"),
+            ));
+        }
+        use std::io::Seek;
+        f.rewind().map_err(fail)?;
+        Ok((f, sha))
     }
 
     pub fn has_entry(&self, path: &str) -> bool {
@@ -253,6 +321,14 @@ impl BundleWriter {
         manifest.format = FORMAT_VERSION;
         manifest.installer = self.stub.clone();
         manifest.entries = std::mem::take(&mut self.entries);
+        if let Some(base) = &self.base {
+            manifest.delta = Some(crate::manifest::DeltaRecord {
+                base: base.footer.payload_sha256,
+                base_name: base.manifest.name.clone(),
+                base_version: base.manifest.version.clone(),
+                inherited: std::mem::take(&mut self.inherited),
+            });
+        }
         // The whole bundle's size goes into the stub's marker, and the stub's sha256 into
         // bundle.json: bundle.json's length does not depend on that sha256 (fixed-width
         // hex), so the size is known before the final bundle.json is made.

@@ -31,6 +31,13 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 "payloads": m.payloads,
                 "hooks": m.hooks,
                 "entries": m.entries.len() + 1,
+                "delta": m.delta.as_ref().map(|d| serde_json::json!({
+                    "base": d.base,
+                    "base_name": d.base_name,
+                    "base_version": d.base_version,
+                    "inherited_entries": d.inherited.len(),
+                    "inherited_bytes": d.inherited.iter().map(|e| e.size).sum::<u64>(),
+                })),
             });
             ferry_console::print_json(&v)?;
         }
@@ -55,6 +62,16 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 human(b.footer.payload_len),
                 m.entries.len() + 1
             )?;
+            if let Some(d) = &m.delta {
+                outln!(
+                    "delta:     of {} {} ({}); takes {} entries ({}) from it at the site",
+                    d.base_name,
+                    d.base_version,
+                    d.base,
+                    d.inherited.len(),
+                    human(d.inherited.iter().map(|e| e.size).sum())
+                )?;
+            }
             outln!("images ({}):", m.images.len())?;
             for i in &m.images {
                 outln!("  {}  {}  {}", i.name, i.digest, human(i.size))?;

@@ -12,10 +12,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
-    let b = crate::locate::open(bundle)?;
+    let mut b = crate::locate::open(bundle)?;
+    // A delta serves its unchanged blobs out of its base, staged beside it.
+    b.attach_base_beside()?;
     let mut all = vec![b.clone()];
     for p in &args.serve_also {
-        all.push(Bundle::open(p).with_context(|| format!("--serve-also {}", p.display()))?);
+        let mut also = Bundle::open(p).with_context(|| format!("--serve-also {}", p.display()))?;
+        also.attach_base_beside()?;
+        all.push(also);
     }
     let mut store = ImageStore::from_bundles(&all);
     if let (Some(ca), Some(token_file)) = (&args.ca, &args.token_file) {

@@ -17,11 +17,29 @@ pub fn run(cli: &Cli, rollback: bool) -> Result<ExitCode> {
         return node(cli, &s);
     }
     let old = upgrade::installed(&s, &jf)?;
-    let new = if rollback {
+    let mut new = if rollback {
         upgrade::previous(&s, &jf)?
     } else {
         crate::locate::open(cli.bundle.as_deref())?
     };
+    if let Some(d) = new.manifest.delta.clone() {
+        // A delta upgrades exactly the bundle it was made from, and reads what it does not
+        // carry from that bundle's staged copy.
+        if rollback {
+            // `previous` attached its base already.
+        } else if d.base != old_identity(&old) {
+            return Err(upgrade::UpgradeError::WrongBase {
+                needs: format!("{} {} ({})", d.base_name, d.base_version, d.base),
+                installed: format!(
+                    "{} {} ({})",
+                    old.manifest.name, old.manifest.version, old.footer.payload_sha256
+                ),
+            }
+            .into());
+        } else {
+            new.attach_base(old.clone())?;
+        }
+    }
     if new.manifest.name != old.manifest.name {
         return Err(upgrade::UpgradeError::OtherBundle {
             installed: old.manifest.name.clone(),
@@ -107,4 +125,8 @@ fn node(cli: &Cli, s: &crate::install::InstallSettings) -> Result<ExitCode> {
         )?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn old_identity(b: &ferry_bundle::Bundle) -> ferry_bundle::Sha256Digest {
+    b.footer.payload_sha256
 }

@@ -58,7 +58,8 @@ impl StagedBundle {
         if let Some(b) = self.bundle.get() {
             return Ok(b);
         }
-        let b = Bundle::open(&self.path)?;
+        let mut b = Bundle::open(&self.path)?;
+        b.attach_base_beside()?;
         Ok(self.bundle.get_or_init(|| b))
     }
 }
@@ -66,12 +67,12 @@ impl StagedBundle {
 impl EntrySource for StagedBundle {
     fn open(&self, e: &EntryRef) -> Result<Box<dyn Read + '_>, SourceError> {
         let b = self.bundle()?;
-        let rec = b.entry(&e.entry).ok_or_else(|| SourceError::Entry {
+        let at = b.locate(&e.entry).ok_or_else(|| SourceError::Entry {
             entry: e.entry.clone(),
             reason: format!("not in {}", self.path.display()),
         })?;
         Ok(Box::new(VerifyingReader::new(
-            b.open_entry(rec),
+            at.open(),
             e.entry.clone(),
             e.size,
             e.sha256,

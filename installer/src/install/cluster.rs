@@ -17,16 +17,11 @@ pub const K3S_BIN: &str = k3s::payload::BINARY_ROLE;
 /// they are verified here rather than trusted).
 fn read_verified(b: &Bundle, entry: &str, what: &str) -> Result<Vec<u8>, PlanError> {
     let e = entry_ref(b, entry, what)?;
-    let rec = b.entry(entry).expect("entry_ref found it");
+    let at = b.locate(entry).expect("entry_ref found it");
     let mut v = Vec::with_capacity(e.size as usize);
-    crate::engine::source::VerifyingReader::new(
-        b.open_entry(rec),
-        e.entry.clone(),
-        e.size,
-        e.sha256,
-    )
-    .read_to_end(&mut v)
-    .map_err(|err| PlanError::Other(format!("{what}: {err}")))?;
+    crate::engine::source::VerifyingReader::new(at.open(), e.entry.clone(), e.size, e.sha256)
+        .read_to_end(&mut v)
+        .map_err(|err| PlanError::Other(format!("{what}: {err}")))?;
     Ok(v)
 }
 

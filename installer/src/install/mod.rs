@@ -76,12 +76,15 @@ pub enum PlanError {
     Other(String),
 }
 
-/// An entry of `b` as a plan's content.
+/// An entry of `b` as a plan's content (carried, or for a delta inherited from its base).
 pub fn entry_ref(b: &Bundle, entry: &str, what: &str) -> Result<EntryRef, PlanError> {
-    let rec = b.entry(entry).ok_or_else(|| PlanError::MissingEntry {
-        what: what.to_string(),
-        entry: entry.to_string(),
-    })?;
+    let rec = b
+        .locate(entry)
+        .map(|l| l.entry)
+        .ok_or_else(|| PlanError::MissingEntry {
+            what: what.to_string(),
+            entry: entry.to_string(),
+        })?;
     Ok(EntryRef {
         entry: rec.path.clone(),
         size: rec.size,
@@ -116,6 +119,13 @@ pub fn token_file(host: &Host, journal: &Journal) -> Step {
 /// The install plan of `b` on this host.
 pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, PlanError> {
     let host = &s.host;
+    if let (Some(d), None) = (&b.manifest.delta, &b.base) {
+        return Err(PlanError::Other(format!(
+            "this is a delta bundle: it carries only what {} {} ({}) lacks, so it installs only as \
+             an upgrade of a host where that bundle is installed; install the complete bundle",
+            d.base_name, d.base_version, d.base
+        )));
+    }
     let staged = host.staged_version(&b.footer.payload_sha256);
     let mut phases = Vec::new();
     let mut notes = Vec::new();

@@ -52,7 +52,15 @@ impl Default for Version {
 
 /// Writes bundle `demo` of version `v` to `out`.
 pub(super) fn write_bundle(out: &Path, v: &Version) {
+    write_bundle_on(out, v, None)
+}
+
+/// Like [`write_bundle`]; with `base`, a delta of that bundle.
+pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
     let mut w = BundleWriter::create(out, &b"#!stub installer\n"[..]).unwrap();
+    if let Some(b) = base {
+        w.set_base(Bundle::open(b).unwrap());
+    }
     let mut m = BundleManifest {
         name: "demo".into(),
         platform: "linux/amd64".into(),

@@ -31,6 +31,8 @@ pub enum UpgradeError {
     StagedMissing(String, String),
     #[error("there is no previous version to roll back to (it is kept only after an upgrade)")]
     NoPrevious,
+    #[error("this delta bundle upgrades {needs}, but {installed} is installed; use the complete bundle, or a delta made from the installed one (ferry build --delta-from)")]
+    WrongBase { needs: String, installed: String },
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error("upgrade failed: {cause}; every file was put back and {old} is running again")]
@@ -85,8 +87,8 @@ impl Diff {
 }
 
 fn entry_sha(b: &Bundle, path: &str) -> String {
-    b.entry(path)
-        .map(|e| e.sha256.to_string())
+    b.locate(path)
+        .map(|l| l.entry.sha256.to_string())
         .unwrap_or_default()
 }
 
@@ -260,8 +262,11 @@ pub fn installed(s: &InstallSettings, jf: &JournalFile) -> Result<Bundle, Upgrad
         HostPath::new(j.staged.clone())
             .map_err(|e| UpgradeError::StagedMissing(j.staged.clone(), e.to_string()))?
     };
-    Bundle::open(&s.host.path(&staged))
-        .map_err(|e| UpgradeError::StagedMissing(staged.to_string(), e.to_string()))
+    let mut b = Bundle::open(&s.host.path(&staged))
+        .map_err(|e| UpgradeError::StagedMissing(staged.to_string(), e.to_string()))?;
+    b.attach_base_beside()
+        .map_err(|e| UpgradeError::StagedMissing(staged.to_string(), e.to_string()))?;
+    Ok(b)
 }
 
 /// The plan that upgrades `old` (staged at `old_staged`) to `new`: the new version's
@@ -395,7 +400,17 @@ pub fn run(
         j.upgrade = None;
     }
     jf.save()?;
-    if !released.is_empty() && released != new_staged.as_str() && released != old_staged.as_str() {
+    // A delta reads from its base: the current version's and the previous one's bases stay.
+    let bases: Vec<String> = [new.manifest.delta.as_ref(), old.manifest.delta.as_ref()]
+        .into_iter()
+        .flatten()
+        .map(|d| s.host.staged_version(&d.base).to_string())
+        .collect();
+    if !released.is_empty()
+        && released != new_staged.as_str()
+        && released != old_staged.as_str()
+        && !bases.contains(&released)
+    {
         if let Ok(r) = HostPath::new(released) {
             let mut tx = crate::engine::transaction::Transaction::begin(host, jf, "release")
                 .map_err(EngineError::from)?;
@@ -420,8 +435,11 @@ pub fn previous(s: &InstallSettings, jf: &JournalFile) -> Result<Bundle, Upgrade
     }
     let hp = HostPath::new(p.clone())
         .map_err(|e| UpgradeError::StagedMissing(p.clone(), e.to_string()))?;
-    Bundle::open(&s.host.path(&hp))
-        .map_err(|e| UpgradeError::StagedMissing(p.clone(), e.to_string()))
+    let mut b = Bundle::open(&s.host.path(&hp))
+        .map_err(|e| UpgradeError::StagedMissing(p.clone(), e.to_string()))?;
+    b.attach_base_beside()
+        .map_err(|e| UpgradeError::StagedMissing(p.clone(), e.to_string()))?;
+    Ok(b)
 }
 
 fn engine<'a>(

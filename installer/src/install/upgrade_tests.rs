@@ -3,7 +3,8 @@
 //! after a crash at every step.
 
 use super::tests::{
-    install_with, journal, noise, settings, site_hosts, tree, write_bundle, Fixture, Version,
+    install_with, journal, noise, settings, site_hosts, tree, write_bundle, write_bundle_on,
+    Fixture, Version,
 };
 use super::upgrade;
 use crate::engine::fake::{Call, RecordingSystem};
@@ -61,8 +62,11 @@ fn upgrade_with(
     sys: &dyn System,
 ) -> Result<upgrade::Upgraded, upgrade::UpgradeError> {
     let s = settings(root);
-    let new = Bundle::open(to).unwrap();
+    let mut new = Bundle::open(to).unwrap();
     let (mut jf, _) = JournalFile::open(s.host.path(&s.host.journal())).unwrap();
+    if new.is_delta() {
+        new.attach_base(upgrade::installed(&s, &jf)?).unwrap();
+    }
     upgrade::run(&s, &new, &mut jf, sys, &Reporter::console(true))
 }
 
@@ -210,4 +214,44 @@ fn an_upgrade_killed_at_any_step_converges_when_run_again() {
         assert!(j.upgrade.is_none() && j.pending.is_none(), "crash at {k}");
     }
     let _ = noise(1, 1);
+}
+
+#[test]
+fn a_delta_upgrade_ends_where_the_full_one_does() {
+    // v2 with v1's runtime binaries: a delta carries only the files that changed.
+    let (_, v2) = versions();
+    let v2 = Version { bin_seed: 0, ..v2 };
+    let full = installed_v1();
+    let full_v2 = full.f.bundle.with_file_name("v2-full.run");
+    write_bundle(&full_v2, &v2);
+    upgrade_with(&full.f.root, &full_v2, &RecordingSystem::new()).unwrap();
+    let mut want = tree(&full.f.root);
+
+    let t = installed_v1();
+    let delta = t.f.bundle.with_file_name("v2-delta.run");
+    write_bundle_on(&delta, &v2, Some(&t.f.bundle));
+    let d = Bundle::open(&delta).unwrap();
+    let full_size = std::fs::metadata(&full_v2).unwrap().len();
+    assert!(
+        d.file_len + 15_000 <= full_size,
+        "delta {} vs full {full_size}",
+        d.file_len
+    );
+    // On a fresh host a delta is refused, naming its base.
+    let fresh = settings(&t.f.root.with_file_name("fresh"));
+    let e = super::plan(&fresh, &d, &crate::engine::Journal::default()).unwrap_err();
+    assert!(
+        e.to_string().contains("delta") && e.to_string().contains("demo"),
+        "{e}"
+    );
+
+    upgrade_with(&t.f.root, &delta, &RecordingSystem::new()).unwrap();
+    let mut got = tree(&t.f.root);
+    // The staged copies differ (a delta is staged, not the full v2); all else is the same.
+    want.retain(|k, _| !k.contains("bundles/") && k != "var/lib/ferry/bundle.run");
+    got.retain(|k, _| !k.contains("bundles/") && k != "var/lib/ferry/bundle.run");
+    assert_eq!(got, want);
+    // The base stays: the delta reads from it.
+    let j = journal(&t.f.root);
+    assert!(t.f.root.join(j.previous.trim_start_matches('/')).exists());
 }

@@ -55,7 +55,7 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
         .filter(|p| p.name == payload)
         .flat_map(|p| p.files.iter())
         .filter_map(|(role, entry)| {
-            let e = b.entry(entry)?;
+            let e = b.locate(entry)?.entry;
             Some(JoinFile {
                 role: role.clone(),
                 entry: e.path.clone(),

@@ -57,15 +57,15 @@ impl JoinServer {
                     br#"{"error":"no such payload file"}"#.to_vec(),
                 ));
             }
-            let rec = self.bundle.entry(entry)?;
-            let file = std::fs::File::open(&self.bundle.path).ok()?;
+            let at = self.bundle.locate(entry)?;
+            let file = std::fs::File::open(&at.bundle.path).ok()?;
             return Some(
                 Response::new(
                     200,
                     Body::File {
                         file,
-                        offset: self.bundle.absolute_offset(rec),
-                        len: rec.size,
+                        offset: at.absolute_offset(),
+                        len: at.entry.size,
                     },
                 )
                 .header("Content-Type", "application/octet-stream"),

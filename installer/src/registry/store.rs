@@ -150,11 +150,11 @@ impl ImageStore {
         let mut blobs = HashMap::new();
         let mut images: Vec<StoredImage> = Vec::new();
         for b in bundles {
-            for (digest, e) in b.blobs() {
+            for (digest, at) in b.all_blobs() {
                 blobs.entry(digest).or_insert(BlobLocation {
-                    path: b.path.clone(),
-                    offset: b.absolute_offset(e),
-                    len: e.size,
+                    path: at.bundle.path.clone(),
+                    offset: at.absolute_offset(),
+                    len: at.entry.size,
                 });
             }
             for i in &b.manifest.images {
