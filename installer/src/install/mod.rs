@@ -116,9 +116,8 @@ pub fn token_file(host: &Host, journal: &Journal) -> Step {
     )
 }
 
-/// The install plan of `b` on this host.
+/// The install plan of `b` on this host: one function per phase, in the order they run.
 pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, PlanError> {
-    let host = &s.host;
     if let (Some(d), None) = (&b.manifest.delta, &b.base) {
         return Err(PlanError::Other(format!(
             "this is a delta bundle: it carries only what {} {} ({}) lacks, so it installs only as \
@@ -126,41 +125,75 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
             d.base_name, d.base_version, d.base
         )));
     }
-    let staged = host.staged_version(&b.footer.payload_sha256);
-    let mut phases = Vec::new();
     let mut notes = Vec::new();
+    let mut phases = vec![
+        stage_phase(s, b),
+        files_phase(s, b, journal)?,
+        registry_phase(s, b, journal),
+    ];
+    let (runtime, health) = runtime_phase(s, b, journal, &mut notes)?;
+    phases.push(runtime);
+    phases.push(health);
+    phases.extend(hooks_phase(s, b));
+    Ok(Plan {
+        kind: PlanKind::Install,
+        bundle: b.manifest.name.clone(),
+        bundle_sha256: b.footer.payload_sha256,
+        notes,
+        phases,
+    })
+}
 
+/// The program services are supervised by: the bundle's staged copy.
+fn supervisor(s: &InstallSettings, b: &Bundle) -> String {
+    let host = &s.host;
+    host.path(&host.staged_version(&b.footer.payload_sha256))
+        .display()
+        .to_string()
+}
+
+/// stage: verify every byte while copying the bundle beside earlier versions, and point
+/// `bundle.run` at it.
+fn stage_phase(s: &InstallSettings, b: &Bundle) -> Phase {
+    let host = &s.host;
+    let staged = host.staged_version(&b.footer.payload_sha256);
     let mut stage = Phase::new(PhaseName::Stage);
     stage.steps.push(Step::Stage {
         dest: staged.clone(),
         size: b.file_len,
         payload_sha256: b.footer.payload_sha256,
     });
-    let link = host.staged_bundle();
     stage.steps.push(Step::Link {
         target: staged
             .as_str()
             .strip_prefix(&format!("{}/", host.data_dir))
             .unwrap_or(staged.as_str())
             .to_string(),
-        path: link,
+        path: host.staged_bundle(),
     });
-    phases.push(stage);
+    stage
+}
 
+/// files: the Kubefile's `COPY` destinations.
+fn files_phase(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Phase, PlanError> {
     let mut files = Phase::new(PhaseName::Files);
     for f in &b.manifest.files {
-        let dest = f.dest.clone();
         let e = entry_ref(b, &f.entry, &format!("COPY to {}", f.dest))?;
         files.steps.push(file(
-            host,
+            &s.host,
             journal,
-            dest,
+            f.dest.clone(),
             f.mode & 0o7777,
             Content::Entry(e),
         ));
     }
-    phases.push(files);
+    Ok(files)
+}
 
+/// registry: the cluster CA, the registry's certificate, the join token, and the
+/// registry service (loopback for this node, TLS + join channel for others).
+fn registry_phase(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Phase {
+    let host = &s.host;
     let mut registry = Phase::new(PhaseName::Registry);
     for (name, secret, mode) in [
         ("ca.pem", Secret::CaCert, 0o644),
@@ -177,7 +210,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         ));
     }
     registry.steps.push(token_file(host, journal));
-    let exe = host.path(&staged).display().to_string();
+    let exe = supervisor(s, b);
     let pki = |n: &str| host.path(&host.pki(n));
     let registry_args = RegistryArgs {
         listen: s.registry_addr(),
@@ -209,8 +242,19 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         argv,
         vec![],
     ));
-    phases.push(registry.seal());
+    registry.seal()
+}
 
+/// runtime or cluster: containerd (the bundle's, or the host's own for a bundle without
+/// one) or k3s, mirrored to ferry's registry; and the health checks that go with it.
+fn runtime_phase(
+    s: &InstallSettings,
+    b: &Bundle,
+    journal: &Journal,
+    notes: &mut Vec<String>,
+) -> Result<(Phase, Phase), PlanError> {
+    let host = &s.host;
+    let exe = supervisor(s, b);
     let upstream: Vec<String> = runtime::upstream_hosts(b).into_iter().collect();
     let mirror = format!("http://{}", s.registry_addr());
     let mut health = Phase::new(PhaseName::Health);
@@ -218,7 +262,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         addr: s.registry_addr(),
         service: "registry".into(),
     }));
-    match &b.manifest.cluster {
+    let phase = match &b.manifest.cluster {
         None if runtime::payload_files(b)?.is_empty() => {
             let c = s.host_containerd.as_ref().ok_or_else(|| {
                 PlanError::Other(
@@ -236,23 +280,23 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
                  and ctr needs --hosts-dir {}",
                 c.ctr, c.socket, c.certs_dir, c.certs_dir, c.certs_dir
             ));
-            phases.push(runtime::host_phase(host, journal, c, &upstream, &mirror));
             health.steps.push(Step::Wait(HealthCheck::Containerd {
                 ctr: c.ctr.clone(),
                 socket: c.socket.clone(),
                 service: "containerd".into(),
             }));
+            runtime::host_phase(host, journal, c, &upstream, &mirror)
         }
         None => {
-            let payload = runtime::payload_files(b)?;
-            phases.push(runtime::phase(
-                host, journal, s.systemd, &exe, payload, &upstream, &mirror, None,
-            ));
             health.steps.push(Step::Wait(HealthCheck::Containerd {
                 ctr: host.bin("ctr"),
                 socket: host.containerd_socket(),
                 service: "containerd".into(),
             }));
+            let payload = runtime::payload_files(b)?;
+            runtime::phase(
+                host, journal, s.systemd, &exe, payload, &upstream, &mirror, None,
+            )
         }
         Some(c) if c.distribution == ferry_bundle::roles::PAYLOAD_K3S => {
             let mut phase = cluster::phase(
@@ -271,7 +315,6 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
                 cluster::ClusterRole::FirstServer,
             )?;
             phase.steps.insert(0, cluster::secret_file(host, journal));
-            phases.push(phase);
             let k3s = host.bin("k3s");
             health.steps.push(Step::Wait(HealthCheck::K3sNode {
                 k3s: k3s.clone(),
@@ -280,6 +323,7 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
             health
                 .steps
                 .push(Step::Wait(HealthCheck::Workloads { k3s }));
+            phase
         }
         Some(c) => {
             return Err(PlanError::Other(format!(
@@ -287,28 +331,24 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
                 c.distribution
             )))
         }
-    }
-    phases.push(health);
+    };
+    Ok((phase, health))
+}
 
-    if !b.manifest.hooks.is_empty() {
-        let env = hook_env(s, b);
-        let mut hooks = Phase::new(PhaseName::Hooks);
-        for h in &b.manifest.hooks {
-            hooks.steps.push(Step::Run(CommandSpec {
-                argv: vec!["sh".into(), "-c".into(), h.command.clone()],
-                env: env.clone(),
-            }));
-        }
-        phases.push(hooks);
+/// hooks: the Kubefile's `RUN` commands, after everything is healthy.
+fn hooks_phase(s: &InstallSettings, b: &Bundle) -> Option<Phase> {
+    if b.manifest.hooks.is_empty() {
+        return None;
     }
-
-    Ok(Plan {
-        kind: PlanKind::Install,
-        bundle: b.manifest.name.clone(),
-        bundle_sha256: b.footer.payload_sha256,
-        notes,
-        phases,
-    })
+    let env = hook_env(s, b);
+    let mut hooks = Phase::new(PhaseName::Hooks);
+    for h in &b.manifest.hooks {
+        hooks.steps.push(Step::Run(CommandSpec {
+            argv: vec!["sh".into(), "-c".into(), h.command.clone()],
+            env: env.clone(),
+        }));
+    }
+    Some(hooks)
 }
 
 /// An engine for `b`'s plans on this host: entries from `b`'s staged copy, secrets made
