@@ -304,10 +304,58 @@ pub const GATEWAY_TOKEN: &str = "ferry-test-token";
 /// A small HTTP/1.1 front for a [`Registry`] (one request per connection, GET/HEAD only,
 /// which is all a pull needs). Stops on drop.
 pub struct Gateway {
+    server: LoopbackServer,
+    state: Arc<GatewayState>,
+}
+
+/// An HTTP server on `127.0.0.1:<free port>` running `handler` on a thread per connection.
+/// Stops on drop.
+pub(crate) struct LoopbackServer {
     host: String,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
-    state: Arc<GatewayState>,
+}
+
+impl LoopbackServer {
+    pub(crate) fn start(
+        handler: impl Fn(TcpStream) + Send + Sync + 'static,
+    ) -> Result<LoopbackServer> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let host = listener.local_addr()?.to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let handler = Arc::new(handler);
+        let thread = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if stop2.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let handler = handler.clone();
+                std::thread::spawn(move || handler(conn));
+            }
+        });
+        Ok(LoopbackServer {
+            host,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub(crate) fn host(&self) -> &str {
+        &self.host
+    }
+}
+
+impl Drop for LoopbackServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(&self.host); // wake the accept loop
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -321,44 +369,29 @@ struct GatewayState {
 
 impl Gateway {
     pub fn start(upstream: &Registry, opts: GatewayOptions) -> Result<Gateway> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
-        let host = listener.local_addr()?.to_string();
-        let stop = Arc::new(AtomicBool::new(false));
         let state = Arc::new(GatewayState {
             failures_left: AtomicUsize::new(opts.fail_first),
             truncations_left: AtomicUsize::new(opts.truncate_first_blobs),
             ..Default::default()
         });
+        let host = Arc::new(Mutex::new(String::new()));
         let cfg = Arc::new(GatewayConfig {
             host: host.clone(),
             upstream: upstream.host().to_string(),
             upstream_auth: upstream.credentials().map(|(u, p)| basic(u, p)),
             bearer: opts.bearer.as_ref().map(|(u, p)| basic(u, p)),
         });
-        let (stop2, state2) = (stop.clone(), state.clone());
-        let thread = std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if stop2.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(conn) = conn else { continue };
-                let (cfg, state) = (cfg.clone(), state2.clone());
-                std::thread::spawn(move || {
-                    let _ = handle(conn, &cfg, &state);
-                });
-            }
-        });
-        Ok(Gateway {
-            host,
-            stop,
-            thread: Some(thread),
-            state,
-        })
+        let state2 = state.clone();
+        let server = LoopbackServer::start(move |conn| {
+            let _ = handle(conn, &cfg, &state2);
+        })?;
+        *host.lock().unwrap() = server.host().to_string();
+        Ok(Gateway { server, state })
     }
 
     /// `127.0.0.1:<port>` of the gateway.
     pub fn host(&self) -> &str {
-        &self.host
+        self.server.host()
     }
 
     /// How many times `/token` was asked (successfully or not).
@@ -377,18 +410,9 @@ impl Gateway {
     }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(&self.host); // wake the accept loop
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
 struct GatewayConfig {
-    host: String,
+    /// The gateway's own `host:port` (known once it listens), for its token realm.
+    host: Arc<Mutex<String>>,
     upstream: String,
     upstream_auth: Option<String>,
     bearer: Option<String>,
@@ -450,7 +474,7 @@ fn handle(mut conn: TcpStream, cfg: &GatewayConfig, state: &GatewayState) -> io:
             .unwrap_or("");
         let mut challenge = format!(
             "Bearer realm=\"http://{}/token\",service=\"ferry-test\"",
-            cfg.host
+            cfg.host.lock().unwrap()
         );
         if !repo.is_empty() {
             challenge.push_str(&format!(",scope=\"repository:{repo}:pull\""));
@@ -498,9 +522,9 @@ fn handle(mut conn: TcpStream, cfg: &GatewayConfig, state: &GatewayState) -> io:
     conn.shutdown(Shutdown::Write)
 }
 
-type Head = (String, String, Vec<(String, String)>);
+pub(crate) type Head = (String, String, Vec<(String, String)>);
 
-fn read_head(conn: &mut TcpStream) -> io::Result<Head> {
+pub(crate) fn read_head(conn: &mut TcpStream) -> io::Result<Head> {
     let mut buf = Vec::new();
     let mut byte = [0u8; 1];
     while !buf.ends_with(b"\r\n\r\n") {
@@ -521,7 +545,7 @@ fn read_head(conn: &mut TcpStream) -> io::Result<Head> {
     Ok((method, target, headers))
 }
 
-fn respond(
+pub(crate) fn respond(
     conn: &mut TcpStream,
     status: &str,
     headers: &[(&str, &str)],
