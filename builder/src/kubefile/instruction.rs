@@ -9,6 +9,14 @@ pub enum Instruction {
         distribution: String,
         version: String,
     },
+    /// `RUNTIME containerd [<version>] [runc=<version>] [cni=<version>]`: the container
+    /// runtime of a bundle without `CLUSTER`, by release version.
+    Runtime {
+        name: String,
+        version: Option<String>,
+        /// `runc=` / `cni=`: the versions of the runtime's other parts.
+        parts: Vec<(String, String)>,
+    },
     /// `IMAGE <source>… [AS <name>]`; `AS` only with a single source.
     Image {
         sources: Vec<String>,
@@ -77,6 +85,43 @@ fn exactly<'a>(
     }
 }
 
+const RUNTIME_USAGE: &str = "RUNTIME containerd [<version>] [runc=<version>] [cni=<version>]";
+
+/// `RUNTIME containerd [<version>] [runc=<v>] [cni=<v>]`.
+fn runtime(args: &[String]) -> Result<Instruction, String> {
+    let (name, rest) = args
+        .split_first()
+        .ok_or_else(|| format!("RUNTIME needs a runtime: {RUNTIME_USAGE}"))?;
+    if name != "containerd" {
+        return Err(format!(
+            "RUNTIME {name}: ferry knows the containerd runtime only ({RUNTIME_USAGE}); \
+             for k3s, which brings its own, write CLUSTER k3s <version>"
+        ));
+    }
+    let (version, parts) = match rest.split_first() {
+        Some((v, parts)) if !v.contains('=') => (Some(v.clone()), parts),
+        _ => (None, rest),
+    };
+    let mut out: Vec<(String, String)> = Vec::new();
+    for p in parts {
+        let (k, v) = key_value(p)?;
+        if !matches!(k.as_str(), "runc" | "cni") || v.is_empty() {
+            return Err(format!(
+                "RUNTIME containerd: {p:?}: expected runc=<version> or cni=<version>"
+            ));
+        }
+        if out.iter().any(|(seen, _)| *seen == k) {
+            return Err(format!("RUNTIME containerd: {k}= given twice"));
+        }
+        out.push((k, v));
+    }
+    Ok(Instruction::Runtime {
+        name: name.clone(),
+        version,
+        parts: out,
+    })
+}
+
 impl Instruction {
     pub fn parse(words: &[String]) -> Result<Instruction, String> {
         let (kw, args) = words.split_first().ok_or("empty line")?;
@@ -87,6 +132,7 @@ impl Instruction {
                 let a = exactly("CLUSTER", args, 2, "CLUSTER <distribution> <version>, e.g. CLUSTER k3s v1.31.4+k3s1")?;
                 Instruction::Cluster { distribution: a[0].clone(), version: a[1].clone() }
             }
+            "RUNTIME" => runtime(args)?,
             "IMAGE" => {
                 let (sources, name) = match args.iter().position(|w| w.eq_ignore_ascii_case("AS")) {
                     Some(i) => {
@@ -147,7 +193,7 @@ impl Instruction {
             }
             other => {
                 return Err(format!(
-                    "unknown instruction {other}; known: FROM CLUSTER IMAGE IMAGES APP VALUES SET COPY PACKAGE ENV RUN LABEL"
+                    "unknown instruction {other}; known: FROM CLUSTER RUNTIME IMAGE IMAGES APP VALUES SET COPY PACKAGE ENV RUN LABEL"
                 ))
             }
         })

@@ -13,7 +13,7 @@ mod recipe;
 pub use instruction::{Instruction, Located};
 pub use recipe::{
     strip_bom, AppSpec, ClusterSpec, CopySpec, HookSpec, ImageSpec, ImageVia, Origin, PackageSpec,
-    Recipe,
+    Recipe, RuntimeSpec,
 };
 
 use std::path::{Path, PathBuf};
@@ -129,6 +129,30 @@ impl Kubefile {
                 {
                     return Err(self.err(l.line, "CLUSTER given twice".into()))
                 }
+                Instruction::Runtime { .. }
+                    if self.instructions[..i]
+                        .iter()
+                        .any(|p| matches!(p.ins, Instruction::Runtime { .. })) =>
+                {
+                    return Err(self.err(l.line, "RUNTIME given twice".into()))
+                }
+                Instruction::Runtime { .. } | Instruction::Cluster { .. }
+                    if self
+                        .instructions
+                        .iter()
+                        .any(|p| matches!(p.ins, Instruction::Runtime { .. }))
+                        && self
+                            .instructions
+                            .iter()
+                            .any(|p| matches!(p.ins, Instruction::Cluster { .. })) =>
+                {
+                    return Err(self.err(
+                        l.line,
+                        "RUNTIME and CLUSTER together: k3s brings its own containerd; \
+                         keep CLUSTER for a cluster, RUNTIME for a runtime-only bundle"
+                            .into(),
+                    ))
+                }
                 _ => {}
             }
         }
@@ -193,5 +217,46 @@ mod tests {
         assert!(e.contains("key=value"), "{e}");
         let e = parse("IMAGE \"unterminated\n").unwrap_err().to_string();
         assert!(e.contains("Kubefile:1:"), "{e}");
+    }
+
+    #[test]
+    fn runtime_takes_a_version_and_part_versions() {
+        let k = parse("RUNTIME containerd 2.1.1 runc=1.3.0 cni=1.7.1\n").unwrap();
+        assert_eq!(
+            k.instructions[0].ins,
+            Instruction::Runtime {
+                name: "containerd".into(),
+                version: Some("2.1.1".into()),
+                parts: vec![
+                    ("runc".into(), "1.3.0".into()),
+                    ("cni".into(), "1.7.1".into())
+                ],
+            }
+        );
+        let k = parse("RUNTIME containerd cni=1.7.1\n").unwrap();
+        assert!(
+            matches!(&k.instructions[0].ins, Instruction::Runtime { version: None, parts, .. } if parts.len() == 1)
+        );
+        for (text, line, says) in [
+            ("RUNTIME crio 1\n", 1, "containerd runtime only"),
+            ("RUNTIME containerd 2 shim=1\n", 1, "runc=<version>"),
+            ("RUNTIME containerd 2 runc=1 runc=2\n", 1, "twice"),
+            (
+                "RUNTIME containerd\nRUNTIME containerd\n",
+                2,
+                "RUNTIME given twice",
+            ),
+            (
+                "CLUSTER k3s v1\n\nRUNTIME containerd\n",
+                1,
+                "k3s brings its own containerd",
+            ),
+        ] {
+            let e = parse(text).unwrap_err().to_string();
+            assert!(
+                e.starts_with(&format!("Kubefile:{line}:")) && e.contains(says),
+                "{e}"
+            );
+        }
     }
 }

@@ -41,6 +41,8 @@ pub enum ImageVia {
     Images,
     /// Found by discovery in the named `APP`.
     App(String),
+    /// An image the `CLUSTER` distribution itself runs (k3s's `k3s-images.txt`).
+    Cluster(String),
 }
 
 impl fmt::Display for ImageVia {
@@ -49,6 +51,7 @@ impl fmt::Display for ImageVia {
             ImageVia::Image => f.write_str("IMAGE"),
             ImageVia::Images => f.write_str("IMAGES"),
             ImageVia::App(name) => write!(f, "APP {name}"),
+            ImageVia::Cluster(distribution) => write!(f, "CLUSTER {distribution}"),
         }
     }
 }
@@ -92,6 +95,17 @@ pub struct ClusterSpec {
     pub origin: Origin,
 }
 
+/// `RUNTIME containerd [<version>] [runc=<v>] [cni=<v>]`; `None` fields take the defaults
+/// of `payloads/containerd/payload.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeSpec {
+    pub name: String,
+    pub version: Option<String>,
+    pub runc: Option<String>,
+    pub cni: Option<String>,
+    pub origin: Origin,
+}
+
 /// `RUN <command>`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookSpec {
@@ -115,6 +129,8 @@ pub struct Recipe {
     /// `FROM <bundle>` (anything but `scratch`), which the build does not support yet.
     pub base: Option<(String, Origin)>,
     pub cluster: Option<ClusterSpec>,
+    /// `RUNTIME containerd …` (absent: the default containerd, unless `CLUSTER`).
+    pub runtime: Option<RuntimeSpec>,
     /// `IMAGE` lines and `IMAGES` files' lines, in Kubefile order (duplicates kept).
     pub images: Vec<ImageSpec>,
     pub apps: Vec<AppSpec>,
@@ -139,6 +155,7 @@ impl Recipe {
             context: context.to_path_buf(),
             base: None,
             cluster: None,
+            runtime: None,
             images: Vec::new(),
             apps: Vec::new(),
             copies: Vec::new(),
@@ -162,6 +179,20 @@ impl Recipe {
                     r.cluster = Some(ClusterSpec {
                         distribution: distribution.clone(),
                         version: version.clone(),
+                        origin: at,
+                    })
+                }
+                Instruction::Runtime {
+                    name,
+                    version,
+                    parts,
+                } => {
+                    let part = |k: &str| parts.iter().find(|(p, _)| p == k).map(|(_, v)| v.clone());
+                    r.runtime = Some(RuntimeSpec {
+                        name: name.clone(),
+                        version: version.clone(),
+                        runc: part("runc"),
+                        cni: part("cni"),
                         origin: at,
                     })
                 }
