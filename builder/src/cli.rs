@@ -5,6 +5,7 @@
 
 use crate::build::payload::PayloadSource;
 use crate::pull::{Mirror, Platform};
+use crate::release::ReleaseMirror;
 use clap::{Args, Parser, Subcommand};
 pub use ferry_console::OutputFormat;
 use std::path::PathBuf;
@@ -75,8 +76,24 @@ pub struct BuildArgs {
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
     /// Supply a runtime/cluster payload from local files: <name>=<dir|file.tar.gz>.
+    /// Without it, the payload is downloaded from its projects' releases and verified
+    /// against their published checksums.
     #[arg(long = "payload", value_name = "NAME=PATH")]
     pub payloads: Vec<PayloadSource>,
+    /// Download release files through a proxy: <url-prefix>=<replacement-prefix>, e.g.
+    /// https://github.com=https://artifactory.example/github (repeatable; the longest
+    /// matching prefix wins).
+    #[arg(
+        long = "release-mirror",
+        value_name = "PREFIX=REPLACEMENT",
+        env = "FERRY_RELEASE_MIRROR",
+        value_delimiter = ','
+    )]
+    pub release_mirrors: Vec<ReleaseMirror>,
+    /// Refuse to build if anything resolves differently from ferry.lock (a moved tag, a
+    /// changed file, a re-published release file); write nothing then.
+    #[arg(long)]
+    pub locked: bool,
     /// Carry no runtime payload: an images-and-files bundle for hosts that already run
     /// containerd or k3s (app updates, format tests).
     #[arg(long, conflicts_with = "payloads")]
@@ -114,8 +131,13 @@ mod tests {
             "index.docker.io=localhost:5000/hub",
             "--payload",
             "containerd=./p.tar.gz",
+            "--release-mirror",
+            "https://github.com=http://127.0.0.1:8080/gh",
+            "--locked",
         ])
         .unwrap();
+        assert_eq!(b.release_mirrors[0].replacement, "http://127.0.0.1:8080/gh");
+        assert!(b.locked);
         assert_eq!(b.platform[1], Platform::new("linux", "arm64", Some("v8")));
         assert_eq!(b.registry_mirrors[0].upstream, "docker.io");
         assert_eq!(b.registry_mirrors[0].prefix, "hub");
@@ -130,6 +152,7 @@ mod tests {
             (["--platform", "linux"], "--platform"),
             (["--registry-mirror", "docker.io"], "--registry-mirror"),
             (["--payload", "containerd"], "--payload"),
+            (["--release-mirror", "github.com=x"], "--release-mirror"),
         ] {
             let e = build_args(&args).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);

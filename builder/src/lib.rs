@@ -6,4 +6,6 @@ pub mod commands;
 pub mod discover;
 pub mod image;
 pub mod kubefile;
+pub mod lock;
 pub mod pull;
+pub mod release;

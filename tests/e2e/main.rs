@@ -11,4 +11,5 @@ mod k3s;
 mod novice;
 mod pull;
 mod registry_serve;
+mod releases;
 mod upgrade;

@@ -6,3 +6,4 @@ pub mod forge;
 pub mod images;
 pub mod plan;
 pub mod registry;
+pub mod releases;

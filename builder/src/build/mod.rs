@@ -1,21 +1,31 @@
 //! `ferry build`: Kubefile in, `delivery.run` out.
 //!
-//! Two stages. *Plan* reads the Kubefile and resolves everything to local bytes (image
-//! blobs as byte ranges of layouts, tarballs or the content cache; files from the
-//! context) without writing the bundle. *Write* then streams each unique blob and file
-//! once into the bundle writer, which verifies digests as the bytes pass. Failing in plan
-//! costs nothing; failing in write leaves no partial output.
+//! Two stages. *Plan* reads the Kubefile and resolves everything to local bytes (the
+//! runtime or cluster payload from `--payload` or its project's release, see
+//! [`crate::release`]; image blobs as byte ranges of layouts, tarballs or the content
+//! cache; files from the context) without writing the bundle, and records what it
+//! resolved in a [`Lock`] (`ferry.lock`, checked first with `--locked`). *Write* then
+//! streams each unique blob and file once into the bundle writer, which verifies digests
+//! as the bytes pass. Failing in plan costs nothing; failing in write leaves no partial
+//! output; `ferry.lock` is written only after the bundle.
+//!
+//! The same Kubefile, lock and inputs give the same bytes: everything the bundle holds is
+//! ordered (images by name, files by path), tar headers and the chart archive are written
+//! deterministically, zstd runs with fixed parameters, and nothing records a time, an
+//! owner, a temporary path or the cache's location (`tests/e2e/releases.rs` builds twice
+//! from different directories and caches and compares the sha256).
 
 pub mod apps;
-pub mod fetch;
-mod files;
+pub(crate) mod files;
 pub mod output;
 pub mod payload;
 pub mod stub;
 
 use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage};
 use crate::kubefile::{ImageSpec, ImageVia, Recipe};
+use crate::lock::{hash_path, Lock, LockedAsset, LockedFile, LockedImage};
 use crate::pull::{pull, ContentCache, Platform, PullOptions, PullStats};
+use crate::release::{self, DownloadOptions, Downloader};
 use anyhow::{bail, Context, Result};
 use ferry_bundle::manifest::{AppRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord};
 use ferry_bundle::oci::{Descriptor, LayoutIndex, LAYOUT_FILE};
@@ -49,6 +59,10 @@ pub struct BuildOptions {
     pub delta_from: Option<PathBuf>,
     /// Also carry images that discovery only found as candidates.
     pub include_candidates: bool,
+    /// Release downloads (`--release-mirror`, retries) for payloads without `--payload`.
+    pub downloads: DownloadOptions,
+    /// `--locked`: refuse to build when anything resolves differently from `ferry.lock`.
+    pub locked: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -69,6 +83,8 @@ pub struct BuildReport {
     /// A delta's base, and the bytes taken from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<DeltaReport>,
+    /// The `ferry.lock` written (or, with `--locked`, checked).
+    pub lock: PathBuf,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -160,11 +176,28 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         ferry_bundle::writer::partial_path(&opts.output),
         scratch.path().to_path_buf(),
     ]);
+    let payload = plan_payload(opts, &recipe, scratch.path())?;
+    if let (Some(p), Some(c)) = (&payload, &recipe.cluster) {
+        for r in &p.images {
+            specs.push(ImageSpec {
+                written: r.to_string(),
+                source: ImageSource::Registry(r.clone()),
+                name: None,
+                via: ImageVia::Cluster(p.name.clone()),
+                origin: c.origin.clone(),
+            });
+        }
+    }
     let (mut images, pulled) = resolve_images(opts, &specs)?;
     // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
-    let (k3s, _airgap_tmp) = k3s_images(opts, &manifest, &images, scratch.path())?;
+    let (k3s, _airgap_tmp) = k3s_images(&manifest, payload.as_ref(), &images, scratch.path())?;
     images.extend(k3s);
-    let payload_files = plan_payloads(opts, &manifest, scratch.path())?;
+    images.sort_by_key(|a| a.name.to_string());
+
+    let payload_files: Vec<_> = payload
+        .iter()
+        .map(|p| (p.name.clone(), p.version.clone(), p.files.clone()))
+        .collect();
     if images.is_empty()
         && copies.is_empty()
         && planned_apps.is_empty()
@@ -176,6 +209,25 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             "{}: nothing to deliver: no IMAGE, APP, COPY, RUN or CLUSTER, and no runtime payload",
             opts.kubefile.display()
         );
+    }
+    let lock_path = Lock::path_for(&opts.kubefile);
+    let lock = lock_of(&recipe, &images, &copies, &planned_apps, payload.as_ref())?;
+    let previous = Lock::read(&lock_path)?;
+    if opts.locked {
+        let Some(locked) = &previous else {
+            bail!(
+                "--locked: there is no {} to hold the build to; run `ferry build` once without --locked to write it",
+                lock_path.display()
+            );
+        };
+        let diff = locked.differences(&lock);
+        if !diff.is_empty() {
+            bail!(
+                "--locked: this build resolves differently from {}:\n  - {}\nnothing was written; build without --locked to accept the changes and rewrite the lock",
+                lock_path.display(),
+                diff.join("\n  - ")
+            );
+        }
     }
     let mut report = write(
         opts,
@@ -190,30 +242,35 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let (sha, file) = output::write_checksum(&opts.output)?;
     report.file_sha256 = sha.to_string();
     report.checksum_file = file;
+    report.lock = lock_path.clone();
+    if !opts.locked {
+        if let Some(prev) = previous {
+            for d in prev.differences(&lock) {
+                tracing::info!("ferry.lock: {d}");
+            }
+        }
+        lock.write(&lock_path)?;
+    }
     Ok(report)
 }
 
-/// `CLUSTER k3s`: the images of k3s's airgap tarball, imported into the bundle's OCI
-/// layout so that ferry's registry serves them like any other (no second tarball on the
-/// host). A `.tar.zst` is decompressed to a temporary file first (the docker-archive
-/// reader needs to seek).
+/// `CLUSTER k3s` with `--payload k3s=<dir>`: the images of k3s's airgap tarball, imported
+/// into the bundle's OCI layout so that ferry's registry serves them like any other (no
+/// second tarball on the host). A `.tar.zst` is decompressed to a temporary file first
+/// (the docker-archive reader needs to seek). A downloaded k3s has no tarball: its images
+/// were pulled from `k3s-images.txt` with the others.
 type AirgapImages = (Vec<ResolvedImage>, Option<tempfile::NamedTempFile>);
 
 fn k3s_images(
-    opts: &BuildOptions,
     manifest: &BundleManifest,
+    payload: Option<&PlannedPayload>,
     have: &[ResolvedImage],
     scratch_dir: &Path,
 ) -> Result<AirgapImages> {
     if manifest.cluster.as_ref().map(|c| c.distribution.as_str()) != Some(roles::PAYLOAD_K3S) {
         return Ok((vec![], None));
     }
-    let Some(dir) = opts
-        .payloads
-        .iter()
-        .find(|p| p.name == roles::PAYLOAD_K3S)
-        .map(|p| &p.path)
-    else {
+    let Some(dir) = payload.and_then(|p| p.local.as_ref()) else {
         return Ok((vec![], None));
     };
     let Some(tarball) = payload::k3s_airgap_tarball(dir) else {
@@ -232,8 +289,9 @@ fn k3s_images(
     } else {
         tarball.clone()
     };
-    let source = format!("k3s-airgap:{}", tarball.display());
-    let imgs = crate::image::resolve_all(&source, &tar_path)?;
+    // The file name only: a path would make the bundle depend on where the payload sat.
+    let name = tarball.file_name().unwrap_or_default().to_string_lossy();
+    let imgs = crate::image::resolve_all(&format!("k3s-airgap:{name}"), &tar_path)?;
     Ok((
         imgs.into_iter()
             .filter(|i| !have.iter().any(|h| h.name == i.name))
@@ -242,58 +300,164 @@ fn k3s_images(
     ))
 }
 
-/// Which payload the bundle needs and its files. Runtime-only bundles need `containerd`;
-/// `CLUSTER <distro>` needs the payload of that name.
-fn plan_payloads(
+/// The runtime or cluster payload a bundle carries, from `--payload` or a release.
+struct PlannedPayload {
+    name: String,
+    version: String,
+    files: Vec<payload::PayloadFile>,
+    /// Release files downloaded for it (for `ferry.lock`).
+    assets: Vec<LockedAsset>,
+    /// Images the payload itself runs, pulled like `IMAGE` lines (k3s's own).
+    images: Vec<Reference>,
+    /// The `--payload` directory or archive it came from, if local.
+    local: Option<PathBuf>,
+    /// Keeps unpacked archive members until the bundle is written.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+/// Which payload the bundle needs and where its files are. Runtime-only bundles need
+/// `containerd` (`RUNTIME`'s versions, or the defaults); `CLUSTER <distro>` needs the
+/// payload of that name. `--payload` supplies it from local files; otherwise it is
+/// downloaded from its projects' releases ([`crate::release`]); `--no-payload` carries
+/// none.
+fn plan_payload(
     opts: &BuildOptions,
-    manifest: &BundleManifest,
+    recipe: &Recipe,
     scratch_dir: &Path,
-) -> Result<Vec<(String, Vec<payload::PayloadFile>)>> {
-    let needed = match &manifest.cluster {
-        Some(c) => c.distribution.clone(),
-        None => roles::PAYLOAD_CONTAINERD.to_string(),
+) -> Result<Option<PlannedPayload>> {
+    let (needed, version, at) = match (&recipe.cluster, &recipe.runtime) {
+        (Some(c), _) => (
+            c.distribution.as_str(),
+            Some(c.version.as_str()),
+            Some(&c.origin),
+        ),
+        (None, Some(r)) => (
+            roles::PAYLOAD_CONTAINERD,
+            r.version.as_deref(),
+            Some(&r.origin),
+        ),
+        (None, None) => (roles::PAYLOAD_CONTAINERD, None, None),
     };
-    let mut out = Vec::new();
-    for PayloadSource { name, path: src } in &opts.payloads {
-        if name != &needed {
+    if opts.no_payload {
+        return Ok(None);
+    }
+    if let Some(PayloadSource { name, path: src }) = opts.payloads.first() {
+        if name != needed {
             bail!("--payload {name}: this bundle needs the {needed} payload, not {name}");
         }
-        out.push((
-            name.clone(),
-            payload::collect(name, src, &scratch_dir.join("payloads"))?,
-        ));
+        return Ok(Some(PlannedPayload {
+            name: name.clone(),
+            version: version.unwrap_or_default().to_string(),
+            files: payload::collect(name, src, &scratch_dir.join("payloads"))?,
+            assets: Vec::new(),
+            images: Vec::new(),
+            local: Some(src.clone()),
+            _scratch: None,
+        }));
     }
-    if out.is_empty() && !opts.no_payload {
-        if let Some(text) = fetch::builtin(&needed) {
-            // A connected builder downloads the pinned release assets (once; cached).
-            let def = fetch::parse(text)?;
-            let cache = match &opts.cache_dir {
-                Some(d) => d.clone(),
-                None => crate::pull::ContentCache::default_dir()
-                    .unwrap_or_else(|| PathBuf::from(".ferry-cache")),
-            };
-            match fetch::fetch(&def, &cache) {
-                Ok(dir) => {
-                    let scratch = cache.join("scratch");
-                    let mut files = payload::collect(&needed, &dir, &scratch)?;
-                    for f in &mut files {
-                        f.url = def.source_url(&f.role).map(str::to_string);
-                    }
-                    out.push((needed.clone(), files));
-                    return Ok(out);
-                }
-                Err(e) => bail!(
-                    "this bundle needs the {needed} payload and downloading it failed: {e:#}\n\
-                     pass --payload {needed}=<dir|file.tar.gz> instead (see payloads/{needed}/README.md)"
-                ),
-            }
+    let cache = open_cache(opts)?;
+    let downloads = DownloadOptions {
+        quiet: opts.quiet || opts.downloads.quiet,
+        ..opts.downloads.clone()
+    };
+    let dl = Downloader::new(downloads, cache.clone(), needed);
+    let arch = opts.platform.architecture.as_str();
+    let what = match at {
+        Some(a) => format!("{a}: payload {needed}"),
+        None => format!("payload {needed} (the runtime of a bundle without CLUSTER or RUNTIME)"),
+    };
+    let fetched = if needed == roles::PAYLOAD_K3S {
+        release::k3s::fetch(version.unwrap_or_default(), arch, &dl)
+    } else {
+        let r = recipe.runtime.as_ref();
+        let def = release::definition::Definition::builtin(needed)?;
+        release::containerd::Versions::resolve(
+            &def,
+            version,
+            r.and_then(|r| r.runc.as_deref()),
+            r.and_then(|r| r.cni.as_deref()),
+        )
+        .and_then(|v| release::containerd::fetch(&v, arch, &dl, scratch_dir))
+    }
+    .with_context(|| what.clone())?;
+    Ok(Some(PlannedPayload {
+        name: fetched.name,
+        version: fetched.version,
+        files: fetched.files,
+        assets: fetched.assets,
+        images: fetched.images,
+        local: None,
+        _scratch: fetched.scratch,
+    }))
+}
+
+fn open_cache(opts: &BuildOptions) -> Result<ContentCache> {
+    Ok(match &opts.cache_dir {
+        Some(d) => ContentCache::open(d.clone())?,
+        None => ContentCache::open_default()?,
+    })
+}
+
+/// What `ferry.lock` records for this build: images, release files, local inputs, helm.
+fn lock_of(
+    recipe: &Recipe,
+    images: &[ResolvedImage],
+    copies: &[files::PlannedFile],
+    apps: &[apps::PlannedApp],
+    payload: Option<&PlannedPayload>,
+) -> Result<Lock> {
+    let rel = |p: &Path| {
+        p.strip_prefix(&recipe.context)
+            .unwrap_or(p)
+            .display()
+            .to_string()
+    };
+    let file = |kind: &str, path: String, src: &Path, mode: Option<u32>| -> Result<LockedFile> {
+        Ok(LockedFile {
+            kind: kind.into(),
+            path,
+            sha256: hash_path(src)?.hex(),
+            mode: mode.map(|m| format!("{m:04o}")),
+        })
+    };
+    let mut files = Vec::new();
+    for c in copies {
+        files.push(file("copy", rel(&c.src), &c.src, Some(c.mode))?);
+    }
+    let mut helm = None;
+    for a in apps {
+        let kind = match a.kind {
+            crate::discover::AppKind::ChartDir | crate::discover::AppKind::ChartArchive => "chart",
+            _ => "manifests",
+        };
+        files.push(file(kind, rel(&a.spec.path), &a.spec.path, None)?);
+        for v in &a.spec.values {
+            files.push(file("values", rel(v), v, None)?);
         }
-        bail!(
-            "this bundle needs the {needed} payload (the runtime the host will run); pass --payload {needed}=<dir|file.tar.gz> \
-             (see payloads/{needed}/README.md; scripts/containerd-payload.sh assembles one from local packages)"
-        );
+        if let crate::discover::Renderer::Helm { version } = &a.discovery.rendered_with {
+            helm = Some(version.clone());
+        }
     }
-    Ok(out)
+    if let Some(p) = payload.filter(|p| p.local.is_some()) {
+        for f in &p.files {
+            files.push(file(
+                "payload",
+                format!("{}:{}", p.name, f.role),
+                &f.src,
+                None,
+            )?);
+        }
+    }
+    let images = images
+        .iter()
+        .map(|i| LockedImage {
+            name: i.name.to_string(),
+            digest: i.root.digest.to_string(),
+            platforms: i.platforms.clone(),
+        })
+        .collect();
+    let assets = payload.map(|p| p.assets.clone()).unwrap_or_default();
+    Ok(Lock::new(helm, images, assets, files))
 }
 
 fn resolve_images(
@@ -313,10 +477,7 @@ fn resolve_images(
                     continue;
                 }
                 if cache.is_none() {
-                    cache = Some(match &opts.cache_dir {
-                        Some(d) => ContentCache::open(d.clone())?,
-                        None => ContentCache::open_default()?,
-                    });
+                    cache = Some(open_cache(opts)?);
                 }
                 let c = cache.as_ref().unwrap();
                 let p = pull(r, &opts.pull, c).with_context(|| at.clone())?;
@@ -362,7 +523,7 @@ fn write(
     mut manifest: BundleManifest,
     images: &[ResolvedImage],
     copies: &[files::PlannedFile],
-    payloads: &[(String, Vec<payload::PayloadFile>)],
+    payloads: &[(String, String, Vec<payload::PayloadFile>)],
     planned_apps: &[apps::PlannedApp],
     tmp_dir: &Path,
 ) -> Result<BuildReport> {
@@ -379,7 +540,7 @@ fn write(
         + copies.iter().map(|c| c.size).sum::<u64>()
         + payloads
             .iter()
-            .flat_map(|p| &p.1)
+            .flat_map(|p| &p.2)
             .map(|f| f.size)
             .sum::<u64>();
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
@@ -449,10 +610,10 @@ fn write(
     for app in planned_apps {
         manifest.apps.push(write_app(&mut w, app, tmp_dir)?);
     }
-    for (name, pfiles) in payloads {
+    for (name, version, pfiles) in payloads {
         let mut rec = ferry_bundle::manifest::PayloadRecord {
             name: name.clone(),
-            version: String::new(),
+            version: version.clone(),
             files: BTreeMap::new(),
         };
         for f in pfiles {
@@ -481,6 +642,7 @@ fn write(
         file_sha256: String::new(),
         checksum_file: PathBuf::new(),
         delta,
+        lock: PathBuf::new(),
     })
 }
 

@@ -38,6 +38,12 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         no_payload: args.no_payload,
         delta_from: args.delta_from.clone(),
         include_candidates: args.include_candidates,
+        downloads: crate::release::DownloadOptions {
+            mirrors: args.release_mirrors.clone(),
+            quiet,
+            ..Default::default()
+        },
+        locked: args.locked,
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
@@ -45,7 +51,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Text if !quiet => outln!(
             "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s\n\
-             {} recorded in {} (at the site: sha256sum -c {})",
+             {} recorded in {} (at the site: sha256sum -c {}); {} {}",
             r.output.display(),
             r.size,
             r.images,
@@ -59,7 +65,9 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             r.checksum_file
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if args.locked { "held to" } else { "wrote" },
+            r.lock.display()
         )?,
         OutputFormat::Text => {}
     }

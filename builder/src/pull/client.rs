@@ -53,14 +53,7 @@ impl Client {
         let config_name = config_path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "~/.docker/config.json".to_string());
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_connect(Some(opts.connect_timeout))
-            .timeout_recv_response(Some(opts.read_timeout))
-            .timeout_per_read(Some(opts.read_timeout))
-            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .new_agent();
+        let agent = agent(opts.connect_timeout, opts.read_timeout);
         Ok(Client {
             agent,
             endpoint,
@@ -350,8 +343,30 @@ impl Client {
     }
 }
 
+/// The builder's HTTP agent (registry pulls and release downloads): every status is a
+/// response, not an error; connects and reads time out, whole transfers do not (layers and
+/// release files can be GBs).
+pub(crate) fn agent(connect: Duration, read: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(connect))
+        .timeout_recv_response(Some(read))
+        .timeout_per_read(Some(read))
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .new_agent()
+}
+
+/// A response header's value, trimmed.
+pub(crate) fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| s.trim().to_string())
+}
+
 /// Transport errors worth another try: the connection, not the request, was the problem.
-fn transient(e: &ureq::Error) -> bool {
+pub(crate) fn transient(e: &ureq::Error) -> bool {
     matches!(
         e,
         ureq::Error::Io(_)
@@ -362,7 +377,7 @@ fn transient(e: &ureq::Error) -> bool {
 }
 
 /// `Retry-After: <seconds>` (the HTTP-date form is rare from registries and ignored).
-fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+pub(crate) fn retry_after(resp: &Response<Body>) -> Option<Duration> {
     let v = resp.headers().get("retry-after")?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }

@@ -8,7 +8,7 @@
 //! when asked by tag. Anything already in the cache is not fetched again.
 
 use super::cache::{CacheError, ContentCache};
-use super::client::{Client, Method};
+use super::client::{header, Client, Method};
 use super::error::PullError;
 use super::stats::Counters;
 use ferry_bundle::oci::{Descriptor, MANIFEST_ACCEPT, MAX_MANIFEST_BYTES};
@@ -311,11 +311,4 @@ impl<'a> Fetcher<'a> {
             source,
         }
     }
-}
-
-fn header(resp: &Response<Body>, name: &str) -> Option<String> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.trim().to_string())
 }

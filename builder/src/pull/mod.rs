@@ -35,7 +35,7 @@
 
 pub mod auth;
 pub mod cache;
-mod client;
+pub(crate) mod client;
 pub mod dockerconfig;
 pub mod endpoint;
 pub mod error;
