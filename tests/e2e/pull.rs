@@ -518,7 +518,10 @@ fn plain_http_is_only_used_when_listed() -> Result<()> {
     let msg = err.to_string();
     eprintln!("{msg}");
     assert!(matches!(err, PullError::Connect { .. }), "{msg}");
-    assert!(msg.contains("insecure_registries"), "{msg}");
+    assert!(
+        msg.contains(&format!("--insecure-registry {}", reg.host())),
+        "{msg}"
+    );
     Ok(())
 }
 
