@@ -614,6 +614,7 @@ fn write(
         let mut rec = ferry_bundle::manifest::PayloadRecord {
             name: name.clone(),
             version: version.clone(),
+            platform: String::new(),
             files: BTreeMap::new(),
         };
         for f in pfiles {

@@ -172,6 +172,11 @@ pub struct PayloadRecord {
     pub name: String,
     #[serde(default)]
     pub version: String,
+    /// `os/arch` of the hosts these files run on; empty: the bundle's own platform. A
+    /// bundle for mixed clusters carries the runtime of every platform it was built for,
+    /// so a master can hand an arm64 node its runtime.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub platform: String,
     /// Entry paths of the payload's files, keyed by their role (e.g. `bin/containerd`).
     pub files: BTreeMap<String, String>,
 }
@@ -218,7 +223,33 @@ impl BundleManifest {
 
     /// The payload named `name` ([`crate::roles::PAYLOAD_CONTAINERD`], …), if carried.
     pub fn payload(&self, name: &str) -> Option<&PayloadRecord> {
-        self.payloads.iter().find(|p| p.name == name)
+        self.payload_for(name, &self.platform)
+    }
+
+    /// The payload `name` for hosts of `platform` (`linux/arm64`).
+    pub fn payload_for(&self, name: &str, platform: &str) -> Option<&PayloadRecord> {
+        self.payloads.iter().find(|p| {
+            p.name == name
+                && (p.platform == platform || (p.platform.is_empty() && self.platform == platform))
+        })
+    }
+
+    /// Every platform this bundle carries a runtime or cluster payload for.
+    pub fn payload_platforms(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .payloads
+            .iter()
+            .map(|p| {
+                if p.platform.is_empty() {
+                    self.platform.clone()
+                } else {
+                    p.platform.clone()
+                }
+            })
+            .collect();
+        v.sort();
+        v.dedup();
+        v
     }
 }
 

@@ -34,7 +34,11 @@ pub fn join(cli: &Cli, master: &str) -> Result<ExitCode> {
     let host = settings::host(&cli.host)?;
     let b = crate::locate::open(cli.bundle.as_deref())
         .context("plan --join needs the bundle (run it from delivery.run, or pass --bundle)")?;
-    let info = crate::join::protocol::join_info(&b, &format!("https://{master}"));
+    let info = crate::join::protocol::join_info(
+        &b,
+        &format!("https://{master}"),
+        Some(&crate::join::protocol::own_platform()),
+    )?;
     let plan = crate::join::node::plan(&host, &journal(&host)?, &info, &js)?;
     show(&plan, cli.output)
 }

@@ -90,10 +90,8 @@ pub fn secret_file(host: &Host, journal: &Journal) -> Step {
 pub fn k3s_binary(b: &Bundle) -> Result<EntryRef, PlanError> {
     let entry = b
         .manifest
-        .payloads
-        .iter()
-        .filter(|p| p.name == ferry_bundle::roles::PAYLOAD_K3S)
-        .find_map(|p| p.files.get(K3S_BIN))
+        .payload(ferry_bundle::roles::PAYLOAD_K3S)
+        .and_then(|p| p.file(K3S_BIN))
         .ok_or_else(|| {
             PlanError::K3s(
                 "the bundle says CLUSTER k3s but carries no k3s binary (payload k3s, bin/k3s); rebuild it with the k3s payload".into(),

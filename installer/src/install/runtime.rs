@@ -139,12 +139,7 @@ pub fn containerd_config(host: &Host) -> String {
 /// The containerd payload's files of a bundle: (role, entry).
 pub fn payload_files(b: &Bundle) -> Result<Vec<(String, EntryRef)>, PlanError> {
     let mut out = Vec::new();
-    for p in b
-        .manifest
-        .payloads
-        .iter()
-        .filter(|p| p.name == ferry_bundle::roles::PAYLOAD_CONTAINERD)
-    {
+    if let Some(p) = b.manifest.payload(ferry_bundle::roles::PAYLOAD_CONTAINERD) {
         for (role, entry) in &p.files {
             out.push((
                 role.clone(),

@@ -104,6 +104,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
             }
             m.payloads.push(PayloadRecord {
                 name: "containerd".into(),
+                platform: String::new(),
                 version: String::new(),
                 files,
             });
@@ -116,6 +117,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
             files.insert("bin/k3s".to_string(), e.path);
             m.payloads.push(PayloadRecord {
                 name: "k3s".into(),
+                platform: String::new(),
                 version: "v1.31.4+k3s1".into(),
                 files,
             });

@@ -84,12 +84,25 @@ pub fn contact(master: &str, token: &Token) -> Result<Master, JoinError> {
         reason,
     };
     let cfg = tls::pinned_client(&ca).map_err(protocol)?;
-    let r = client::get(cfg.clone(), master, JOIN, Some(&token.secret)).map_err(unreachable)?;
+    let join = format!(
+        "{JOIN}?platform={}",
+        crate::registry::percent_encode(&super::protocol::own_platform())
+    );
+    let r = client::get(cfg.clone(), master, &join, Some(&token.secret)).map_err(unreachable)?;
     if r.status == 401 || r.status == 403 {
         return Err(JoinError::TokenRejected {
             addr: master.into(),
             status: r.status,
         });
+    }
+    if r.status == 404 {
+        // The master says why (e.g. no runtime for this node's platform).
+        let body = r.bytes(64 << 10).unwrap_or_default();
+        let why = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        return Err(protocol(why));
     }
     if r.status != 200 {
         return Err(protocol(format!("answered {} to {JOIN}", r.status)));

@@ -40,19 +40,54 @@ pub struct JoinFile {
     pub sha256: Sha256Digest,
 }
 
-/// What the master needs to answer join requests: its bundle and the secret.
-pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
+/// The platform this program runs on, as bundles name platforms (`linux/arm64`): what a
+/// joining node asks its master for.
+pub fn own_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+/// Why a master cannot serve a node.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the master's bundle carries no runtime for {asked} (it has {has}); rebuild it with --platform {has},{asked} for a mixed cluster")]
+pub struct NoRuntime {
+    pub asked: String,
+    pub has: String,
+}
+
+/// What the master tells a node of `platform` (`None`: the bundle's own) about joining:
+/// its bundle, its registry, and the runtime files for that platform.
+pub fn join_info(
+    b: &ferry_bundle::Bundle,
+    registry: &str,
+    platform: Option<&str>,
+) -> Result<JoinInfo, NoRuntime> {
     let m = &b.manifest;
+    let platform = platform.unwrap_or(&m.platform).to_string();
     let hosts: Vec<String> = m.upstream_hosts().into_iter().collect();
     let payload = m
         .cluster
         .as_ref()
         .map(|c| c.distribution.clone())
         .unwrap_or_else(|| ferry_bundle::roles::PAYLOAD_CONTAINERD.into());
-    let files = m
-        .payloads
-        .iter()
-        .filter(|p| p.name == payload)
+    let record = match m.payload_for(&payload, &platform) {
+        Some(p) => Some(p),
+        // A bundle without a runtime (--no-payload) joins nodes of its own platform only.
+        None if m.payloads.is_empty() && platform == m.platform => None,
+        None => {
+            return Err(NoRuntime {
+                asked: platform,
+                has: m.payload_platforms().join(","),
+            })
+        }
+    };
+    let files = record
+        .into_iter()
         .flat_map(|p| p.files.iter())
         .filter_map(|(role, entry)| {
             let e = b.locate(entry)?.entry;
@@ -65,13 +100,13 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
             })
         })
         .collect();
-    JoinInfo {
+    Ok(JoinInfo {
         bundle_name: m.name.clone(),
         bundle_sha256: b.footer.payload_sha256,
-        platform: m.platform.clone(),
+        platform,
         cluster: m.cluster.clone(),
         upstream_hosts: hosts,
         registry: registry.to_string(),
         files,
-    }
+    })
 }

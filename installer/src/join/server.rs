@@ -42,16 +42,32 @@ impl JoinServer {
             ));
         }
         if path == JOIN {
-            let info = join_info(&self.bundle, &format!("https://{}", self.advertise));
-            return Some(Response::json(
-                200,
-                serde_json::to_vec(&info).expect("json"),
-            ));
+            // `?platform=linux/arm64`: the node's platform (a mixed cluster).
+            let platform = query_value(&req.target, "platform");
+            return Some(
+                match join_info(
+                    &self.bundle,
+                    &format!("https://{}", self.advertise),
+                    platform.as_deref(),
+                ) {
+                    Ok(info) => Response::json(200, serde_json::to_vec(&info).expect("json")),
+                    Err(e) => Response::json(
+                        404,
+                        serde_json::to_vec(&serde_json::json!({ "error": e.to_string() }))
+                            .expect("json"),
+                    ),
+                },
+            );
         }
         if let Some(entry) = path.strip_prefix(ENTRY_PREFIX) {
             // Only runtime payload files are handed out, not arbitrary entries.
-            let info = join_info(&self.bundle, "");
-            if !info.files.iter().any(|f| f.entry == entry) {
+            let payload_file = self
+                .bundle
+                .manifest
+                .payloads
+                .iter()
+                .any(|p| p.files.values().any(|e| e == entry));
+            if !payload_file {
                 return Some(Response::json(
                     404,
                     br#"{"error":"no such payload file"}"#.to_vec(),
@@ -78,4 +94,15 @@ impl JoinServer {
         let me = Arc::new(self);
         Extension(Arc::new(move |req: &Request| me.handle(req)))
     }
+}
+
+/// The value of `key` in a request target's query, percent-decoded.
+fn query_value(target: &str, key: &str) -> Option<String> {
+    let q = target.split_once('?')?.1;
+    q.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key)
+            .then(|| crate::registry::percent_decode(v))
+            .flatten()
+    })
 }

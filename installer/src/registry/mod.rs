@@ -39,6 +39,7 @@ mod tests;
 
 pub use errors::{ApiError, ErrorCode, RegistryError};
 pub use http::{Body, Request, Response};
+pub use names::{percent_decode, percent_encode};
 pub use server::{serve, RunningServer, ServeOptions};
 pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, SkippedImage, StoredImage};
 pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, Transport};
