@@ -75,6 +75,8 @@ pub enum Clue {
     EmbeddedLine,
     /// A whole string with the full shape of a reference (`registry.host/path:tag`).
     Grammar,
+    /// A word with the full shape of a reference inside a text (a script, a config file).
+    Text,
     /// Guessed from chart values because helm was not available (see [`Renderer`]).
     Values(String),
 }
@@ -447,8 +449,9 @@ pub(crate) fn join_key(prefix: &str, key: &str) -> String {
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    match (prefix.is_empty(), plain) {
-        (true, true) => key.to_string(),
+    // `data["x.yaml"]#` starts an embedded document: its fields follow the `#` directly.
+    match (prefix.is_empty() || prefix.ends_with('#'), plain) {
+        (true, true) => format!("{prefix}{key}"),
         (false, true) => format!("{prefix}.{key}"),
         (_, false) => format!("{prefix}[{key:?}]"),
     }
