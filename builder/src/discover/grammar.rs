@@ -207,6 +207,13 @@ pub fn is_pinned(s: &str) -> bool {
     last.contains(':') || s.contains('@')
 }
 
+/// A bare word: a reference without registry host, tag or digest (`pilot`, `org/app`).
+/// Short strings like these are everywhere, and `docker.io/library/pilot:latest` rarely
+/// exists: such a candidate is carried only when its registry says it does.
+pub fn is_bare(s: &str) -> bool {
+    !names_host(s) && !is_pinned(s)
+}
+
 /// A registry, optionally with a path, that image names are put under: istio's
 /// `hub: docker.io/istio`, `registry: quay.io`. Only a real host counts.
 pub fn is_registry_prefix(s: &str) -> bool {
@@ -319,6 +326,12 @@ mod tests {
             "app@sha256:594ceea76b01c592858f803f9ff4d2cb40542cae2060410b2c95f75907d659e1"
         ));
         assert!(!is_pinned("localhost:5000/app"), "a port is no tag");
+        for bare in ["pilot", "org/app", "proxyv2"] {
+            assert!(is_bare(bare), "{bare}");
+        }
+        for not_bare in ["pilot:1", "quay.io/x/pilot", "docker.io/library/busybox"] {
+            assert!(!is_bare(not_bare), "{not_bare}");
+        }
         assert!(is_registry_prefix("docker.io/istio"));
         assert!(is_registry_prefix("quay.io"));
         assert!(is_registry_prefix("localhost:5000/mirror/"));
