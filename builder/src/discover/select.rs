@@ -56,6 +56,8 @@ pub enum Status {
     Withheld,
     /// A candidate neither asked about nor carried (`--candidates none`).
     Unchecked,
+    /// Guessed from the values of a component switched off (no helm): not carried.
+    Disabled,
     /// A verified candidate whose pull failed: not carried.
     Failed { reason: String },
 }
@@ -86,6 +88,9 @@ impl fmt::Display for Status {
                 f.write_str("candidate that exists, not carried (--candidates none)")
             }
             Status::Unchecked => f.write_str("candidate, not carried (--candidates none)"),
+            Status::Disabled => {
+                f.write_str("guessed from values of a disabled component (no helm), not carried")
+            }
             Status::Failed { reason } => write!(f, "verified candidate, NOT carried: {reason}"),
         }
     }
@@ -332,8 +337,14 @@ fn first_status(
     if provided.contains(image) {
         return Status::Provided;
     }
+    let disabled = origins
+        .iter()
+        .all(|o| matches!(o.found.clue, Clue::Values(_)));
     match mode {
         CandidateMode::All if !all_bare(origins) => Status::Unverified,
+        // Without helm, images of switched-off components are guesses about parts that do
+        // not run: carried only when asked for with `all`.
+        _ if disabled => Status::Disabled,
         _ => Status::Unchecked,
     }
 }
@@ -343,16 +354,13 @@ fn all_bare(origins: &[Origin]) -> bool {
     origins.iter().all(|o| is_bare(&o.found.image))
 }
 
-fn needs_check_for(mode: CandidateMode, strict: bool, bare: bool) -> bool {
+/// Whether a candidate without a status yet is asked about.
+fn needs_check(e: &Entry, mode: CandidateMode, strict: bool) -> bool {
     match mode {
         CandidateMode::Verify => true,
-        CandidateMode::All => bare,
+        CandidateMode::All => all_bare(&e.origins),
         CandidateMode::None => strict,
     }
-}
-
-fn needs_check(e: &Entry, mode: CandidateMode, strict: bool) -> bool {
-    needs_check_for(mode, strict, all_bare(&e.origins))
 }
 
 #[cfg(test)]
@@ -541,6 +549,50 @@ data:
         let nc: Vec<&str> = s.not_carried().iter().map(|e| e.image.as_str()).collect();
         assert_eq!(nc, ["ghcr.io/acme/sidecar:2"]);
         assert_eq!(s.carried_by("op").len(), 5);
+    }
+
+    #[test]
+    fn images_of_disabled_components_guessed_without_helm_are_not_asked_about() {
+        let chart = tempfile::tempdir().unwrap();
+        std::fs::write(
+            chart.path().join("Chart.yaml"),
+            "apiVersion: v2\nname: c\nversion: 0.1.0\n",
+        )
+        .unwrap();
+        std::fs::write(
+            chart.path().join("values.yaml"),
+            "main:\n  image: quay.io/acme/on:1\nextra:\n  enabled: false\n  image: quay.io/acme/off:1\n",
+        )
+        .unwrap();
+        let mut o = crate::discover::AppOptions::new(chart.path());
+        o.helm = crate::discover::HelmMode::Disabled;
+        let d = crate::discover::discover_app_with(&o).unwrap();
+        let fake = FixedRegistry::new(["quay.io/acme/off:1"]);
+        let s = Selection::new(
+            &[("c", &d)],
+            &BTreeSet::new(),
+            CandidateMode::Verify,
+            true,
+            &fake,
+        );
+        assert!(fake.asked().is_empty());
+        assert_eq!(s.get("quay.io/acme/on:1").unwrap().status, Status::Guessed);
+        assert_eq!(
+            s.get("quay.io/acme/off:1").unwrap().status,
+            Status::Disabled
+        );
+        assert!(s.not_carried().is_empty());
+        let s = Selection::new(
+            &[("c", &d)],
+            &BTreeSet::new(),
+            CandidateMode::All,
+            false,
+            &fake,
+        );
+        assert_eq!(
+            s.get("quay.io/acme/off:1").unwrap().status,
+            Status::Unverified
+        );
     }
 
     #[test]
