@@ -32,7 +32,7 @@ use std::collections::HashSet;
 /// What enclosing maps say about the images below them: a registry (`hub`, `registry`) and a
 /// `tag`, each with the field it came from.
 #[derive(Debug, Clone, Default)]
-pub(crate) struct Inherited {
+struct Inherited {
     registry: Option<(String, String)>,
     tag: Option<(String, String)>,
 }
@@ -218,8 +218,14 @@ impl Walker<'_> {
             let own = scalar(node, "tag")
                 .filter(|t| is_tag(t))
                 .map(|t| (t, join_key(path, "tag")));
-            if let Some((tag, at)) = own.or_else(|| self.inherited.tag.clone()) {
-                inherited_any |= Some(&at) == self.inherited.tag.as_ref().map(|t| &t.1);
+            let tag = match own {
+                Some(t) => Some(t),
+                None => {
+                    inherited_any |= self.inherited.tag.is_some();
+                    self.inherited.tag.clone()
+                }
+            };
+            if let Some((tag, at)) = tag {
                 name = format!("{name}:{tag}");
                 fields.push(at);
             }

@@ -10,7 +10,9 @@
 //!   (`--candidates verify`, the default), carried without asking (`all`: except bare words
 //!   such as `pilot`, which are always asked), or not carried (`none`);
 //! * a candidate the registry does not have, or that could not be asked, is **dropped** and
-//!   listed with the reason.
+//!   listed with the reason;
+//! * without helm, images guessed for components switched off in the values are not asked
+//!   about (they would not run), and carried only with `all`.
 //!
 //! `--strict` asks about the candidates even with `none`, so that a build can fail when a
 //! reference that exists is not carried ([`Selection::not_carried`]).
