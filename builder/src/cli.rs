@@ -4,7 +4,8 @@
 //! [`OutputFormat`] both binaries share.
 
 use crate::build::payload::PayloadSource;
-use crate::pull::{Mirror, Platform};
+pub use crate::discover::CandidateMode;
+use crate::pull::{Mirror, Platform, PullOptions};
 use crate::release::ReleaseMirror;
 use clap::{Args, Parser, Subcommand};
 pub use ferry_console::OutputFormat;
@@ -43,11 +44,59 @@ pub struct ImagesArgs {
     /// Show every file and object that references this image (as written or normalised).
     #[arg(long, value_name = "IMAGE")]
     pub why: Option<String>,
-    /// Count candidates (image-like strings outside pod specs) as images.
-    #[arg(long)]
-    pub include_candidates: bool,
+    #[command(flatten)]
+    pub candidates: CandidateArgs,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
     pub context: Option<PathBuf>,
+}
+
+/// What to do with discovery's candidates (image-like strings outside pod templates:
+/// operator flags, `*_IMAGE` env vars, custom-resource fields, composed values).
+#[derive(Debug, Args)]
+pub struct CandidateArgs {
+    /// verify: ask each candidate's registry and carry the ones that exist (dropped ones
+    /// are listed with the reason); all: carry every candidate without asking (bare words
+    /// such as `pilot` are still asked); none: carry none.
+    #[arg(long, value_enum, default_value_t = CandidateMode::Verify)]
+    pub candidates: CandidateMode,
+    /// The same as --candidates all (kept for older scripts).
+    #[arg(long, conflicts_with = "candidates")]
+    pub include_candidates: bool,
+}
+
+impl CandidateArgs {
+    pub fn mode(&self) -> CandidateMode {
+        if self.include_candidates {
+            CandidateMode::All
+        } else {
+            self.candidates
+        }
+    }
+}
+
+/// How registries are reached: by `ferry build`'s pulls and by candidate verification.
+#[derive(Debug, Args)]
+pub struct RegistryArgs {
+    /// Registry reachable over plain HTTP (host:port); only these are ever contacted without TLS.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Pull <host>'s images through a mirror while keeping their names, e.g.
+    /// docker.io=harbor.local/dockerhub.
+    #[arg(long = "registry-mirror", value_name = "HOST=MIRROR[/PATH]")]
+    pub registry_mirrors: Vec<Mirror>,
+}
+
+impl RegistryArgs {
+    /// Pull options with these registries (credentials from the Docker config).
+    pub fn pull_options(&self) -> PullOptions {
+        PullOptions {
+            mirrors: self.registry_mirrors.clone(),
+            insecure_registries: self.insecure_registries.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -65,13 +114,8 @@ pub struct BuildArgs {
     /// multi-platform image. Several: keep the index and those platforms' manifests.
     #[arg(long, default_value = "linux/amd64", value_delimiter = ',')]
     pub platform: Vec<Platform>,
-    /// Registry reachable over plain HTTP (host:port); only these are ever contacted without TLS.
-    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
-    pub insecure_registries: Vec<String>,
-    /// Pull <host>'s images through a mirror while keeping their names, e.g.
-    /// docker.io=harbor.local/dockerhub.
-    #[arg(long = "registry-mirror", value_name = "HOST=MIRROR[/PATH]")]
-    pub registry_mirrors: Vec<Mirror>,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
     /// Content cache for pulled blobs (a rebuild fetches no blob it already has).
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
@@ -102,9 +146,13 @@ pub struct BuildArgs {
     /// site needs that exact bundle installed to install or upgrade to the delta.
     #[arg(long, value_name = "OLD.run")]
     pub delta_from: Option<PathBuf>,
-    /// Also carry images that discovery found only as candidates (args, env, ConfigMaps, CRs).
+    #[command(flatten)]
+    pub candidates: CandidateArgs,
+    /// Fail, listing them, when any discovered image that exists (certain, or a candidate
+    /// its registry has) is not carried. Candidates are asked about even with
+    /// --candidates none.
     #[arg(long)]
-    pub include_candidates: bool,
+    pub strict: bool,
     /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
     pub context: Option<PathBuf>,
 }
@@ -139,11 +187,28 @@ mod tests {
         assert_eq!(b.release_mirrors[0].replacement, "http://127.0.0.1:8080/gh");
         assert!(b.locked);
         assert_eq!(b.platform[1], Platform::new("linux", "arm64", Some("v8")));
-        assert_eq!(b.registry_mirrors[0].upstream, "docker.io");
-        assert_eq!(b.registry_mirrors[0].prefix, "hub");
+        assert_eq!(b.registry.registry_mirrors[0].upstream, "docker.io");
+        assert_eq!(b.registry.registry_mirrors[0].prefix, "hub");
         assert_eq!(b.payloads[0].name, "containerd");
         let default = build_args(&[]).unwrap();
         assert_eq!(default.platform, [Platform::new("linux", "amd64", None)]);
+    }
+
+    #[test]
+    fn candidates_default_to_verify_and_include_candidates_means_all() {
+        assert_eq!(
+            build_args(&[]).unwrap().candidates.mode(),
+            CandidateMode::Verify
+        );
+        let b = build_args(&["--include-candidates", "--strict"]).unwrap();
+        assert_eq!(b.candidates.mode(), CandidateMode::All);
+        assert!(b.strict);
+        let b = build_args(&["--candidates", "none"]).unwrap();
+        assert_eq!(b.candidates.mode(), CandidateMode::None);
+        let e = build_args(&["--candidates", "none", "--include-candidates"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
+        let e = build_args(&["--candidates", "some"]).unwrap_err();
+        assert!(e.to_string().contains("--candidates"), "{e}");
     }
 
     #[test]

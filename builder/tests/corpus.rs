@@ -9,10 +9,12 @@
 //!
 //! The corpus is found through `FERRY_CORPUS`, defaulting to `<workspace>/../shared/corpus`.
 
+use ferry_builder::discover::verify::FixedRegistry;
 use ferry_builder::discover::{
-    discover_app, discover_app_with, discover_manifest_file, find_helm, AppOptions, Discovery,
-    Found, HelmMode, Renderer,
+    discover_app, discover_app_with, discover_manifest_file, find_helm, is_bare, AppOptions,
+    CandidateMode, Discovery, Found, HelmMode, Renderer, Selection, Status,
 };
+use ferry_bundle::reference::Reference;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -350,6 +352,86 @@ fn corpus_charts_fallback_runs_and_warns() {
         );
         assert!(!got.is_empty(), "{name}: fallback found nothing");
     }
+}
+
+fn normalised(s: &str) -> String {
+    Reference::parse(s)
+        .map(|r| r.to_string())
+        .unwrap_or_default()
+}
+
+/// What the build would carry of every corpus entry, against a registry that holds every
+/// hand-reviewed `maybe` except the bare words (`vgpu-manager`: no registry, no tag): the
+/// `maybe`s are carried and the bare words dropped, no `noise` string costs a registry
+/// question, and every hook's and test's image is carried and labelled with its hook.
+#[test]
+fn corpus_selection_verifies_candidates_and_labels_hooks() {
+    let c = corpus();
+    let mut failures = String::new();
+    let mut entries: Vec<(String, Discovery)> = names_in(&c.join("charts"), "")
+        .into_iter()
+        .map(|n| {
+            let d = render(&c.join("charts").join(&n), vec![], vec![]);
+            (n, d)
+        })
+        .collect();
+    for n in names_in(&c.join("manifests"), ".yaml") {
+        let d = discover_manifest_file(&c.join("manifests").join(format!("{n}.yaml"))).unwrap();
+        entries.push((n, d));
+    }
+    let (mut asked_total, mut carried_total) = (0, 0);
+    for (name, d) in &entries {
+        let strings = other_strings(name);
+        let maybe: Vec<&str> = strings
+            .iter()
+            .filter(|(v, _)| v == "maybe")
+            .map(|(_, s)| s.as_str())
+            .collect();
+        let registry =
+            FixedRegistry::new(maybe.iter().filter(|s| !is_bare(s)).map(|s| normalised(s)));
+        let sel = Selection::new(
+            &[(name.as_str(), d)],
+            &BTreeSet::new(),
+            CandidateMode::Verify,
+            false,
+            &registry,
+        );
+        let asked: BTreeSet<String> = registry.asked().into_iter().collect();
+        for s in &maybe {
+            let e = sel.get(&normalised(s));
+            let carried = e.is_some_and(|e| e.status.carried());
+            if carried == is_bare(s) {
+                writeln!(failures, "{name}: maybe {s}: {:?}", e.map(|e| &e.status)).unwrap();
+            }
+        }
+        for (_, s) in strings.iter().filter(|(v, _)| v == "noise") {
+            if asked.contains(&normalised(s)) {
+                writeln!(failures, "{name}: noise {s} was asked about").unwrap();
+            }
+        }
+        for (image, _, _, _, _, hook) in expected_details(name) {
+            let e = sel.get(&normalised(&image));
+            let ok = e.is_some_and(|e| {
+                e.status == Status::Certain && (hook.is_empty() || e.hooks.contains(&hook))
+            });
+            if !ok {
+                writeln!(failures, "{name}: {image} (hook {hook:?}): {e:?}").unwrap();
+            }
+        }
+        let carried = sel.carried().count();
+        eprintln!(
+            "{name}: {carried} carried ({} certain, {} verified candidates, {} with hooks), {} dropped, {} registry questions",
+            sel.summary().certain,
+            sel.summary().verified,
+            sel.summary().hooks,
+            sel.summary().dropped,
+            asked.len()
+        );
+        asked_total += asked.len();
+        carried_total += carried;
+    }
+    eprintln!("corpus: {carried_total} images carried, {asked_total} registry questions");
+    assert!(failures.is_empty(), "{failures}");
 }
 
 const DIGEST: &str = "sha256:594ceea76b01c592858f803f9ff4d2cb40542cae2060410b2c95f75907d659e1";

@@ -195,6 +195,10 @@ pub struct RegistryArgs {
     /// name: an upgrade serves the old version's images until it commits.
     #[arg(long, value_name = "FILE")]
     pub serve_also: Vec<PathBuf>,
+    /// Keep the record of requests for images the bundle lacks in this JSON file (read by
+    /// `status`); without it the record lives in memory only.
+    #[arg(long, value_name = "FILE")]
+    pub misses_file: Option<PathBuf>,
 }
 
 impl RegistryArgs {
@@ -213,6 +217,7 @@ impl RegistryArgs {
         opt("ca", path(&self.ca));
         opt("token-file", path(&self.token_file));
         opt("advertise", self.advertise.clone());
+        opt("misses-file", path(&self.misses_file));
         for p in &self.serve_also {
             v.push(format!("--serve-also={}", p.display()));
         }
@@ -241,6 +246,7 @@ mod tests {
             token_file: Some("/r/etc/ferry/token".into()),
             advertise: Some("10.0.0.1:5443".into()),
             serve_also: vec!["/r/var/lib/ferry/bundles/a.run".into()],
+            misses_file: Some("/r/var/lib/ferry/registry-misses.json".into()),
         };
         match parse(&a.to_argv()).command {
             Some(Command::Registry(back)) => assert_eq!(back, a),
@@ -255,6 +261,7 @@ mod tests {
             token_file: None,
             advertise: None,
             serve_also: vec![],
+            misses_file: None,
         };
         match parse(&bare.to_argv()).command {
             Some(Command::Registry(back)) => assert_eq!(back, bare),

@@ -68,6 +68,10 @@ impl Host {
     pub fn journal(&self) -> HostPath {
         self.data("journal.json")
     }
+    /// The registry's record of requests for images the bundle lacks (read by `status`).
+    pub fn registry_misses(&self) -> HostPath {
+        self.data("registry-misses.json")
+    }
     /// Where originals of host files that ferry replaced are kept until `reset`.
     pub fn backups(&self) -> HostPath {
         self.data("backups")

@@ -195,7 +195,7 @@ fn k3s_plan_install_join_plan_and_reset_with_a_recording_stand_in() {
     let msg = ferry_tests::bins::run_fail(c);
     assert!(
         msg.contains("Deployment default/web")
-            && msg.contains("ImagePullBackOff: docker.io/library/app:1"),
+            && msg.contains("ImagePullBackOff: docker.io/library/app:1 — in the bundle; "),
         "{msg}"
     );
     // …and a re-run, once it is healthy, converges.

@@ -5,6 +5,7 @@ mod apps;
 mod arm64;
 mod bundle;
 mod cli;
+mod completeness;
 mod install;
 mod join;
 mod k3s;

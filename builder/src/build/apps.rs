@@ -4,10 +4,13 @@
 //! files. Values files travel too: the same values drive discovery now and install later.
 
 use super::files::walk_sorted;
-use crate::discover::{self, AppKind, Discovery, Found};
+use crate::discover::verify::LiveRegistries;
+use crate::discover::{self, AppKind, CandidateMode, Discovery, Selection};
 pub use crate::kubefile::AppSpec;
+use crate::kubefile::Recipe;
+use crate::pull::PullOptions;
 use anyhow::{Context, Result};
-use ferry_bundle::reference::Reference;
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::Path;
 
@@ -16,6 +19,9 @@ pub struct PlannedApp {
     pub spec: AppSpec,
     pub kind: AppKind,
     pub discovery: Discovery,
+    /// The images carried for it (normalised, sorted): set once the build has decided
+    /// ([`select`]); recorded in bundle.json's `apps[].images`.
+    pub carried: Vec<String>,
 }
 
 pub fn discover(spec: &AppSpec) -> Result<PlannedApp> {
@@ -26,23 +32,46 @@ pub fn discover(spec: &AppSpec) -> Result<PlannedApp> {
         spec: spec.clone(),
         kind,
         discovery,
+        carried: Vec::new(),
     })
 }
 
-/// The normalised references an app needs (`include_candidates` adds the candidates).
-pub fn image_refs(app: &PlannedApp, include_candidates: bool) -> Result<Vec<(Reference, &Found)>> {
-    let mut out = Vec::new();
-    let found = app.discovery.images.iter().chain(if include_candidates {
-        app.discovery.candidates.iter()
-    } else {
-        [].iter()
-    });
-    for f in found {
-        let r = Reference::parse(&f.image)
-            .map_err(|e| anyhow::anyhow!("APP {}: {} ({}): {e}", app.spec.name, f.image, f.file))?;
-        out.push((r, f));
+/// Decides which of the apps' images and candidates to carry ([`Selection`]): the one
+/// decision `ferry build` carries out and `ferry images` reports. Candidates that `IMAGE`
+/// lines carry anyway are not asked about.
+pub fn select(
+    recipe: &Recipe,
+    apps: &[PlannedApp],
+    mode: CandidateMode,
+    strict: bool,
+    pull: &PullOptions,
+) -> Result<Selection> {
+    let mut provided = BTreeSet::new();
+    for spec in &recipe.images {
+        let name = crate::image::image_name(&spec.written, &spec.source, spec.name.as_ref())
+            .with_context(|| spec.origin.to_string())?;
+        provided.insert(name.to_string());
     }
-    Ok(out)
+    let discoveries: Vec<(&str, &Discovery)> = apps
+        .iter()
+        .map(|a| (a.spec.name.as_str(), &a.discovery))
+        .collect();
+    Ok(Selection::new(
+        &discoveries,
+        &provided,
+        mode,
+        strict,
+        &LiveRegistries { pull },
+    ))
+}
+
+/// Refuses a selection holding a pod-template image that is no valid reference (a value
+/// left unrendered, a typo), naming the app, the string and the file.
+pub fn check_valid(selection: &Selection) -> Result<()> {
+    match selection.invalid.iter().find(|i| !i.origin.candidate) {
+        Some(i) => anyhow::bail!("{i}"),
+        None => Ok(()),
+    }
 }
 
 /// Packs a chart directory into `<chart-name>/…` inside a gzip tarball, as `helm package`

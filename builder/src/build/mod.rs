@@ -21,6 +21,8 @@ pub mod output;
 pub mod payload;
 pub mod stub;
 
+use crate::discover::select::{Entry, Summary};
+use crate::discover::{CandidateMode, Status};
 use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage};
 use crate::kubefile::{ImageSpec, ImageVia, Recipe};
 use crate::lock::{hash_path, Lock, LockedAsset, LockedFile, LockedImage};
@@ -35,7 +37,7 @@ use ferry_bundle::roles;
 use ferry_bundle::writer::BundleWriter;
 use ferry_bundle::{BundleManifest, Footer};
 use payload::PayloadSource;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone)]
@@ -57,12 +59,14 @@ pub struct BuildOptions {
     pub no_payload: bool,
     /// Write a delta of this earlier bundle (`--delta-from`).
     pub delta_from: Option<PathBuf>,
-    /// Also carry images that discovery only found as candidates.
-    pub include_candidates: bool,
     /// Release downloads (`--release-mirror`, retries) for payloads without `--payload`.
     pub downloads: DownloadOptions,
     /// `--locked`: refuse to build when anything resolves differently from `ferry.lock`.
     pub locked: bool,
+    /// What to do with discovery's candidates (see [`crate::discover::select`]).
+    pub candidates: CandidateMode,
+    /// Fail when a discovered image that exists is not carried.
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -85,6 +89,10 @@ pub struct BuildReport {
     pub delta: Option<DeltaReport>,
     /// The `ferry.lock` written (or, with `--locked`, checked).
     pub lock: PathBuf,
+    /// What discovery found in the apps and what became of each: certain, verified
+    /// candidate, dropped (with the reason); the hooks each was found in.
+    pub discovered: Vec<Entry>,
+    pub discovery: Summary,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -158,15 +166,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         for w in &p.discovery.warnings {
             tracing::warn!("APP {}: {w}", a.name);
         }
-        for (r, _) in apps::image_refs(&p, opts.include_candidates)? {
-            specs.push(ImageSpec {
-                written: r.to_string(),
-                source: ImageSource::Registry(r),
-                name: None,
-                via: ImageVia::App(a.name.clone()),
-                origin: a.origin.clone(),
-            });
-        }
         planned_apps.push(p);
     }
     // Temporary files go to one scratch directory, removed at the end — and, with the
@@ -188,7 +187,59 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             });
         }
     }
-    let (mut images, pulled) = resolve_images(opts, &specs)?;
+    let mut selection = apps::select(
+        &recipe,
+        &planned_apps,
+        opts.candidates,
+        opts.strict,
+        &opts.pull,
+    )?;
+    apps::check_valid(&selection)?;
+    for p in &mut planned_apps {
+        p.carried = selection.carried_by(&p.spec.name);
+    }
+    // Candidates are carried on their registry's word; a pull that fails after all is
+    // reported (and refused by --strict), not fatal as a certain image's is.
+    let mut optional = BTreeSet::new();
+    for e in selection.carried().filter(|e| e.status != Status::Provided) {
+        let app = &e.origins[0].app;
+        let Some(spec) = recipe.apps.iter().find(|a| &a.name == app) else {
+            continue;
+        };
+        if e.origins.iter().all(|o| o.candidate) {
+            optional.insert(e.image.clone());
+        }
+        specs.push(ImageSpec {
+            written: e.image.clone(),
+            source: ImageSource::Registry(e.reference.clone()),
+            name: None,
+            via: ImageVia::App(app.clone()),
+            origin: spec.origin.clone(),
+        });
+    }
+    let (mut images, pulled, failed) = resolve_images(opts, &specs, &optional)?;
+    for (image, reason) in failed {
+        selection.failed(&image, reason);
+    }
+    let missing = selection.not_carried();
+    if !missing.is_empty() {
+        let list: Vec<String> = missing
+            .iter()
+            .map(|e| format!("  {} ({})", e.image, e.label()))
+            .collect();
+        if opts.strict {
+            bail!(
+                "--strict: {} discovered image(s) exist but are not carried:\n{}",
+                missing.len(),
+                list.join("\n")
+            );
+        }
+        tracing::warn!(
+            "{} discovered image(s) exist but are not carried (--strict refuses this):\n{}",
+            missing.len(),
+            list.join("\n")
+        );
+    }
     // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
     let (k3s, _airgap_tmp) = k3s_images(&manifest, payload.as_ref(), &images, scratch.path())?;
     images.extend(k3s);
@@ -239,6 +290,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         scratch.path(),
     )?;
     report.pulled = pulled;
+    report.discovery = selection.summary();
+    report.discovered = selection.entries;
     let (sha, file) = output::write_checksum(&opts.output)?;
     report.file_sha256 = sha.to_string();
     report.checksum_file = file;
@@ -460,10 +513,18 @@ fn lock_of(
     Ok(Lock::new(helm, images, assets, files))
 }
 
+/// Resolved images, pull statistics, and the `optional` images that could not be pulled
+/// (with the reason).
+type Resolved = (Vec<ResolvedImage>, PullStats, Vec<(String, String)>);
+
+/// Resolves every spec. A registry image named in `optional` (a candidate) that cannot be
+/// pulled is returned as a failure instead of failing the build.
 fn resolve_images(
     opts: &BuildOptions,
     specs: &[ImageSpec],
-) -> Result<(Vec<ResolvedImage>, PullStats)> {
+    optional: &BTreeSet<String>,
+) -> Result<Resolved> {
+    let mut failed = Vec::new();
     let mut by_name: BTreeMap<String, ResolvedImage> = BTreeMap::new();
     let mut stats = PullStats::default();
     let mut cache: Option<ContentCache> = None;
@@ -480,7 +541,14 @@ fn resolve_images(
                     cache = Some(open_cache(opts)?);
                 }
                 let c = cache.as_ref().unwrap();
-                let p = pull(r, &opts.pull, c).with_context(|| at.clone())?;
+                let p = match pull(r, &opts.pull, c) {
+                    Ok(p) => p,
+                    Err(e) if optional.contains(&name.to_string()) => {
+                        failed.push((name.to_string(), e.to_string()));
+                        continue;
+                    }
+                    Err(e) => return Err(e).with_context(|| at.clone()),
+                };
                 stats.add(&p.stats);
                 let blob = |d: &Descriptor| Blob {
                     digest: d.digest,
@@ -515,7 +583,7 @@ fn resolve_images(
         }
         by_name.insert(key, img);
     }
-    Ok((by_name.into_values().collect(), stats))
+    Ok((by_name.into_values().collect(), stats, failed))
 }
 
 fn write(
@@ -644,6 +712,8 @@ fn write(
         checksum_file: PathBuf::new(),
         delta,
         lock: PathBuf::new(),
+        discovered: Vec::new(),
+        discovery: Summary::default(),
     })
 }
 
@@ -677,7 +747,7 @@ fn add_maybe_compressed(
 }
 
 /// Carries one app: its chart as a `.tgz` (packed here from a directory) or its manifest
-/// files, plus its values files; records it with the images discovery found.
+/// files, plus its values files; records it with the images carried for it.
 fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Result<AppRecord> {
     use crate::discover::AppKind;
     let name = &app.spec.name;
@@ -725,21 +795,12 @@ fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Re
     for (i, v) in app.spec.values.iter().enumerate() {
         values.push(add_file(w, &entry(&format!("values-{i}.yaml")), v)?);
     }
-    let mut images: Vec<String> = app
-        .discovery
-        .images
-        .iter()
-        .filter_map(|f| Reference::parse(&f.image).ok())
-        .map(|r| r.to_string())
-        .collect();
-    images.sort();
-    images.dedup();
     Ok(AppRecord {
         name: name.clone(),
         kind: kind.into(),
         path,
         values,
         set: app.spec.set.clone(),
-        images,
+        images: app.carried.clone(),
     })
 }

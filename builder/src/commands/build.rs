@@ -1,7 +1,8 @@
 //! `ferry build -f Kubefile -o delivery.run [context]`.
 
-use crate::build::{build, BuildOptions};
+use crate::build::{build, BuildOptions, BuildReport};
 use crate::cli::{BuildArgs, OutputFormat};
+use crate::discover::Status;
 use anyhow::Result;
 use ferry_console::{outln, print_json};
 use std::path::PathBuf;
@@ -16,9 +17,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
     });
     let pull = crate::pull::PullOptions {
         platforms: args.platform.clone(),
-        mirrors: args.registry_mirrors.clone(),
-        insecure_registries: args.insecure_registries.clone(),
-        ..Default::default()
+        ..args.registry.pull_options()
     };
     let opts = BuildOptions {
         kubefile: args.kubefile.clone(),
@@ -37,19 +36,21 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         payloads: args.payloads.clone(),
         no_payload: args.no_payload,
         delta_from: args.delta_from.clone(),
-        include_candidates: args.include_candidates,
         downloads: crate::release::DownloadOptions {
             mirrors: args.release_mirrors.clone(),
             quiet,
             ..Default::default()
         },
         locked: args.locked,
+        candidates: args.candidates.mode(),
+        strict: args.strict,
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
     match output {
         OutputFormat::Json => print_json(&r)?,
-        OutputFormat::Text if !quiet => outln!(
+        OutputFormat::Text if !quiet => {
+            outln!(
             "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s\n\
              {} recorded in {} (at the site: sha256sum -c {}); {} {}",
             r.output.display(),
@@ -68,7 +69,9 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 .unwrap_or_default(),
             if args.locked { "held to" } else { "wrote" },
             r.lock.display()
-        )?,
+        )?;
+            discovery_text(&r)?;
+        }
         OutputFormat::Text => {}
     }
     if let (Some(d), OutputFormat::Text, false) = (&r.delta, output, quiet) {
@@ -79,6 +82,38 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             d.inherited_bytes,
             d.inherited_bytes + r.size
         )?;
+    }
+    Ok(())
+}
+
+/// What the apps' discovery carried and dropped, one line per image that is not plainly
+/// certain (certain images are what a pod template names: `ferry images` lists them).
+fn discovery_text(r: &BuildReport) -> Result<()> {
+    if r.discovered.is_empty() {
+        return Ok(());
+    }
+    let d = &r.discovery;
+    outln!(
+        "apps: {} certain images, {} verified candidates carried, {} carried from helm hooks/tests, {} candidates dropped ({} registry checks, {} ms)",
+        d.certain,
+        d.verified,
+        d.hooks,
+        d.dropped,
+        d.checks,
+        d.check_millis
+    )?;
+    for e in &r.discovered {
+        let first = &e.origins[0];
+        let at = format!(
+            "APP {} {} {}",
+            first.app, first.found.file, first.found.field
+        );
+        match &e.status {
+            Status::Certain if e.hooks.is_empty() => {}
+            Status::Dropped { reason } => outln!("  dropped  {}\t{at}: {reason}", e.image)?,
+            s if s.carried() => outln!("  carried  {}\t{at} [{}]", e.image, e.label())?,
+            _ => outln!("  NOT carried  {}\t{at} [{}]", e.image, e.label())?,
+        }
     }
     Ok(())
 }

@@ -7,7 +7,7 @@
 //! `@sha256:`), because short `name:tag` strings are everywhere (RBAC names `system:x`,
 //! plugin lists `git:5.10.1`, `host:port`).
 
-use ferry_bundle::reference::Reference;
+use ferry_bundle::reference::{check_tag, looks_like_host, Reference};
 
 /// Values that parse as references but are settings, not images.
 const NOT_IMAGES: &[&str] = &[
@@ -192,15 +192,39 @@ pub fn is_image_like(s: &str) -> bool {
 /// True when `s` has the full shape of a reference with no context to help: a registry host,
 /// a path, and a tag or digest (`ghcr.io/org/app:v1`, `quay.io/x/y@sha256:…`).
 pub fn is_full_reference(s: &str) -> bool {
-    if !is_image_like(s) {
-        return false;
-    }
-    let Some((first, rest)) = s.split_once('/') else {
-        return false;
-    };
-    let host_like = first.contains('.') || first.contains(':') || first == "localhost";
-    let pinned = rest.contains(':') || rest.contains('@');
-    host_like && pinned
+    is_image_like(s) && names_host(s) && is_pinned(s)
+}
+
+/// True when the first component of `s` is a registry host (`quay.io/x`, `localhost:5000/x`).
+pub fn names_host(s: &str) -> bool {
+    s.split_once('/')
+        .is_some_and(|(first, _)| looks_like_host(first) && is_host(first))
+}
+
+/// True when `s` carries a tag or a digest (after its last `/`, so `host:port/x` is not).
+pub fn is_pinned(s: &str) -> bool {
+    let last = s.rsplit('/').next().unwrap_or(s);
+    last.contains(':') || s.contains('@')
+}
+
+/// A bare word: a reference without registry host, tag or digest (`pilot`, `org/app`).
+/// Short strings like these are everywhere, and `docker.io/library/pilot:latest` rarely
+/// exists: such a candidate is carried only when its registry says it does.
+pub fn is_bare(s: &str) -> bool {
+    !names_host(s) && !is_pinned(s)
+}
+
+/// A registry, optionally with a path, that image names are put under: istio's
+/// `hub: docker.io/istio`, `registry: quay.io`. Only a real host counts.
+pub fn is_registry_prefix(s: &str) -> bool {
+    let s = s.trim_end_matches('/');
+    let first = s.split('/').next().unwrap_or(s);
+    looks_like_host(first) && is_image_like(&format!("{s}/x")) && names_host(&format!("{s}/x"))
+}
+
+/// A tag by the distribution spec's grammar (`1.22`, `v0.75.0`).
+pub fn is_tag(s: &str) -> bool {
+    check_tag(s).is_ok()
 }
 
 #[cfg(test)]
@@ -289,6 +313,32 @@ mod tests {
             "system:serviceaccount:kube-system:default"
         ));
         assert!(!is_full_reference("10.0.0.1:8080"));
+    }
+
+    #[test]
+    fn hosts_pins_and_bare_words() {
+        assert!(names_host("quay.io/x/y"));
+        assert!(names_host("localhost:5000/x"));
+        assert!(!names_host("org/app:1"));
+        assert!(!names_host("a..b/c"));
+        assert!(is_pinned("org/app:1"));
+        assert!(is_pinned(
+            "app@sha256:594ceea76b01c592858f803f9ff4d2cb40542cae2060410b2c95f75907d659e1"
+        ));
+        assert!(!is_pinned("localhost:5000/app"), "a port is no tag");
+        for bare in ["pilot", "org/app", "proxyv2"] {
+            assert!(is_bare(bare), "{bare}");
+        }
+        for not_bare in ["pilot:1", "quay.io/x/pilot", "docker.io/library/busybox"] {
+            assert!(!is_bare(not_bare), "{not_bare}");
+        }
+        assert!(is_registry_prefix("docker.io/istio"));
+        assert!(is_registry_prefix("quay.io"));
+        assert!(is_registry_prefix("localhost:5000/mirror/"));
+        assert!(!is_registry_prefix("istio"));
+        assert!(!is_registry_prefix("https://quay.io"));
+        assert!(!is_registry_prefix(""));
+        assert!(is_tag("1.22") && is_tag("v0.75.0") && !is_tag("-x") && !is_tag("a b"));
     }
 
     #[test]

@@ -7,8 +7,10 @@
 //! only the `image` fields of the pod templates of workload kinds count as images
 //! ([`podspec`]). Strings elsewhere that merely look like images (operator flags such as
 //! `--executor-image`, `*_IMAGE` env vars, images inside ConfigMap-embedded YAML, custom
-//! resource fields) are returned separately as candidates ([`candidates`]): a person decides,
-//! nothing is silently dropped or silently added.
+//! resource fields) are returned separately as candidates ([`candidates`]). Nothing is
+//! silently dropped or silently added: each candidate is asked of its registry
+//! ([`verify`]) and [`select`] decides, in one place for `ferry build` and `ferry images`,
+//! what is carried and why, and lists what is dropped with the reason.
 //!
 //! Images are reported exactly as written; callers normalise with
 //! [`ferry_bundle::reference::Reference::parse`].
@@ -19,6 +21,8 @@ mod fallback;
 mod grammar;
 mod helm;
 mod podspec;
+pub mod select;
+pub mod verify;
 mod yaml;
 
 use serde::Serialize;
@@ -27,7 +31,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 pub use fallback::FALLBACK_WARNING;
+pub use grammar::is_bare;
 pub use helm::{HelmMode, HELM_ENV};
+pub use select::{CandidateMode, Selection, Status};
 use yaml::Node;
 
 /// One image (or candidate) and where it was found.
@@ -75,8 +81,26 @@ pub enum Clue {
     EmbeddedLine,
     /// A whole string with the full shape of a reference (`registry.host/path:tag`).
     Grammar,
+    /// A word with the full shape of a reference inside a text (a script, a config file).
+    Text,
     /// Guessed from chart values because helm was not available (see [`Renderer`]).
     Values(String),
+}
+
+impl fmt::Display for Clue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Clue::PodTemplate => f.write_str("pod template"),
+            Clue::Flag(flag) => write!(f, "flag --{flag}"),
+            Clue::Env(name) => write!(f, "env {name}"),
+            Clue::Key(key) => write!(f, "key {key}"),
+            Clue::Composed(fields) => write!(f, "composed from {fields}"),
+            Clue::EmbeddedLine => f.write_str("image: line in text"),
+            Clue::Grammar => f.write_str("reference-shaped string"),
+            Clue::Text => f.write_str("reference in text"),
+            Clue::Values(why) => write!(f, "chart values (no helm): {why}"),
+        }
+    }
 }
 
 /// How the application's objects were obtained: tells callers how far to trust the result.
@@ -447,8 +471,9 @@ pub(crate) fn join_key(prefix: &str, key: &str) -> String {
         && key
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    match (prefix.is_empty(), plain) {
-        (true, true) => key.to_string(),
+    // `data["x.yaml"]#` starts an embedded document: its fields follow the `#` directly.
+    match (prefix.is_empty() || prefix.ends_with('#'), plain) {
+        (true, true) => format!("{prefix}{key}"),
         (false, true) => format!("{prefix}.{key}"),
         (_, false) => format!("{prefix}[{key:?}]"),
     }

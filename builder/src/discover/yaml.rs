@@ -316,14 +316,17 @@ fn parse_one(text: &str) -> Result<Option<Node>, YamlError> {
     let Some(doc) = iter.next() else {
         return Ok(None);
     };
-    match Node::deserialize(doc) {
-        Ok(Node::Null) => Ok(None),
-        Ok(node) => Ok(Some(node)),
-        Err(e) => Err(YamlError {
-            line: e.location().map(|l| l.line()),
-            message: strip_location(&e.to_string()),
-        }),
+    let error = |e: serde_norway::Error| YamlError {
+        line: e.location().map(|l| l.line()),
+        message: strip_location(&e.to_string()),
+    };
+    let node = Node::deserialize(doc).map_err(error)?;
+    // The parser stops after the first node; text after it that is no document is an
+    // error (`[section]` then `key = value` is TOML, not a one-item YAML list).
+    if let Some(rest) = iter.next() {
+        serde::de::IgnoredAny::deserialize(rest).map_err(error)?;
     }
+    Ok((node != Node::Null).then_some(node))
 }
 
 /// serde_norway appends " at line L column C"; the caller reports the line itself (shifted to
@@ -435,6 +438,13 @@ mod tests {
         let pod = docs[0].as_ref().unwrap();
         let c = &pod.at(&["spec", "containers"]).unwrap().as_seq().unwrap()[0];
         assert_eq!(c.get("image").unwrap().as_str(), Some("x:1"));
+    }
+
+    #[test]
+    fn text_after_the_first_node_is_an_error() {
+        let err = parse_stream("a: 1\n---\n[plugins.cri]\nsandbox_image = \"x\"\n").unwrap_err();
+        assert_eq!(err.line, Some(4), "{err:?}");
+        assert!(parse_embedded("{a: 1}\nfoo bar\n").is_none());
     }
 
     #[test]

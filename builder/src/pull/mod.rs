@@ -29,7 +29,8 @@
 //! pulling an async runtime into the builder. Module map: [`endpoint`] (reference → URL,
 //! mirrors, insecure hosts), [`dockerconfig`] (credentials), [`auth`] (challenges,
 //! tokens), `client` (requests, retries, status → error), [`manifest`] (platform
-//! selection), `fetch` (verified transfers into the cache), [`cache`]. Media types,
+//! selection), `fetch` (verified transfers into the cache), [`cache`], `probe` (does a
+//! manifest exist: candidate verification). Media types,
 //! descriptors and the manifest parser are the bundle crate's OCI model
 //! ([`ferry_bundle::oci`]), the same the installer's registry reads them with.
 
@@ -42,6 +43,7 @@ pub mod error;
 mod fetch;
 pub mod manifest;
 pub mod options;
+mod probe;
 pub mod stats;
 
 pub use cache::{BlobWriter, CacheError, ContentCache};
@@ -49,6 +51,7 @@ pub use dockerconfig::{Credentials, DockerConfig};
 pub use error::PullError;
 pub use ferry_bundle::oci::Descriptor;
 pub use options::{Mirror, MirrorError, Platform, PullOptions};
+pub use probe::{probe, Probe};
 pub use stats::PullStats;
 
 use client::Client;

@@ -3,7 +3,7 @@
 //! join channel.
 
 use crate::cli::RegistryArgs;
-use crate::registry::{ImageStore, RunningServer, ServeOptions};
+use crate::registry::{ImageStore, MissLog, RunningServer, ServeOptions};
 use anyhow::{Context, Result};
 use ferry_bundle::Bundle;
 use std::net::TcpListener;
@@ -22,6 +22,12 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
         all.push(also);
     }
     let mut store = ImageStore::from_bundles(&all);
+    if let Some(file) = &args.misses_file {
+        let log = MissLog::persistent(file);
+        log.spawn_flusher()
+            .context("starting the writer of the record of missing images")?;
+        store = store.with_miss_log(log);
+    }
     if let (Some(ca), Some(token_file)) = (&args.ca, &args.token_file) {
         let token = std::fs::read_to_string(token_file)
             .with_context(|| format!("reading {}", token_file.display()))?;

@@ -34,7 +34,8 @@ pub fn probe(host: &Host, check: &HealthCheck) -> Result<String, String> {
             .map_err(|e| crashing(service).map(|c| format!("{c}; {e}")).unwrap_or(e)),
         HealthCheck::K3sNode { k3s, .. } => k3s_node_ready(&host.path(k3s)).map(|_| String::new()),
         HealthCheck::Workloads { k3s } => {
-            let ws = super::workloads::check(&host.path(k3s))?;
+            let carried = super::workloads::Carried::of_bundle(&host.path(&host.staged_bundle()));
+            let ws = super::workloads::check(&host.path(k3s), &carried)?;
             let table = super::workloads::table(&ws);
             let stuck: Vec<String> = ws
                 .iter()

@@ -229,6 +229,7 @@ fn registry_phase(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Phase {
         token_file: Some(host.path(&host.token_file())),
         advertise: Some(s.advertise()),
         serve_also: s.serve_also.iter().map(|p| host.path(p)).collect(),
+        misses_file: Some(host.path(&host.registry_misses())),
     };
     let mut argv = vec![exe.clone()];
     argv.extend(registry_args.to_argv());

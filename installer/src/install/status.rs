@@ -1,9 +1,15 @@
 //! `status`: what is installed and whether it works, from the journal plus live probes.
 //! A service that keeps exiting is "crash-looping", not "running"; anything unhealthy
 //! makes `status` exit non-zero, so scripts and monitoring can rely on its exit code.
+//! It also lists what the site asked the registry for and the bundle lacks (the record
+//! the registry keeps in `<data-dir>/registry-misses.json`, see `registry::misses`): the
+//! images to add to the Kubefile. Those do not make `status` unhealthy by themselves (a
+//! mistyped `ctr pull` is one too); a pod they keep from starting does, in the health table.
 
 use crate::engine::{Journal, NodeRole};
 use crate::host::Host;
+use crate::registry::misses::{self, Miss};
+use crate::registry::MissReport;
 use crate::service::SuperviseStatus;
 use serde::Serialize;
 
@@ -27,6 +33,22 @@ pub struct RegistryStatus {
     pub healthy: bool,
 }
 
+/// Requests for names, tags and digests the bundle lacks.
+#[derive(Debug, Serialize)]
+pub struct MissingImages {
+    /// Where the registry keeps the record.
+    pub file: String,
+    /// Most recently asked first.
+    pub requests: Vec<Miss>,
+    /// Most distinct requests the registry keeps.
+    pub capacity: usize,
+    /// Requests not recorded because the record was full.
+    pub overflowed: u64,
+    /// The record could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ContainerdStatus {
     /// Socket path.
@@ -47,6 +69,8 @@ pub struct Status {
     pub node_ip: String,
     pub phases: Vec<crate::engine::journal::PhaseRecord>,
     pub registry: RegistryStatus,
+    /// What clients asked the registry for and the bundle does not have.
+    pub missing_images: MissingImages,
     pub containerd: ContainerdStatus,
     pub services: Vec<ServiceStatus>,
     pub join_command: String,
@@ -121,6 +145,18 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
             problems.push(format!("registry {} does not answer", registry.url));
         }
     }
+    let misses_file = host.path(&host.registry_misses());
+    let (record, error) = match misses::read(&misses_file) {
+        Ok(r) => (r.unwrap_or_default(), None),
+        Err(e) => (MissReport::default(), Some(e)),
+    };
+    let missing_images = MissingImages {
+        file: misses_file.display().to_string(),
+        requests: record.misses,
+        capacity: misses::MAX_ENTRIES,
+        overflowed: record.overflowed,
+        error,
+    };
     let kubeconfig = crate::host::HostPath::new(crate::install::KUBECONFIG)
         .ok()
         .map(|k| host.path(&k))
@@ -135,6 +171,7 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
         node_ip: j.node_ip.clone(),
         phases: j.phases.clone(),
         registry,
+        missing_images,
         containerd: ContainerdStatus {
             address: host.path(&host.containerd_socket()).display().to_string(),
             hosts_dir: host.path(&host.hosts_dir()).display().to_string(),
@@ -197,6 +234,7 @@ pub fn text(s: &Status) -> String {
             }
         ));
     }
+    out.push_str(&missing_text(&s.missing_images, &s.role));
     if !s.problems.is_empty() {
         out.push_str("problems:\n");
         for p in &s.problems {
@@ -214,4 +252,106 @@ pub fn text(s: &Status) -> String {
         s.staged_bundle, s.log
     ));
     out
+}
+
+/// The "not in the bundle" section: nothing when nothing was missed.
+fn missing_text(m: &MissingImages, role: &str) -> String {
+    let mut out = String::new();
+    if let Some(e) = &m.error {
+        out.push_str(&format!(
+            "not in bundle: the registry's record is unreadable: {e}\n"
+        ));
+    }
+    if m.requests.is_empty() {
+        if role == NodeRole::Join.as_str() {
+            out.push_str(
+                "not in bundle: this node pulls from the master's registry; run status there\n",
+            );
+        }
+        return out;
+    }
+    out.push_str(&format!(
+        "not in bundle ({} asked for, the registry could not serve them; add them to the Kubefile and rebuild):\n",
+        m.requests.len()
+    ));
+    for r in &m.requests {
+        let asked = match r.asked {
+            misses::Asked::Manifest => "",
+            misses::Asked::Blob => " (blob)",
+            misses::Asked::Tags => " (tag list)",
+        };
+        out.push_str(&format!(
+            "  {}{asked}: {} request{}, first {}, last {}, from {}\n",
+            r.image,
+            r.count,
+            if r.count == 1 { "" } else { "s" },
+            misses::utc(r.first_seen),
+            misses::utc(r.last_seen),
+            if r.clients.is_empty() {
+                "?".to_string()
+            } else {
+                r.clients.join(", ")
+            }
+        ));
+    }
+    if m.overflowed > 0 {
+        out.push_str(&format!(
+            "  … and {} more request(s) not recorded: the record is full ({} entries)\n",
+            m.overflowed, m.capacity
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::misses::{Asked, Miss};
+
+    fn miss(image: &str, count: u64, clients: &[&str]) -> Miss {
+        Miss {
+            image: image.into(),
+            host: Some("quay.io".into()),
+            repository: "x/y".into(),
+            reference: Some("1".into()),
+            asked: Asked::Manifest,
+            error: "NAME_UNKNOWN".into(),
+            count,
+            first_seen: 1_777_628_478,
+            last_seen: 1_777_628_538,
+            clients: clients.iter().map(|c| c.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn images_the_bundle_lacks_are_listed_under_their_heading() {
+        let mut m = MissingImages {
+            file: "/var/lib/ferry/registry-misses.json".into(),
+            requests: vec![],
+            capacity: 512,
+            overflowed: 0,
+            error: None,
+        };
+        assert_eq!(missing_text(&m, "server"), "");
+        assert!(missing_text(&m, "join").contains("master's registry"));
+        m.requests = vec![
+            miss("quay.io/x/y:1", 3, &["10.0.0.7", "10.0.0.8"]),
+            miss("quay.io/x/z:2", 1, &[]),
+        ];
+        m.overflowed = 4;
+        let t = missing_text(&m, "server");
+        assert!(t.starts_with("not in bundle (2 asked for"), "{t}");
+        assert!(
+            t.contains("  quay.io/x/y:1: 3 requests, first 2026-05-01 09:41:18Z, last 2026-05-01 09:42:18Z, from 10.0.0.7, 10.0.0.8\n"),
+            "{t}"
+        );
+        assert!(t.contains("  quay.io/x/z:2: 1 request, "), "{t}");
+        assert!(
+            t.contains("4 more request(s) not recorded: the record is full (512 entries)"),
+            "{t}"
+        );
+        m.error = Some("x.json: expected value".into());
+        assert!(missing_text(&m, "server")
+            .starts_with("not in bundle: the registry's record is unreadable: x.json"));
+    }
 }

@@ -314,6 +314,7 @@ impl Loader {
             referrers,
             skipped: self.skipped,
             extension: None,
+            misses: super::misses::MissLog::in_memory(),
         };
         tracing::info!(
             repositories = store.repos.len(),

@@ -14,7 +14,8 @@
 //!
 //! Layout: [`store`] (what is served) is built by `load` from images and blob locations
 //! (or by `layout` from an OCI layout); `routes` answers requests using `path`, `names`,
-//! `range` and `pagination`; `server` runs connections over `http`, `body` and a `pool`,
+//! `range` and `pagination`, and counts what it could not answer in [`misses`]; `server`
+//! runs connections over `http`, `body` and a `pool`,
 //! generic over a [`Transport`] so TLS can be added. Blobs are checked against their
 //! digest on first use (`verify`).
 
@@ -23,6 +24,7 @@ mod errors;
 mod http;
 mod layout;
 mod load;
+pub mod misses;
 mod names;
 mod pagination;
 mod path;
@@ -39,6 +41,7 @@ mod tests;
 
 pub use errors::{ApiError, ErrorCode, RegistryError};
 pub use http::{Body, Request, Response};
+pub use misses::{MissLog, MissReport};
 pub use names::{percent_decode, percent_encode};
 pub use server::{serve, RunningServer, ServeOptions};
 pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, SkippedImage, StoredImage};

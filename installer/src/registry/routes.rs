@@ -6,25 +6,34 @@
 
 use super::errors::{ApiError, ErrorCode};
 use super::http::{Body, Request, Response};
+use super::misses::{Asked, Request as MissRequest};
 use super::pagination::{link, paginate, parse_n};
 use super::path::{parse_path, split_target, Endpoint, ManifestRef, Query, MAX_TARGET_LEN};
 use super::range::ByteRange;
 use super::store::{BlobRef, ImageStore};
 use ferry_bundle::oci::{LayoutIndex, OCI_INDEX};
-use ferry_bundle::reference::normalise_host;
+use ferry_bundle::reference::{hub_repository, looks_like_host, normalise_host};
 use ferry_bundle::Sha256Digest;
 use serde::Serialize;
 use std::fs::File;
+use std::net::IpAddr;
 
-/// Answers one request.
+/// Answers one request from an unknown client (tests).
+#[cfg(test)]
 pub fn handle(store: &ImageStore, req: &Request) -> Response {
-    match route(store, req) {
+    handle_from(store, req, None)
+}
+
+/// Answers one request from `client`: a request for a name, tag or digest the bundle
+/// lacks is counted in the store's [`MissLog`](super::misses::MissLog).
+pub fn handle_from(store: &ImageStore, req: &Request, client: Option<IpAddr>) -> Response {
+    match route(store, req, client) {
         Ok(r) => r,
         Err(e) => Response::error(&e),
     }
 }
 
-fn route(store: &ImageStore, req: &Request) -> Result<Response, ApiError> {
+fn route(store: &ImageStore, req: &Request, client: Option<IpAddr>) -> Result<Response, ApiError> {
     if let Some(ext) = &store.extension {
         if req.target.starts_with("/ferry/") && req.method == "GET" {
             return Ok((ext.0)(req).unwrap_or_else(|| Response::json(404, b"{}".to_vec())));
@@ -42,15 +51,71 @@ fn route(store: &ImageStore, req: &Request) -> Result<Response, ApiError> {
     }
     let (path, query) = split_target(&req.target);
     let query = Query::parse(query)?;
-    match parse_path(path)? {
+    let endpoint = parse_path(path)?;
+    let result = match &endpoint {
         Endpoint::Base => Ok(Response::json(200, b"{}".to_vec())),
         Endpoint::Catalog => catalog(store, &query),
-        Endpoint::Manifest { name, reference } => manifest(store, &name, &query, &reference),
-        Endpoint::Blob { name, digest } => {
-            blob(store, &name, &query, &digest, req.range.as_deref())
-        }
-        Endpoint::Tags { name } => tags(store, &name, &query),
-        Endpoint::Referrers { name, digest } => referrers(store, &name, &query, &digest),
+        Endpoint::Manifest { name, reference } => manifest(store, name, &query, reference),
+        Endpoint::Blob { name, digest } => blob(store, name, &query, digest, req.range.as_deref()),
+        Endpoint::Tags { name } => tags(store, name, &query),
+        Endpoint::Referrers { name, digest } => referrers(store, name, &query, digest),
+    };
+    if let Err(e) = &result {
+        record_miss(store, &endpoint, &query, e, client);
+    }
+    result
+}
+
+/// Counts a request for a name, tag or digest this bundle does not have (a malformed
+/// request is no miss: it could not name anything).
+fn record_miss(
+    store: &ImageStore,
+    endpoint: &Endpoint,
+    query: &Query,
+    e: &ApiError,
+    client: Option<IpAddr>,
+) {
+    if !matches!(
+        e.code,
+        ErrorCode::NameUnknown | ErrorCode::ManifestUnknown | ErrorCode::BlobUnknown
+    ) {
+        return;
+    }
+    let (asked, name, reference) = match endpoint {
+        Endpoint::Manifest { name, reference } => (
+            Asked::Manifest,
+            name,
+            Some(match reference {
+                ManifestRef::Tag(t) => t.clone(),
+                ManifestRef::Digest(d) => d.to_string(),
+            }),
+        ),
+        Endpoint::Blob { name, digest } => (Asked::Blob, name, Some(digest.to_string())),
+        Endpoint::Tags { name } => (Asked::Tags, name, None),
+        _ => return,
+    };
+    let (host, repository) = upstream(name, query.ns.as_deref());
+    store.misses.record(&MissRequest {
+        asked,
+        host: host.as_deref(),
+        repository: &repository,
+        reference: reference.as_deref(),
+        error: e.code.as_str(),
+        client,
+    });
+}
+
+/// The upstream host and repository a request names: containerd's `?ns=`, else the
+/// path's first component when it is a host (`/v2/quay.io/x/y/…`), else unknown.
+fn upstream(name: &str, ns: Option<&str>) -> (Option<String>, String) {
+    let host_in_path = name
+        .split_once('/')
+        .filter(|(first, _)| looks_like_host(first))
+        .and_then(|(first, rest)| Some((normalise_host(first).ok()?, rest)));
+    match (ns.and_then(|n| normalise_host(n).ok()), host_in_path) {
+        (Some(h), _) => (Some(h.clone()), hub_repository(&h, name)),
+        (None, Some((h, rest))) => (Some(h.clone()), hub_repository(&h, rest)),
+        (None, None) => (None, name.to_string()),
     }
 }
 

@@ -242,7 +242,7 @@ fn serve_connection<T: Transport>(store: &ImageStore, io: &mut T, peer: SocketAd
             }
         };
         let started = Instant::now();
-        let resp = routes::handle(store, &req);
+        let resp = routes::handle_from(store, &req, Some(peer.ip()));
         served += 1;
         let close = !req.keep_alive
             || req.has_body

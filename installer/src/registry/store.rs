@@ -8,6 +8,7 @@
 //! blobs its own images reference, as a real registry does.
 
 use super::errors::{ApiError, RegistryError};
+use super::misses::MissLog;
 use super::names::MAX_NAME_LEN;
 use super::verify::Verdict;
 use ferry_bundle::oci::Descriptor;
@@ -111,6 +112,8 @@ pub struct ImageStore {
     pub(crate) skipped: Vec<SkippedImage>,
     /// Routes outside the OCI API (the join channel under `/ferry/`), if any.
     pub(crate) extension: Option<Extension>,
+    /// Requests for names, tags and digests the bundle lacks ([`super::misses`]).
+    pub(crate) misses: Arc<MissLog>,
 }
 
 /// Answers requests under `/ferry/`; `None` means "not found".
@@ -174,6 +177,18 @@ impl ImageStore {
     /// Images that are not served, with the reason (empty when every image loaded).
     pub fn skipped(&self) -> &[SkippedImage] {
         &self.skipped
+    }
+
+    /// Records requests for what the bundle lacks in `log` (by default a log of its own,
+    /// in memory).
+    pub fn with_miss_log(mut self, log: Arc<MissLog>) -> Self {
+        self.misses = log;
+        self
+    }
+
+    /// The requests for names, tags and digests this store could not answer.
+    pub fn misses(&self) -> &MissLog {
+        &self.misses
     }
 
     /// Adds routes under `/ferry/` (the join channel) to this store's server.

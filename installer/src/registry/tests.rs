@@ -1013,3 +1013,92 @@ fn random_bytes_on_the_socket_do_not_hurt_the_server() {
     );
     server.stop().unwrap();
 }
+
+#[test]
+fn requests_for_what_the_bundle_lacks_are_recorded_with_host_and_client() {
+    let log = super::MissLog::in_memory();
+    let f = fixture();
+    let store = f.store.with_miss_log(log.clone());
+    let missing = Sha256Digest::of(b"never bundled");
+    for (target, status) in [
+        // containerd: the upstream host comes with ?ns=.
+        ("/v2/library/app/manifests/2?ns=docker.io", 404),
+        ("/v2/library/app/manifests/2?ns=docker.io", 404),
+        ("/v2/x/sidecar/manifests/1.0?ns=quay.io", 404),
+        // skopeo: the host is the path's first component.
+        ("/v2/ghcr.io/acme/tool/manifests/3", 404),
+        (
+            &format!("/v2/library/app/manifests/{missing}?ns=docker.io"),
+            404,
+        ),
+        (
+            &format!("/v2/library/app/blobs/{missing}?ns=docker.io"),
+            404,
+        ),
+        ("/v2/nowhere/tags/list", 404),
+        // Served, or malformed: no miss.
+        ("/v2/library/app/manifests/1?ns=docker.io", 200),
+        ("/v2/Library/App/manifests/1?ns=docker.io", 400),
+    ] {
+        let (resp, _) = call(&store, "HEAD", target, None);
+        assert_eq!(resp.status, status, "{target}");
+    }
+    let r = log.report();
+    let mut got: Vec<(String, u64, String)> = r
+        .misses
+        .iter()
+        .map(|m| (m.image.clone(), m.count, m.error.clone()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            (
+                "docker.io/library/app:2".into(),
+                2,
+                "MANIFEST_UNKNOWN".into()
+            ),
+            (
+                format!("docker.io/library/app@{missing}"),
+                1,
+                "BLOB_UNKNOWN".into()
+            ),
+            (
+                format!("docker.io/library/app@{missing}"),
+                1,
+                "MANIFEST_UNKNOWN".into()
+            ),
+            ("ghcr.io/acme/tool:3".into(), 1, "NAME_UNKNOWN".into()),
+            ("nowhere".into(), 1, "NAME_UNKNOWN".into()),
+            ("quay.io/x/sidecar:1.0".into(), 1, "NAME_UNKNOWN".into()),
+        ]
+    );
+    let tool = r
+        .misses
+        .iter()
+        .find(|m| m.image == "ghcr.io/acme/tool:3")
+        .unwrap();
+    assert_eq!(tool.host.as_deref(), Some("ghcr.io"));
+    assert_eq!(tool.repository, "acme/tool");
+
+    // Over a socket, the client's address is recorded.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = RunningServer::start(Arc::new(store), listener, ServeOptions::default()).unwrap();
+    let out = raw(
+        server.local_addr(),
+        b"GET /v2/x/sidecar/manifests/1.0?ns=quay.io HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(5),
+    );
+    assert!(out.starts_with("HTTP/1.1 404"), "{out}");
+    server.stop().unwrap();
+    let m = log
+        .report()
+        .misses
+        .into_iter()
+        .find(|m| m.image == "quay.io/x/sidecar:1.0")
+        .unwrap();
+    assert_eq!(
+        (m.count, m.clients.clone()),
+        (2, vec!["127.0.0.1".to_string()])
+    );
+}
