@@ -241,8 +241,26 @@ pub fn require_tool(tool: &str, install: &str) -> Result<()> {
     }
 }
 
-/// A port that was free a moment ago on 127.0.0.1.
+/// A port that is free on every address, and that no other test of this process was
+/// given. Ports come from a counter below the kernel's ephemeral range (32768 and up), so
+/// a port handed out is not taken meanwhile by some client's outgoing connection, and
+/// two tests running in parallel never get the same one.
 pub fn free_port() -> Result<u16> {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let _ = NEXT.compare_exchange(
+        0,
+        20000 + (std::process::id() % 200) as u16 * 60,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..2000 {
+        let p = NEXT.fetch_add(1, Ordering::SeqCst);
+        let p = 20000 + (p - 20000) % 12000;
+        if TcpListener::bind(("0.0.0.0", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok() {
+            return Ok(p);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
