@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh
 out=demo-out
-if [ -x "$out/delivery.run" ]; then "$out/delivery.run" reset --root "$PWD/$out/root" -q || true; fi
+if [ -x "$out/delivery.run" ]; then "$out/delivery.run" reset --root "$PWD/$out/root" --yes -q || true; fi
 rm -rf "$out"; mkdir -p "$out"
 bash scripts/demo-images.sh "$out"
 bash scripts/containerd-payload.sh "$out/containerd-payload" >/dev/null

@@ -257,7 +257,8 @@ pub fn free_port() -> Result<u16> {
     for _ in 0..2000 {
         let p = NEXT.fetch_add(1, Ordering::SeqCst);
         let p = 20000 + (p - 20000) % 12000;
-        if TcpListener::bind(("0.0.0.0", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok() {
+        if TcpListener::bind(("0.0.0.0", p)).is_ok() && TcpListener::bind(("127.0.0.1", p)).is_ok()
+        {
             return Ok(p);
         }
     }
