@@ -23,9 +23,9 @@
 //! | 160 | 32 | sha256 of footer bytes 0..160 |
 //!
 //! Why a gaps hash: entries are hashed for themselves (bundle.json pins them), and the
-//! gaps (tar headers, padding, end marker) by this one hash, so `--check` hashes every
-//! byte exactly once — on a 2-vCPU host two sha256 streams share the hardware, and
-//! hashing twice halves the speed.
+//! gaps (tar headers, padding, end marker) by this one hash, so every byte has one range
+//! hash that names it when it is damaged. The payload sha256 is the bundle's identity and
+//! is recomputed by `--check` as well (see `verify`).
 
 use crate::digest::Sha256Digest;
 
