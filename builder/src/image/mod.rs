@@ -108,9 +108,21 @@ pub struct ResolvedImage {
 }
 
 impl ResolvedImage {
-    pub fn size(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
+    /// The bytes of every blob, added with overflow checks: sizes come from descriptors
+    /// in someone else's manifests, and a plain sum of lying ones once wrapped around.
+    pub fn size(&self) -> Result<u64, ImageError> {
+        checked_total(self.blobs.iter().map(|b| b.size)).ok_or_else(|| {
+            ImageError::invalid(
+                &self.source,
+                "its blob sizes add up to more than 2^64 bytes: a descriptor lies about its size",
+            )
+        })
     }
+}
+
+/// The sum of `sizes`, or `None` if it does not fit a u64.
+pub fn checked_total(sizes: impl IntoIterator<Item = u64>) -> Option<u64> {
+    sizes.into_iter().try_fold(0u64, u64::checked_add)
 }
 
 #[derive(Debug, thiserror::Error)]
