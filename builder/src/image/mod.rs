@@ -53,6 +53,14 @@ impl BlobSource {
             len,
         }
     }
+    /// The blob's length in bytes, as its source holds it.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobSource::Bytes(b) => b.len() as u64,
+            BlobSource::File { len, .. } => *len,
+        }
+    }
     /// Reads the whole blob into memory: for manifests and configs only (small).
     pub fn read_small(&self) -> std::io::Result<Vec<u8>> {
         const LIMIT: u64 = 16 * 1024 * 1024;

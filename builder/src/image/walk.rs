@@ -62,20 +62,22 @@ pub fn collect_blobs(
         if !seen.insert(b.digest) {
             continue;
         }
-        // A descriptor's size is someone else's claim; the file holding the blob bounds it.
-        if let BlobSource::File { path, len, .. } = &b.source {
-            if *len != b.size {
-                return Err(ImageError::invalid(
-                    source_ref,
-                    format!(
-                        "blob {} ({}): its descriptor says {} bytes, but {} holds {len}",
-                        b.digest.oci(),
-                        b.media_type,
-                        b.size,
-                        path.display()
-                    ),
-                ));
-            }
+        // A descriptor's size is someone else's claim; the bytes holding the blob bound it.
+        if b.source.len() != b.size {
+            let held = match &b.source {
+                BlobSource::File { path, .. } => path.display().to_string(),
+                BlobSource::Bytes(_) => "the source".into(),
+            };
+            return Err(ImageError::invalid(
+                source_ref,
+                format!(
+                    "blob {} ({}): its descriptor says {} bytes, but {held} holds {}",
+                    b.digest.oci(),
+                    b.media_type,
+                    b.size,
+                    b.source.len()
+                ),
+            ));
         }
         let is_doc = b.media_type.contains("manifest") || is_index(&b.media_type);
         if is_doc {
