@@ -20,6 +20,8 @@
 
 mod body;
 mod errors;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
 mod layout;
 mod load;

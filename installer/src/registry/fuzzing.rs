@@ -1,0 +1,204 @@
+//! Entry points for the fuzz targets under `fuzz/` (cargo feature `fuzzing`; never part of
+//! the installer stub).
+//!
+//! Why here and not in the targets: the request pipeline's pieces are private to the
+//! registry, and a fuzzer is only useful if it runs the very code a hostile client
+//! reaches. So this module re-exports the parsers and offers [`answer`], which feeds raw
+//! bytes through the same per-connection loop a socket gets and returns what the server
+//! wrote back, and [`load_manifest`], which loads a store whose image is an arbitrary
+//! manifest (as a hostile bundle would carry it).
+
+use super::http::{write_response, ReadError, RequestReader};
+use super::routes;
+use super::store::{BlobLocation, ImageStore, StoredImage};
+use super::transport::Transport;
+use ferry_bundle::reference::Reference;
+use ferry_bundle::Sha256Digest;
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+pub use super::names::{normalise_host, percent_decode, percent_encode};
+pub use super::pagination::{link, paginate, parse_n};
+pub use super::path::{parse_path, split_target, Endpoint, ManifestRef, Query};
+pub use super::range::ByteRange;
+pub use crate::commands::registry::store_from_bundle;
+
+/// A connection whose peer sent `input` and then closed; collects what the server wrote.
+struct Replay<'a> {
+    input: &'a [u8],
+    output: Vec<u8>,
+}
+
+impl Read for Replay<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.input.read(buf)
+    }
+}
+impl Write for Replay<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.output.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+impl Transport for Replay<'_> {
+    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+    fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+    fn sendfile_socket(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+}
+
+/// Answers the requests in `input` as the server answers one connection that sent these
+/// bytes and closed; returns every byte written back.
+pub fn answer(store: &ImageStore, input: &[u8], max_head: usize) -> Vec<u8> {
+    let mut io = Replay {
+        input,
+        output: Vec::new(),
+    };
+    let mut reader = RequestReader::new(max_head);
+    loop {
+        let req = match reader.next(&mut io, Duration::from_secs(1), &|_| false) {
+            Ok(r) => r,
+            Err(ReadError::Closed | ReadError::Io(_) | ReadError::Timeout) => break,
+            Err(ReadError::TooLarge | ReadError::Malformed(_)) => break,
+        };
+        let resp = routes::handle(store, &req);
+        if write_response(&mut io, &resp, req.method == "HEAD", !req.keep_alive, false).is_err()
+            || !req.keep_alive
+            || req.has_body
+        {
+            break;
+        }
+    }
+    io.output
+}
+
+/// Blobs written one after another into a file: their locations.
+fn write_blobs(path: &Path, blobs: &[&[u8]]) -> HashMap<Sha256Digest, BlobLocation> {
+    let mut file = Vec::new();
+    let mut out = HashMap::new();
+    for b in blobs {
+        out.insert(
+            Sha256Digest::of(b),
+            BlobLocation {
+                path: path.to_path_buf(),
+                offset: file.len() as u64,
+                len: b.len() as u64,
+            },
+        );
+        file.extend_from_slice(b);
+    }
+    std::fs::write(path, file).expect("writing the fuzz store's blob file");
+    out
+}
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+fn descriptor(media_type: &str, data: &[u8]) -> serde_json::Value {
+    serde_json::json!({"mediaType": media_type, "digest": Sha256Digest::of(data).oci(), "size": data.len()})
+}
+
+/// A config and a layer that [`load_manifest`] inputs and the sample store refer to.
+pub fn sample_blobs() -> [Vec<u8>; 2] {
+    [
+        br#"{"architecture":"amd64","os":"linux"}"#.to_vec(),
+        b"layer bytes ".repeat(100),
+    ]
+}
+
+/// A manifest of the sample config and layer.
+pub fn sample_manifest() -> Vec<u8> {
+    let [config, layer] = sample_blobs();
+    serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MANIFEST,
+        "config": descriptor("application/vnd.oci.image.config.v1+json", &config),
+        "layers": [descriptor("application/vnd.oci.image.layer.v1.tar+gzip", &layer)],
+    }))
+    .expect("json")
+}
+
+/// A store to answer requests from, made once per process: one manifest under two hosts
+/// and several tags, and an index of it.
+pub fn sample_store() -> &'static ImageStore {
+    static STORE: OnceLock<(tempfile::TempDir, ImageStore)> = OnceLock::new();
+    &STORE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let [config, layer] = sample_blobs();
+            let manifest = sample_manifest();
+            let index = serde_json::to_vec(&serde_json::json!({
+                "schemaVersion": 2,
+                "mediaType": INDEX,
+                "manifests": [descriptor(MANIFEST, &manifest)],
+            }))
+            .expect("json");
+            let blobs = write_blobs(
+                &dir.path().join("blobs"),
+                &[&config, &layer, &manifest, &index],
+            );
+            let image = |name: &str, data: &[u8], media_type: &str| StoredImage {
+                reference: Reference::parse(name).expect("fixed name"),
+                digest: Sha256Digest::of(data),
+                media_type: media_type.into(),
+            };
+            let mut images = vec![
+                image("quay.io/org/app:1", &manifest, MANIFEST),
+                image("docker.io/library/multi:1", &index, INDEX),
+            ];
+            for tag in ["1", "1.1", "2", "latest"] {
+                images.push(image(
+                    &format!("docker.io/library/app:{tag}"),
+                    &manifest,
+                    MANIFEST,
+                ));
+            }
+            let store = ImageStore::new(images, blobs).expect("the sample store loads");
+            (dir, store)
+        })
+        .1
+}
+
+/// Loads a store whose one image `docker.io/library/x:1` is `document` (with
+/// `media_type`), next to the sample config and layer, as the registry loads a bundle's
+/// images; `Ok` with the answers to a few requests for it, or the load error.
+pub fn load_manifest(document: &[u8], media_type: &str) -> Result<Vec<u8>, String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let [config, layer] = sample_blobs();
+    let blobs = write_blobs(&dir.path().join("blobs"), &[&config, &layer, document]);
+    let digest = Sha256Digest::of(document);
+    let store = ImageStore::new(
+        vec![StoredImage {
+            reference: Reference::parse("docker.io/library/x:1").expect("fixed name"),
+            digest,
+            media_type: media_type.to_string(),
+        }],
+        blobs,
+    )
+    .map_err(|e| e.to_string())?;
+    let [config_digest, layer_digest] = sample_blobs().map(|b| Sha256Digest::of(&b).oci());
+    let requests = format!(
+        "GET /v2/library/x/manifests/1 HTTP/1.1\r\n\r\n\
+         HEAD /v2/library/x/manifests/{} HTTP/1.1\r\n\r\n\
+         GET /v2/library/x/blobs/{config_digest} HTTP/1.1\r\n\r\n\
+         GET /v2/library/x/blobs/{layer_digest} HTTP/1.1\r\nRange: bytes=5-\r\n\r\n\
+         GET /v2/library/x/referrers/{} HTTP/1.1\r\n\r\n\
+         GET /v2/_catalog HTTP/1.1\r\n\r\n\
+         GET /v2/library/x/tags/list?n=1 HTTP/1.1\r\nConnection: close\r\n\r\n",
+        digest.oci(),
+        digest.oci(),
+    );
+    Ok(answer(&store, requests.as_bytes(), 16 << 10))
+}
