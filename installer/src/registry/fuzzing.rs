@@ -8,18 +8,14 @@
 //! wrote back, and [`load_manifest`], which loads a store whose image is an arbitrary
 //! manifest (as a hostile bundle would carry it).
 
-use super::http::{write_response, ReadError, RequestReader};
-use super::routes;
+use super::server::{self, Next};
 use super::store::{BlobLocation, ImageStore, StoredImage};
-use super::transport::Transport;
 use ferry_bundle::reference::Reference;
 use ferry_bundle::Sha256Digest;
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
-use std::os::fd::BorrowedFd;
+use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::OnceLock;
-use std::time::Duration;
 
 pub use super::names::{normalise_host, percent_decode, percent_encode};
 pub use super::pagination::{link, paginate, parse_n};
@@ -27,61 +23,38 @@ pub use super::path::{parse_path, split_target, Endpoint, ManifestRef, Query};
 pub use super::range::ByteRange;
 pub use crate::commands::registry::store_from_bundle;
 
-/// A connection whose peer sent `input` and then closed; collects what the server wrote.
-struct Replay<'a> {
-    input: &'a [u8],
-    output: Vec<u8>,
-}
-
-impl Read for Replay<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.input.read(buf)
-    }
-}
-impl Write for Replay<'_> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.output.extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-impl Transport for Replay<'_> {
-    fn set_read_timeout(&self, _: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-    fn set_write_timeout(&self, _: Option<Duration>) -> io::Result<()> {
-        Ok(())
-    }
-    fn sendfile_socket(&self) -> Option<BorrowedFd<'_>> {
-        None
-    }
-}
-
 /// Answers the requests in `input` as the server answers one connection that sent these
-/// bytes and closed; returns every byte written back.
+/// bytes and closed: the same judgement of buffered bytes ([`server::next`]) and the same
+/// answer ([`server::respond`]); returns every byte written back.
 pub fn answer(store: &ImageStore, input: &[u8], max_head: usize) -> Vec<u8> {
-    let mut io = Replay {
-        input,
-        output: Vec::new(),
-    };
-    let mut reader = RequestReader::new(max_head);
+    let peer: SocketAddr = ([127, 0, 0, 1], 1).into();
+    let mut out = Vec::new();
+    let mut buf = Vec::new();
+    let mut rest = input;
     loop {
-        let req = match reader.next(&mut io, Duration::from_secs(1), &|_| false) {
-            Ok(r) => r,
-            Err(ReadError::Closed | ReadError::Io(_) | ReadError::Timeout) => break,
-            Err(ReadError::TooLarge | ReadError::Malformed(_)) => break,
-        };
-        let resp = routes::handle(store, &req);
-        if write_response(&mut io, &resp, req.method == "HEAD", !req.keep_alive, false).is_err()
-            || !req.keep_alive
-            || req.has_body
-        {
-            break;
+        match server::next(&buf, max_head) {
+            Next::Request(req, used) => {
+                buf.drain(..used);
+                if !server::respond(store, &mut out, &req, peer, false, false) {
+                    break;
+                }
+            }
+            Next::Refuse(status, message) => {
+                out.extend_from_slice(&server::refusal(status, message));
+                break;
+            }
+            Next::More if rest.is_empty() => break,
+            Next::More => {
+                // The network hands bytes over in pieces; the head cap bounds the buffer.
+                let n = (max_head - buf.len())
+                    .min(rest.len())
+                    .min(1 + rest.len() / 2);
+                buf.extend_from_slice(&rest[..n]);
+                rest = &rest[n..];
+            }
         }
     }
-    io.output
+    out
 }
 
 /// Blobs written one after another into a file: their locations.

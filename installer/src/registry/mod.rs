@@ -45,4 +45,4 @@ pub use http::{Body, Request, Response};
 pub use layout::{CONTAINERD_NAME, OCI_REF_NAME};
 pub use server::{serve, RunningServer, ServeOptions};
 pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, StoredImage};
-pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, Transport};
+pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, ResponseSink, Transport};
