@@ -66,6 +66,19 @@ pub fn get(
     })
 }
 
+/// Whether `e` is the TLS layer refusing the peer's certificate (not signed by the pinned
+/// CA, or not for this address): another server answered than the one pinned.
+pub fn is_certificate_error(e: &std::io::Error) -> bool {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        .is_some_and(|r| {
+            matches!(
+                r,
+                rustls::Error::InvalidCertificate(_) | rustls::Error::NoCertificatesPresented
+            )
+        })
+}
+
 /// Longest response head (status line and headers) accepted from a master.
 pub const MAX_HEAD: u64 = 64 << 10;
 
