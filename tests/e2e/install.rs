@@ -206,6 +206,7 @@ fn runtime_only_install_pulls_by_original_name_and_resets_clean() {
         "run/ferry",
         "var/log/ferry",
         "var/lib/ferry/journal.json",
+        "var/lib/ferry/journal.json.prev",
         "run/ferry.lock",
     ];
     for w in &written {

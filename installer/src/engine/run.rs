@@ -100,7 +100,7 @@ impl Engine<'_> {
         }
         for phase in &plan.phases {
             let name = phase.name.as_str();
-            if jf.journal.is_done(name) && !phase.name.reruns() {
+            if jf.journal.is_done(name) && !phase.name.reruns() && !self.undone_since(phase) {
                 for svc in phase.services() {
                     self.start(svc, jf)?;
                 }
@@ -119,6 +119,25 @@ impl Engine<'_> {
             self.sys.checkpoint(&format!("{name}/done"))?;
         }
         Ok(())
+    }
+
+    /// Whether what a journaled phase made is gone since: a staged bundle cut short or
+    /// missing (a disk that lost data in a power cut, or someone's `rm`). Such a phase
+    /// runs again; its services, down after the power cut, start from the new copy.
+    fn undone_since(&self, phase: &Phase) -> bool {
+        let Some(b) = self.res.stage_from else {
+            return false;
+        };
+        phase.steps.iter().any(|s| match s {
+            Step::Stage { dest, .. } if !crate::install::stage::already_staged(self.host, dest, b) => {
+                self.report.say(&format!(
+                    "==> the staged bundle {} is damaged or missing (cut short by a power cut?): staging it again",
+                    self.host.path(dest).display()
+                ));
+                true
+            }
+            _ => false,
+        })
     }
 
     fn start(&self, svc: &ServiceSpec, jf: &mut JournalFile) -> Result<(), EngineError> {

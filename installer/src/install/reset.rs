@@ -84,7 +84,10 @@ pub fn reset(host: &Host, sys: &dyn System) -> anyhow::Result<ResetReport> {
         }
     }
     // What ferry left in trees it did not create: its journal and kept originals.
-    let _ = std::fs::remove_file(host.path(&host.journal()));
+    let journal = host.path(&host.journal());
+    let _ = std::fs::remove_file(crate::engine::journal::previous(&journal));
+    let _ = std::fs::remove_file(journal.with_extension("json.tmp"));
+    let _ = std::fs::remove_file(journal);
     let _ = std::fs::remove_dir_all(host.path(&host.backups()));
     let mut dirs: Vec<&String> = j.dirs.iter().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
