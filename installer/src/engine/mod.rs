@@ -64,14 +64,24 @@ pub fn claim_trees(
     jf: &mut JournalFile,
 ) -> Result<(), transaction::TxError> {
     // Which directories are missing must be known before the journal's first save
-    // creates the data directory.
+    // creates the data directory. A run killed right after that save left the data
+    // directory (and its parents) holding nothing but the journal: those are ferry's too,
+    // or reset would leave them, and all the runtime later puts in them, behind (found by
+    // the kill -9 trials, tests/e2e/crash.rs).
+    let journal = host.journal();
     let mut missing: Vec<crate::host::HostPath> = Vec::new();
     for t in host.owned_trees() {
         let mut cur = Some(t);
+        let mut child: Option<String> = None;
         while let Some(d) = cur {
-            if std::fs::symlink_metadata(host.path(&d)).is_ok() {
+            let exists = std::fs::symlink_metadata(host.path(&d)).is_ok();
+            if exists
+                && (d.as_str() == "/"
+                    || !holds_only_the_journal(host, &d, child.as_deref(), &journal))
+            {
                 break;
             }
+            child = d.as_str().rsplit('/').next().map(str::to_string);
             cur = d.parent();
             if !missing.contains(&d) {
                 missing.push(d);
@@ -82,4 +92,29 @@ pub fn claim_trees(
     let mut tx = transaction::Transaction::begin(host, jf, "prepare")?;
     tx.adopt_dirs(&missing)?;
     tx.commit(None)
+}
+
+/// Whether directory `d` holds nothing but ferry's journal files, or the one directory
+/// (`child`) on the way down to them, and lies on the journal's path.
+fn holds_only_the_journal(
+    host: &crate::host::Host,
+    d: &crate::host::HostPath,
+    child: Option<&str>,
+    journal: &crate::host::HostPath,
+) -> bool {
+    if !journal.starts_with(d) {
+        return false;
+    }
+    let Ok(rd) = std::fs::read_dir(host.path(d)) else {
+        return false;
+    };
+    rd.flatten().all(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        Some(name.as_ref()) == child
+            || matches!(
+                name.as_ref(),
+                "journal.json" | "journal.json.tmp" | "journal.json.prev"
+            )
+    })
 }

@@ -274,6 +274,30 @@ fn a_staged_bundle_cut_short_is_staged_again() {
     assert_eq!(tree(&f.root), want);
 }
 
+/// Found by the kill -9 trials (tests/e2e/crash.rs): a run killed right after the
+/// journal's first save (which creates the data directory) left that directory unclaimed,
+/// so reset kept it and everything the runtime later wrote into it.
+#[test]
+fn a_run_killed_after_the_first_journal_save_still_owns_the_data_directory() {
+    let f = fixture(None);
+    let host = Host::new(&f.root, None).unwrap();
+    let (jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    jf.save().unwrap();
+    // ... killed here; the next run:
+    let sys = RecordingSystem::new();
+    install_with(&f, &sys).unwrap();
+    let j = journal(&f.root);
+    for d in ["/var", "/var/lib", "/var/lib/ferry"] {
+        assert!(j.dirs.contains(d), "{d} not claimed: {:?}", j.dirs);
+    }
+    // What the runtime puts in the data directory goes with it.
+    std::fs::create_dir_all(f.root.join("var/lib/ferry/containerd/x")).unwrap();
+    std::fs::write(f.root.join("var/lib/ferry/containerd/x/meta.db"), "state").unwrap();
+    let r = reset::reset(&host, &sys).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert!(!f.root.join("var").exists(), "{:?}", tree(&f.root));
+}
+
 #[test]
 fn a_failing_phase_is_rolled_back_and_journaled_with_its_cause() {
     let f = fixture(None);
