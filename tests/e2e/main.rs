@@ -4,6 +4,7 @@
 mod apps;
 mod arm64;
 mod bundle;
+mod crash;
 mod hostile;
 mod install;
 mod join;
