@@ -5,6 +5,7 @@ mod apps;
 mod arm64;
 mod bundle;
 mod crash;
+mod disk;
 mod hostile;
 mod install;
 mod join;

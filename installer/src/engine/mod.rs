@@ -94,27 +94,36 @@ pub fn claim_trees(
     tx.commit(None)
 }
 
-/// Whether directory `d` holds nothing but ferry's journal files, or the one directory
-/// (`child`) on the way down to them, and lies on the journal's path.
+/// Whether directory `d` lies on the journal's path and holds nothing but ferry's journal
+/// files (the data directory: and at least one of them), or only the one directory
+/// (`child`) on the way down to them. A mount point is never ferry's: an operator may
+/// mount a disk as the data directory.
 fn holds_only_the_journal(
     host: &crate::host::Host,
     d: &crate::host::HostPath,
     child: Option<&str>,
     journal: &crate::host::HostPath,
 ) -> bool {
+    use std::os::unix::fs::MetadataExt;
     if !journal.starts_with(d) {
         return false;
     }
-    let Ok(rd) = std::fs::read_dir(host.path(d)) else {
+    let real = host.path(d);
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    if real.parent().is_none_or(|p| dev(p) != dev(&real)) {
+        return false;
+    }
+    let Ok(rd) = std::fs::read_dir(&real) else {
         return false;
     };
-    rd.flatten().all(|e| {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        Some(name.as_ref()) == child
-            || matches!(
-                name.as_ref(),
-                "journal.json" | "journal.json.tmp" | "journal.json.prev"
-            )
-    })
+    let names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let is_journal =
+        |n: &str| matches!(n, "journal.json" | "journal.json.tmp" | "journal.json.prev");
+    match child {
+        None => !names.is_empty() && names.iter().all(|n| is_journal(n)),
+        Some(c) => names.iter().all(|n| n == c),
+    }
 }

@@ -63,6 +63,8 @@ pub enum StepError {
         /// The service's log: path and last lines, when there is one.
         log: String,
     },
+    #[error("{path}: the file system is full: {detail}; free space there (or install on a larger disk) and run again — this phase's changes were undone")]
+    NoSpace { path: HostPath, detail: String },
     #[error("staging the bundle: {0}")]
     Stage(String),
     #[error("{0}")]
@@ -254,11 +256,51 @@ impl Engine<'_> {
                 Box::new(exe.take(stub_len))
             }
         };
+        let stub = std::fs::metadata(&self.res.self_exe).map_or(0, |m| m.len());
         tx.write(&f.path, f.mode, &mut reader)
-            .map_err(|source| StepError::Write {
-                path: f.path.clone(),
+            .map_err(|source| self.write_error(&f.path, f.content.written_bytes(stub), source))
+    }
+
+    /// A failed write; a full file system says where and how much is needed.
+    fn write_error(
+        &self,
+        path: &HostPath,
+        need: u64,
+        source: super::transaction::TxError,
+    ) -> StepError {
+        let full = match &source {
+            TxError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+                    || source.to_string().contains("No space left")
+            }
+            _ => false,
+        };
+        if !full {
+            return StepError::Write {
+                path: path.clone(),
                 source,
-            })
+            };
+        }
+        let mut at = self.host.path(path);
+        while std::fs::symlink_metadata(&at).is_err() {
+            match at.parent() {
+                Some(p) => at = p.to_path_buf(),
+                None => break,
+            }
+        }
+        let free = nix::sys::statvfs::statvfs(&at)
+            .map(|s| s.blocks_available() * s.fragment_size())
+            .unwrap_or(0);
+        StepError::NoSpace {
+            path: path.clone(),
+            detail: format!(
+                "this file needs {}, and {} is free at {}",
+                crate::install::preflight::size(need),
+                crate::install::preflight::size(free),
+                at.display()
+            ),
+        }
     }
 
     /// Verifies every byte of the bundle while copying it to `dest`; skips the copy when
@@ -279,10 +321,7 @@ impl Engine<'_> {
             std::io::Write::flush(&mut w)
         });
         bar.finish_and_clear();
-        r.map_err(|source| StepError::Write {
-            path: dest.clone(),
-            source,
-        })
+        r.map_err(|source| self.write_error(dest, b.file_len, source))
     }
 
     /// Probes `check` until it passes or the timeout ends; says what it waits for every

@@ -76,12 +76,31 @@ pub fn entry_ref(b: &Bundle, entry: &str, what: &str) -> Result<EntryRef, PlanEr
         what: what.to_string(),
         entry: entry.to_string(),
     })?;
+    let zstd = rec.compression.as_deref() == Some("zstd");
     Ok(EntryRef {
         entry: rec.path.clone(),
         size: rec.size,
         sha256: ferry_bundle::Sha256Digest::from_hex(&rec.sha256).unwrap_or_default(),
-        zstd: rec.compression.as_deref() == Some("zstd"),
+        zstd,
+        unpacked: if zstd {
+            unpacked_size(b, rec)
+        } else {
+            rec.size
+        },
     })
+}
+
+/// The size a zstd entry unpacks to, from its frame header (the builder always records
+/// it); the stored size if the header does not say.
+pub fn unpacked_size(b: &Bundle, rec: &ferry_bundle::EntryRecord) -> u64 {
+    let mut head = [0u8; 18];
+    let n = std::os::unix::fs::FileExt::read_at(&*b.file, &mut head, b.absolute_offset(rec))
+        .unwrap_or(0)
+        .min(rec.size as usize);
+    match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
+        Ok(Some(len)) => len,
+        _ => rec.size,
+    }
 }
 
 /// A file step, with what the host has at `path` now.

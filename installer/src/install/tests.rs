@@ -298,6 +298,30 @@ fn a_run_killed_after_the_first_journal_save_still_owns_the_data_directory() {
     assert!(!f.root.join("var").exists(), "{:?}", tree(&f.root));
 }
 
+/// What preflight's disk check sums: every file the plan writes, at the size it lands.
+#[test]
+fn the_plan_says_how_many_bytes_each_file_it_writes_takes() {
+    let f = fixture(None);
+    let s = settings(&f.root);
+    let b = Bundle::open(&f.bundle).unwrap();
+    let p = plan(&s, &b, &crate::engine::Journal::default()).unwrap();
+    let w = p.written(0, false);
+    let get = |path: &str| w.iter().find(|x| x.path.as_str() == path).map(|x| x.bytes);
+    assert_eq!(get("/var/lib/ferry/bundle.run"), Some(b.file_len));
+    assert_eq!(get("/etc/hosts"), Some(14));
+    assert_eq!(
+        get("/etc/ferry/pki/ca.key"),
+        Some(crate::engine::plan::SECRET_BYTES)
+    );
+    assert_eq!(get("/opt/ferry/bin/containerd"), Some(3000));
+    // Every written file of the plan is counted, and nothing else.
+    assert_eq!(w.len(), p.files().count() + 1);
+    assert!(p
+        .written(0, true)
+        .iter()
+        .all(|x| x.path.as_str() != "/var/lib/ferry/bundle.run"));
+}
+
 #[test]
 fn a_failing_phase_is_rolled_back_and_journaled_with_its_cause() {
     let f = fixture(None);

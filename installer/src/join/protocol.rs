@@ -36,6 +36,9 @@ pub struct JoinFile {
     pub compression: Option<String>,
     pub size: u64,
     pub sha256: String,
+    /// What it unpacks to on the node (for the node's disk check); older masters omit it.
+    #[serde(default)]
+    pub unpacked: Option<u64>,
 }
 
 /// What the master needs to answer join requests: its bundle and the secret.
@@ -70,6 +73,10 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
                 compression: e.compression.clone(),
                 size: e.size,
                 sha256: e.sha256.clone(),
+                unpacked: Some(match e.compression.as_deref() {
+                    Some("zstd") => crate::install::unpacked_size(b, e),
+                    _ => e.size,
+                }),
             })
         })
         .collect();
