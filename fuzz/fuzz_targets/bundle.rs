@@ -76,8 +76,8 @@ fn reseal(data: &[u8]) -> Option<Vec<u8>> {
 
 fuzz_target!(|data: &[u8]| {
     let bytes = reseal(data).unwrap_or_else(|| data.to_vec());
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("delivery.run");
+    let dir = common::scratch();
+    let path = dir.join("delivery.run");
     std::fs::write(&path, &bytes).unwrap();
     let Ok(b) = Bundle::open(&path) else {
         return;
@@ -87,7 +87,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     // Passed --check: extraction must succeed, inside the target only.
-    let x = dir.path().join("x");
+    let x = dir.join("x");
     let report =
         ferry_bundle::extract::extract(&b, &x, &|_| {}).expect("a checked bundle extracts");
     assert_eq!(report.files, b.manifest.entries.len() + 1);

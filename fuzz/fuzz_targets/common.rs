@@ -68,3 +68,15 @@ pub fn plan_join(info: &protocol::JoinInfo, control_plane: bool) {
         check_plan(&p, &h.root);
     }
 }
+
+/// A scratch directory for one input: emptied before each use, kept for the process
+/// (creating a temporary directory per input costs more than the code under test).
+pub fn scratch() -> &'static Path {
+    static D: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let d = D.get_or_init(|| tempfile::tempdir().unwrap()).path();
+    for e in std::fs::read_dir(d).unwrap().flatten() {
+        let p = e.path();
+        let _ = std::fs::remove_dir_all(&p).or_else(|_| std::fs::remove_file(&p));
+    }
+    d
+}

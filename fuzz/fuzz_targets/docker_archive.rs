@@ -37,9 +37,11 @@ fn members() -> &'static Vec<(String, Vec<u8>)> {
     })
 }
 
+#[path = "common.rs"]
+mod common;
+
 fuzz_target!(|data: &[u8]| {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("image.tar");
+    let file = common::scratch().join("image.tar");
     let mut b = tar::Builder::new(Vec::new());
     for (path, bytes) in members()
         .iter()

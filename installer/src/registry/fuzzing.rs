@@ -148,7 +148,10 @@ pub fn sample_store() -> &'static ImageStore {
 /// `media_type`), next to the sample config and layer, as the registry loads a bundle's
 /// images; `Ok` with the answers to a few requests for it, or the load error.
 pub fn load_manifest(document: &[u8], media_type: &str) -> Result<Vec<u8>, String> {
-    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    // One directory per process, its blob file rewritten each time: a fuzzer calls this
+    // thousands of times a second.
+    static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temporary directory"));
     let [config, layer] = sample_blobs();
     let blobs = write_blobs(&dir.path().join("blobs"), &[&config, &layer, document]);
     let digest = Sha256Digest::of(document);
