@@ -159,6 +159,12 @@ pub fn ensure_running(host: &Host, spec: &ServiceSpec, supervisor: &[String]) ->
             return Ok(());
         }
         if let Ok(Some(st)) = child.try_wait() {
+            // Success: another supervisor (of a run killed a moment ago) holds the
+            // service; its pid file is about to appear.
+            if st.success() {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             return Err(io::Error::other(format!(
                 "supervisor for {} exited at once ({st}){}",
                 spec.name,
