@@ -439,6 +439,7 @@ fn a_join_refuses_a_master_whose_ca_changes_midway() {
         size: 1,
         sha256: ferry_bundle::Sha256Digest::of(b"x"),
         zstd: false,
+        unpacked: 1,
     };
     let err = match ferry_installer::engine::EntrySource::open(&src, &e) {
         Ok(_) => panic!("the impostor's bytes were accepted"),
