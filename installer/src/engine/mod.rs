@@ -68,6 +68,11 @@ pub fn claim_trees(
     // directory (and its parents) holding nothing but the journal: those are ferry's too,
     // or reset would leave them, and all the runtime later puts in them, behind (found by
     // the kill -9 trials, tests/e2e/crash.rs).
+    //
+    // An interrupted earlier claim is undone first: it removes the directories that run
+    // made, and they must then count as missing, or nothing would record them when they
+    // are made again (found by the kill -9 trials too: /var/log/ferry outlived reset).
+    transaction::Transaction::recover(host, jf)?;
     let journal = host.journal();
     let mut missing: Vec<crate::host::HostPath> = Vec::new();
     for t in host.owned_trees() {

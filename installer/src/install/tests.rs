@@ -322,6 +322,30 @@ fn the_plan_says_how_many_bytes_each_file_it_writes_takes() {
         .all(|x| x.path.as_str() != "/var/lib/ferry/bundle.run"));
 }
 
+/// Found by the kill -9 trials: a run killed while claiming ferry's directories left
+/// them recorded as pending; the next claim looked for missing directories *before*
+/// undoing that, so the log directory, made again later outside any transaction, was
+/// never ferry's and outlived reset.
+#[test]
+fn a_claim_interrupted_half_way_is_undone_before_claiming_again() {
+    let f = fixture(None);
+    let host = Host::new(&f.root, None).unwrap();
+    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    jf.save().unwrap();
+    let mut tx = crate::engine::transaction::Transaction::begin(&host, &mut jf, "prepare").unwrap();
+    let log_dir = HostPath::new("/var/log/ferry").unwrap();
+    tx.adopt_dirs(&[HostPath::new("/var/log").unwrap(), log_dir.clone()])
+        .unwrap();
+    tx.abandon(); // killed here
+    let sys = RecordingSystem::new();
+    install_with(&f, &sys).unwrap();
+    let j = journal(&f.root);
+    assert!(j.dirs.contains("/var/log/ferry"), "{:?}", j.dirs);
+    std::fs::write(host.path(&log_dir).join("ferry.log"), "log").unwrap();
+    reset::reset(&host, &sys).unwrap();
+    assert!(!host.path(&log_dir).exists());
+}
+
 #[test]
 fn a_failing_phase_is_rolled_back_and_journaled_with_its_cause() {
     let f = fixture(None);
