@@ -116,10 +116,17 @@ fn run_printing(mut run: impl FnMut(u32) -> String) -> String {
 fn log_tail(root: &Path) -> String {
     let log =
         std::fs::read_to_string(root.join("var/log/ferry/containerd.log")).unwrap_or_default();
+    let keep = std::env::temp_dir().join(format!("ferry-crash-{}", std::process::id()));
+    let _ = Command::new("cp")
+        .arg("-a")
+        .arg(root.join("var/log/ferry"))
+        .arg(&keep)
+        .status();
+    eprintln!("crash: logs kept in {}", keep.display());
     let lines: Vec<&str> = log.lines().collect();
     format!(
         "containerd log:\n{}\nprocesses: {:?}",
-        lines[lines.len().saturating_sub(15)..].join("\n"),
+        lines[lines.len().saturating_sub(40)..].join("\n"),
         processes_under(root)
     )
 }
@@ -144,7 +151,14 @@ fn assert_nothing_left(root: &Path, what: &str) {
 }
 
 fn assert_healthy(sb: &Sandbox, what: &str) {
-    let st = sb.status();
+    let out = sb
+        .cmd()
+        .args(["status", "--output", "json"])
+        .output()
+        .unwrap();
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{what}: status: {e}: {}", log_tail(&sb.root)));
+    assert!(out.status.success(), "{what}: {st}\n{}", log_tail(&sb.root));
     assert_eq!(st["installed"], true, "{what}: {st}");
     assert_eq!(st["registry"]["healthy"], true, "{what}: {st}");
     let phases = st["phases"].as_array().unwrap();

@@ -104,6 +104,10 @@ pub enum Change {
         #[serde(default)]
         host_file: bool,
     },
+    /// A service started. Undoing the phase stops it: it was started from files the
+    /// rollback removes (found by the kill -9 trials: a supervisor started by a killed
+    /// run outlived the rollback of its phase and started containerd without a config).
+    Service { name: String },
 }
 
 /// The journal one save earlier, kept next to it: what to fall back to if the disk loses

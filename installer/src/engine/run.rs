@@ -188,8 +188,14 @@ impl Engine<'_> {
                 })
             }
             Step::Service(svc) => {
-                // Recorded before it starts: reset must stop it whatever happens next.
+                // Recorded before it starts: reset must stop it whatever happens next,
+                // and undoing this phase stops it too.
                 tx.journal().services.insert(svc.name.clone());
+                tx.service_started(&svc.name)
+                    .map_err(|source| StepError::Write {
+                        path: self.host.pid_file(&svc.name),
+                        source,
+                    })?;
                 self.sys.start_service(self.host, svc)?;
                 Ok(())
             }
