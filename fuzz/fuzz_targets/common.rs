@@ -26,6 +26,16 @@ pub fn host() -> &'static Host {
 
 pub fn check_plan(p: &Plan, root: &Path) {
     let _ = plan_text(p);
+    let written = p.written(6 << 20, false);
+    assert_eq!(
+        written.len(),
+        p.files().count()
+            + usize::from(p.phases.iter().any(|ph| {
+                ph.steps
+                    .iter()
+                    .any(|s| matches!(s, ferry_installer::engine::Step::Stage { .. }))
+            }))
+    );
     let _ = serde_json::to_vec(p).unwrap();
     for (_, f) in p.files() {
         assert!(host().path(&f.path).starts_with(root), "{}", f.path);
