@@ -3,7 +3,7 @@
 # musl targets and tools for the static installers (x86_64 natively; aarch64 cross-compiled
 # with cargo-zigbuild + zig, run in the tests under qemu-user), and the real components the
 # tests talk to (Distribution registry, containerd, runc, CNI plugins, skopeo, umoci,
-# podman, helm). Idempotent: fast when everything is already there.
+# podman, helm) and cargo-fuzz. Idempotent: fast when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,6 +32,13 @@ if [ "$(cargo-zigbuild --version 2>/dev/null)" != "cargo-zigbuild $ZIGBUILD" ] |
    [ "$(python3 -m ziglang version 2>/dev/null)" != "$ZIG" ]; then
   echo "deps: installing cargo-zigbuild $ZIGBUILD and ziglang $ZIG (PyPI)"
   python3 -m pip install --quiet "cargo-zigbuild==$ZIGBUILD" "ziglang==$ZIG"
+fi
+# cargo-fuzz for scripts/fuzz.sh (test.sh runs a short pass): from crates.io, pinned, built
+# once (about 1.5 min); it runs on the stable toolchain (see scripts/fuzz.sh).
+CARGO_FUZZ=0.13.2
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ" ]; then
+  echo "deps: installing cargo-fuzz $CARGO_FUZZ (crates.io)"
+  cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ"
 fi
 if [ -x scripts/install-helm.sh ]; then
   bash scripts/install-helm.sh

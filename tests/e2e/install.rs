@@ -213,6 +213,7 @@ fn runtime_only_install_pulls_by_original_name_and_resets_clean() {
         "var/log/ferry",
         "var/lib/ferry/journal.json",
         "var/lib/ferry/registry-misses.json",
+        "var/lib/ferry/journal.json.prev",
         "run/ferry.lock",
     ];
     for w in &written {

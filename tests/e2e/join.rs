@@ -10,15 +10,19 @@ use std::path::Path;
 use std::process::Command;
 
 /// Two namespaces `a` and `b` on 10.77.<n>.1 and .2, removed on drop.
-struct Net {
-    a: String,
-    b: String,
-    n: u32,
+pub(crate) struct Net {
+    pub a: String,
+    pub b: String,
+    pub n: u32,
 }
 
 impl Net {
-    fn new() -> Net {
-        let n = std::process::id() % 200 + 20;
+    pub fn new() -> Net {
+        Net::numbered(0)
+    }
+    /// Another pair of hosts (`i` apart), for tests that run at the same time.
+    pub fn numbered(i: u32) -> Net {
+        let n = std::process::id() % 200 + 20 + 17 * i;
         let (a, b) = (format!("ferry-a-{n}"), format!("ferry-b-{n}"));
         let ip = |args: &[&str]| run_ok(Command::new("ip").args(args));
         let _ = Command::new("ip").args(["netns", "del", &a]).output();
@@ -39,13 +43,13 @@ impl Net {
         }
         Net { a, b, n }
     }
-    fn ip_a(&self) -> String {
+    pub fn ip_a(&self) -> String {
         format!("10.77.{}.1", self.n)
     }
     /// Runs `prog` in namespace `ns`'s network only (`nsenter --net`): unlike
     /// `ip netns exec` it keeps the host's mounts, so /sys/fs/cgroup stays visible to the
     /// runtime, as on a real second machine.
-    fn exec(&self, ns: &str, prog: &Path) -> Command {
+    pub fn exec(&self, ns: &str, prog: &Path) -> Command {
         let mut c = Command::new("nsenter");
         c.arg(format!("--net=/run/netns/{ns}")).arg(prog);
         c
@@ -59,7 +63,7 @@ impl Drop for Net {
     }
 }
 
-fn files_under(p: &Path) -> usize {
+pub(crate) fn files_under(p: &Path) -> usize {
     if !p.exists() {
         return 0;
     }
@@ -79,6 +83,44 @@ fn walk(p: &Path) -> usize {
         .sum()
 }
 
+/// `program` run on host A of `net` as the master of sandbox `a` (its root, address and
+/// ports, `--yes`).
+pub(crate) fn on_master(net: &Net, a: &Sandbox, join_port: u16, program: &Path) -> Command {
+    let mut c = net.exec(&net.a, program);
+    c.arg("--root").arg(&a.root).args([
+        "--node-ip",
+        &net.ip_a(),
+        "--registry-port",
+        &a.port.to_string(),
+        "--join-port",
+        &join_port.to_string(),
+        "--yes",
+    ]);
+    c
+}
+
+/// Installs `bundle` on host A of `net` (sandbox `a`, join port `join_port`); returns the
+/// join token it printed and the master's address.
+pub(crate) fn install_master(
+    net: &Net,
+    bundle: &Path,
+    a: &Sandbox,
+    join_port: u16,
+) -> (String, String) {
+    let mut c = on_master(net, a, join_port, bundle);
+    c.arg("-q");
+    let out = run_ok(c);
+    let token = out
+        .split("--token ")
+        .nth(1)
+        .expect("join command printed")
+        .trim()
+        .to_string();
+    let master = format!("{}:{join_port}", net.ip_a());
+    assert!(out.contains(&format!(" join {master} --token ")), "{out}");
+    (token, master)
+}
+
 #[test]
 fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
     let t = tempfile::tempdir().unwrap();
@@ -89,29 +131,12 @@ fn node_joins_with_bare_installer_and_pulls_from_master_over_pinned_tls() {
     let join_port = 5443;
 
     // Host A: full install inside its namespace.
+    let (token, master) = install_master(&net, &bundle, &a, join_port);
     let on_a = |program: &Path, args: &[&str]| {
-        let mut c = net.exec(&net.a, program);
-        c.arg("--root").arg(&a.root).args([
-            "--node-ip",
-            &net.ip_a(),
-            "--registry-port",
-            &a.port.to_string(),
-            "--join-port",
-            &join_port.to_string(),
-            "--yes",
-        ]);
+        let mut c = on_master(&net, &a, join_port, program);
         c.args(args);
         c
     };
-    let out = run_ok(on_a(&bundle, &["-q"]));
-    let token = out
-        .split("--token ")
-        .nth(1)
-        .expect("join command printed")
-        .trim()
-        .to_string();
-    let master = format!("{}:{join_port}", net.ip_a());
-    assert!(out.contains(&format!(" join {master} --token ")), "{out}");
 
     let bare = installer();
     let join = |tok: &str, m: &str| {

@@ -204,6 +204,11 @@ impl BundleRegistry {
         &self.host
     }
 
+    /// The registry process, for measuring it (`/proc/<pid>/status`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// What the registry logged so far, for failure messages.
     pub fn log(&self) -> String {
         fs::read_to_string(self.log.path()).unwrap_or_default()

@@ -604,13 +604,18 @@ fn write(
     manifest.platform = platform.to_string();
     let stub = std::fs::File::open(&stub_path)
         .with_context(|| format!("opening {}", stub_path.display()))?;
-    let total: u64 = images.iter().map(|i| i.size()).sum::<u64>()
-        + copies.iter().map(|c| c.size).sum::<u64>()
-        + payloads
+    let image_sizes = images
+        .iter()
+        .map(|i| i.size())
+        .collect::<Result<Vec<_>, _>>()?;
+    let total = crate::image::checked_total(
+        image_sizes
             .iter()
-            .flat_map(|p| &p.2)
-            .map(|f| f.size)
-            .sum::<u64>();
+            .copied()
+            .chain(copies.iter().map(|c| c.size))
+            .chain(payloads.iter().flat_map(|p| &p.2).map(|f| f.size)),
+    )
+    .context("the bundle's parts add up to more than 2^64 bytes")?;
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
     let mut w = BundleWriter::create(&opts.output, stub)?;
     if let Some(old) = &opts.delta_from {
@@ -658,7 +663,7 @@ fn write(
             name: img.name.clone(),
             digest: img.root.digest,
             media_type: img.root.media_type.clone(),
-            size: img.size(),
+            size: img.size()?,
             source: img.source.clone(),
             platforms: img.platforms.clone(),
         });

@@ -41,6 +41,14 @@ impl BlobSource {
             len,
         }
     }
+    /// The blob's length in bytes, as its source holds it.
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> u64 {
+        match self {
+            BlobSource::Bytes(b) => b.len() as u64,
+            BlobSource::File { len, .. } => *len,
+        }
+    }
     /// Reads the whole blob into memory: for manifests and configs only (small).
     pub fn read_small(&self) -> std::io::Result<Vec<u8>> {
         const LIMIT: u64 = 16 * 1024 * 1024;
@@ -96,9 +104,21 @@ pub struct ResolvedImage {
 }
 
 impl ResolvedImage {
-    pub fn size(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
+    /// The bytes of every blob, added with overflow checks: sizes come from descriptors
+    /// in someone else's manifests, and a plain sum of lying ones once wrapped around.
+    pub fn size(&self) -> Result<u64, ImageError> {
+        checked_total(self.blobs.iter().map(|b| b.size)).ok_or_else(|| {
+            ImageError::invalid(
+                &self.source,
+                "its blob sizes add up to more than 2^64 bytes: a descriptor lies about its size",
+            )
+        })
     }
+}
+
+/// The sum of `sizes`, or `None` if it does not fit a u64.
+pub fn checked_total(sizes: impl IntoIterator<Item = u64>) -> Option<u64> {
+    sizes.into_iter().try_fold(0u64, u64::checked_add)
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -33,6 +33,23 @@ pub fn collect_blobs(
         if !seen.insert(b.digest) {
             continue;
         }
+        // A descriptor's size is someone else's claim; the bytes holding the blob bound it.
+        if b.source.len() != b.size {
+            let held = match &b.source {
+                BlobSource::File { path, .. } => path.display().to_string(),
+                BlobSource::Bytes(_) => "the source".into(),
+            };
+            return Err(ImageError::invalid(
+                source_ref,
+                format!(
+                    "blob {} ({}): its descriptor says {} bytes, but {held} holds {}",
+                    b.digest,
+                    b.media_type,
+                    b.size,
+                    b.source.len()
+                ),
+            ));
+        }
         if !oci::is_document(&b.media_type) {
             out.push(b);
             continue;
@@ -98,4 +115,89 @@ pub fn collect_blobs(
 /// Parses `sha256:<hex>` as found in a source's own files (`docker save` diff IDs).
 pub fn parse_digest(source_ref: &str, d: &str) -> Result<Sha256Digest, ImageError> {
     Sha256Digest::parse(d).map_err(|e| ImageError::invalid(source_ref, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::ResolvedImage;
+    use std::path::Path;
+
+    fn put(dir: &Path, bytes: &[u8]) -> (Sha256Digest, u64) {
+        let d = Sha256Digest::of(bytes);
+        std::fs::write(dir.join(d.hex()), bytes).unwrap();
+        (d, bytes.len() as u64)
+    }
+
+    fn lookup(dir: &Path) -> impl Fn(&Sha256Digest) -> Option<BlobSource> + '_ {
+        move |d| {
+            let p = dir.join(d.hex());
+            let len = std::fs::metadata(&p).ok()?.len();
+            Some(BlobSource::whole_file(p, len))
+        }
+    }
+
+    /// A manifest whose layer claims `layer_size` bytes.
+    fn manifest_blob(dir: &Path, layer_size: u64) -> Blob {
+        let (config, config_len) = put(dir, br#"{"os":"linux","architecture":"amd64"}"#);
+        let (layer, _) = put(dir, b"layer bytes");
+        let m = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_len},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.to_string(), "size": layer_size}],
+        });
+        let (d, len) = put(dir, &serde_json::to_vec(&m).unwrap());
+        Blob {
+            digest: d,
+            size: len,
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            source: lookup(dir)(&d).unwrap(),
+        }
+    }
+
+    #[test]
+    fn descriptor_sizes_must_match_the_bytes() {
+        let t = tempfile::tempdir().unwrap();
+        let (blobs, platforms) =
+            collect_blobs("oci:x", manifest_blob(t.path(), 11), &lookup(t.path())).unwrap();
+        assert_eq!(blobs.len(), 3);
+        assert_eq!(platforms, ["linux/amd64"]);
+        // A layer that claims to be near 2^64 bytes, which summed with the rest once
+        // overflowed (a panic in debug builds, a wrapped total in release).
+        for lie in [u64::MAX, 12, 0] {
+            let err = collect_blobs("oci:x", manifest_blob(t.path(), lie), &lookup(t.path()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(&format!("descriptor says {lie} bytes")) && err.contains("holds 11"),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn image_size_is_a_checked_sum() {
+        let blob = |size| Blob {
+            digest: Sha256Digest::of(b"x"),
+            size,
+            media_type: String::new(),
+            source: BlobSource::Bytes(std::sync::Arc::new(Vec::new())),
+        };
+        let image = |sizes: &[u64]| ResolvedImage {
+            name: ferry_bundle::reference::Reference::parse("docker.io/library/a:1").unwrap(),
+            source: "oci:x".into(),
+            root: blob(0),
+            blobs: sizes.iter().map(|&s| blob(s)).collect(),
+            platforms: vec![],
+        };
+        assert_eq!(image(&[1, 2, 3]).size().unwrap(), 6);
+        let err = image(&[u64::MAX, 1]).size().unwrap_err().to_string();
+        assert!(err.contains("oci:x") && err.contains("2^64"), "{err}");
+        assert_eq!(
+            crate::image::checked_total([u64::MAX - 1, 1]),
+            Some(u64::MAX)
+        );
+        assert_eq!(crate::image::checked_total([u64::MAX, 1]), None);
+    }
 }

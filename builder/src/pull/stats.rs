@@ -16,10 +16,12 @@ pub struct PullStats {
 }
 
 impl PullStats {
+    /// Adds `other`, saturating: these are counters for people, summed over a whole
+    /// build, and must never be the reason a build panics.
     pub fn add(&mut self, other: &PullStats) {
-        self.blobs_fetched += other.blobs_fetched;
-        self.blobs_reused += other.blobs_reused;
-        self.bytes_fetched += other.bytes_fetched;
+        self.blobs_fetched = self.blobs_fetched.saturating_add(other.blobs_fetched);
+        self.blobs_reused = self.blobs_reused.saturating_add(other.blobs_reused);
+        self.bytes_fetched = self.bytes_fetched.saturating_add(other.bytes_fetched);
     }
 }
 

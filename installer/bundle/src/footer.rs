@@ -23,9 +23,9 @@
 //! | 160 | 32 | sha256 of footer bytes 0..160 |
 //!
 //! Why a gaps hash: entries are hashed for themselves (bundle.json pins them), and the
-//! gaps (tar headers, padding, end marker) by this one hash, so `--check` hashes every
-//! byte exactly once — on a 2-vCPU host two sha256 streams share the hardware, and
-//! hashing twice halves the speed.
+//! gaps (tar headers, padding, end marker) by this one hash, so every byte has one range
+//! hash that names it when it is damaged. The payload sha256 is the bundle's identity and
+//! is recomputed by `--check` as well (see `verify`).
 
 use crate::digest::Sha256Digest;
 
@@ -116,13 +116,17 @@ impl Footer {
             manifest_sha256: digest_at(80),
             gaps_sha256: digest_at(112),
         };
+        // `file_len` comes from the caller: a length shorter than a footer is no file this
+        // footer can end (the fuzzer found the subtraction below underflowing).
+        let footer_start = file_len
+            .checked_sub(FOOTER_LEN as u64)
+            .ok_or_else(|| FooterProblem::Missing(format!("file is only {file_len} bytes")))?;
         let payload_end = f.payload_offset.checked_add(f.payload_len);
-        if payload_end != Some(file_len - FOOTER_LEN as u64) {
+        if payload_end != Some(footer_start) {
             return Err(FooterProblem::Damaged(format!(
-                "payload offset {} + length {} does not end where the footer starts (byte {}); the file was truncated or extended",
+                "payload offset {} + length {} does not end where the footer starts (byte {footer_start}); the file was truncated or extended",
                 f.payload_offset,
                 f.payload_len,
-                file_len - FOOTER_LEN as u64
             )));
         }
         let manifest_end = f.manifest_offset.checked_add(f.manifest_len);
@@ -170,6 +174,19 @@ mod tests {
                 Footer::decode(&c, 1000 + 4096 + 192).is_err(),
                 "flip at byte {i} went unnoticed"
             );
+        }
+    }
+
+    /// Found by `fuzz/fuzz_targets/footer.rs`: a file length shorter than the footer
+    /// underflowed instead of being refused.
+    #[test]
+    fn a_file_shorter_than_a_footer_is_refused() {
+        let b = sample().encode();
+        for len in [0, 3, FOOTER_LEN as u64 - 1] {
+            assert!(matches!(
+                Footer::decode(&b, len),
+                Err(FooterProblem::Missing(_))
+            ));
         }
     }
 

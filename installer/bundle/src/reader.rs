@@ -103,14 +103,33 @@ impl Bundle {
                 ),
             });
         }
+        Bundle::from_parts(
+            path.to_path_buf(),
+            Arc::new(file),
+            file_len,
+            footer,
+            manifest,
+        )
+    }
+
+    /// A bundle from parts already read and checked elsewhere (the fuzz targets build
+    /// one from a forged bundle.json): the entry table is checked as [`Bundle::open`]
+    /// checks it.
+    pub fn from_parts(
+        path: PathBuf,
+        file: Arc<File>,
+        file_len: u64,
+        footer: Footer,
+        manifest: BundleManifest,
+    ) -> Result<Bundle> {
         let index = check_layout(
             &manifest.entries,
             footer.manifest_offset,
             footer.payload_len,
         )?;
         Ok(Bundle {
-            path: path.to_path_buf(),
-            file: Arc::new(file),
+            path,
+            file,
             file_len,
             footer,
             manifest,

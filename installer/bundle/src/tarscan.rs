@@ -31,8 +31,22 @@ pub struct TarEntry {
     pub mode: u32,
 }
 
+/// `size` rounded up to whole tar blocks (for sizes the writer produces itself).
 pub fn padded(size: u64) -> u64 {
     size.div_ceil(BLOCK) * BLOCK
+}
+
+/// Where the padded data of an entry starting at `data_offset` ends, if it ends within
+/// the `total` bytes of the payload. The size comes from a hostile header: it is first
+/// bounded by the bytes that remain, so rounding it up cannot overflow (a size near
+/// `u64::MAX` once wrapped to 0 here and let a crafted entry pass as empty).
+fn padded_end(data_offset: u64, size: u64, total: u64) -> Option<u64> {
+    let remaining = total.checked_sub(data_offset)?;
+    if size > remaining {
+        return None;
+    }
+    let end = data_offset.checked_add(size.checked_next_multiple_of(BLOCK)?)?;
+    (end <= total).then_some(end)
 }
 
 /// Walks every header of the tar in `payload`. Fails on the first bad header, naming it.
@@ -77,15 +91,12 @@ pub fn scan(payload: &mut SubFile) -> Result<Vec<TarEntry>> {
             .entry_size()
             .map_err(|_| BundleError::entry(where_(), "unreadable size field"))?;
         let data_offset = pos + BLOCK;
-        let end = data_offset
-            .checked_add(padded(size))
-            .filter(|&e| e <= total)
-            .ok_or_else(|| {
-                BundleError::entry(
-                    where_(),
-                    format!("entry of {size} bytes runs past the end of the payload (truncated)"),
-                )
-            })?;
+        let end = padded_end(data_offset, size, total).ok_or_else(|| {
+            BundleError::entry(
+                where_(),
+                format!("entry of {size} bytes runs past the end of the payload (truncated)"),
+            )
+        })?;
         let typ = header.entry_type();
         let typeflag = block[156];
         match typeflag {
@@ -142,15 +153,9 @@ pub fn scan(payload: &mut SubFile) -> Result<Vec<TarEntry>> {
                     path.clone()
                 };
                 check_entry_path(&path_clean).map_err(|e| BundleError::entry(&path, e))?;
-                let end = data_offset
-                    .checked_add(padded(size))
-                    .filter(|&e| e <= total)
-                    .ok_or_else(|| {
-                        BundleError::entry(
-                            &path,
-                            "entry runs past the end of the payload (truncated)",
-                        )
-                    })?;
+                let end = padded_end(data_offset, size, total).ok_or_else(|| {
+                    BundleError::entry(&path, "entry runs past the end of the payload (truncated)")
+                })?;
                 out.push(TarEntry {
                     path: path_clean,
                     kind: if typeflag == b'5' {
@@ -335,5 +340,45 @@ mod tests {
         let mut h = tar::Header::new_gnu();
         h.set_size(9 * 1024 * 1024 * 1024 + 7);
         assert_eq!(h.entry_size().unwrap(), 9 * 1024 * 1024 * 1024 + 7);
+    }
+
+    /// A size near `u64::MAX` once overflowed the padding arithmetic: a panic in debug
+    /// builds, and in release the padded size wrapped to 0, so a crafted entry passed as
+    /// empty and `--check` and `--extract` accepted the bundle.
+    #[test]
+    fn sizes_near_u64_max_are_refused_not_wrapped() {
+        for size in [u64::MAX, u64::MAX - 510, u64::MAX - 511, 1 << 63] {
+            let mut t = tar_with(|b| file(b, "a", b""));
+            let mut h = tar::Header::from_byte_slice(&t[..512]).clone();
+            h.set_size(size);
+            h.set_cksum();
+            t[..512].copy_from_slice(h.as_bytes());
+            assert_eq!(h.entry_size().unwrap(), size);
+            let err = scan_bytes(&t).unwrap_err().to_string();
+            assert!(err.contains("runs past the end"), "{size}: {err}");
+        }
+        // The same through a pax `size` record.
+        let t = tar_with(|b| {
+            let mut pax = tar::Header::new_ustar();
+            let rec = format!("29 size={}\n", u64::MAX - 510);
+            assert_eq!(rec.len(), 29);
+            pax.set_entry_type(tar::EntryType::XHeader);
+            pax.set_size(rec.len() as u64);
+            b.append_data(&mut pax, "pax", rec.as_bytes()).unwrap();
+            file(b, "a", b"");
+        });
+        let err = scan_bytes(&t).unwrap_err().to_string();
+        assert!(err.contains("runs past the end"), "{err}");
+    }
+
+    #[test]
+    fn padded_end_is_bounded_by_what_remains() {
+        assert_eq!(padded_end(512, 0, 1024), Some(512));
+        assert_eq!(padded_end(512, 1, 1024), Some(1024));
+        assert_eq!(padded_end(512, 512, 1024), Some(1024));
+        assert_eq!(padded_end(512, 513, 1024), None);
+        assert_eq!(padded_end(2048, 0, 1024), None);
+        assert_eq!(padded_end(512, u64::MAX, u64::MAX), None);
+        assert_eq!(padded_end(0, u64::MAX - 1, u64::MAX), None);
     }
 }

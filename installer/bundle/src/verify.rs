@@ -3,9 +3,14 @@
 //! Two stages. The structural stage walks the tar headers (cheap: header blocks only) and
 //! requires them to agree exactly with bundle.json — same files, same offsets, same sizes,
 //! nothing else — so a bundle.json that lies is named before any data is read. The data
-//! stage reads the file once, sequentially, in large chunks; one thread hashes the whole
-//! payload while the calling thread hashes each entry's range, so on two cores the check
-//! runs at the speed of a single sha256 stream.
+//! stage reads the file once, sequentially, in large chunks. One thread hashes each byte
+//! into its entry's hash (or the gaps hash), which names what is damaged; the reading
+//! thread also hashes the whole payload, because the footer's `payload_sha256` is the
+//! bundle's *identity* (install prints it and journals it, a join compares it): a check
+//! that did not recompute it would vouch for an identity it never saw. (Before this was
+//! added, a bundle whose footer carried another bundle's payload sha256 passed `--check`.)
+//! The cost is a second sha256 stream on the second core; `docs/reliability.md` has the
+//! measurement.
 
 use crate::error::{BundleError, Result};
 use crate::reader::Bundle;
@@ -157,6 +162,7 @@ pub fn check_and_copy(
     let base = b.footer.payload_offset;
     let len = b.footer.payload_len;
     let mut p = 0u64;
+    let mut whole = Sha256::new();
     let read = (|| -> Result<()> {
         while p < len {
             let n = ((len - p) as usize).min(CHUNK);
@@ -166,6 +172,7 @@ pub fn check_and_copy(
             if let Some(w) = sink.as_mut() {
                 w.write_all(&chunk).map_err(sink_err)?;
             }
+            whole.update(&chunk);
             if tx.send((p, chunk)).is_err() {
                 break;
             }
@@ -180,12 +187,22 @@ pub fn check_and_copy(
     if let Some(e) = first_bad {
         return Err(e);
     }
+    let payload = Sha256Digest(whole.finalize().into());
     if gaps != b.footer.gaps_sha256 {
         return Err(BundleError::Other(format!(
             "payload: the bytes between entries (tar headers, padding, end marker) do not match the footer's gaps sha256 \
              (expected {}, found {}); the bundle is damaged — copy it again",
             b.footer.gaps_sha256.hex(),
             gaps.hex()
+        )));
+    }
+    if payload != b.footer.payload_sha256 {
+        return Err(BundleError::Other(format!(
+            "payload: its sha256 is {}, but the footer gives the bundle's identity as {}; \
+             every entry matches bundle.json, so the footer was rewritten (this is not the bundle it claims to be) — \
+             get the bundle again from its builder",
+            payload.hex(),
+            b.footer.payload_sha256.hex()
         )));
     }
     if let Some(w) = sink.as_mut() {

@@ -113,3 +113,30 @@ fn blob_with_wrong_digest_is_refused_and_leaves_nothing() {
         "partial file left behind"
     );
 }
+
+/// The footer's payload sha256 is the bundle's identity (install prints and journals it):
+/// a footer re-sealed with another bundle's identity must fail `--check`, although every
+/// entry, bundle.json and the gaps still match.
+#[test]
+fn a_footer_with_another_identity_fails_check() {
+    use ferry_bundle::footer::{Footer, FOOTER_LEN};
+    let dir = tempfile::tempdir().unwrap();
+    let out = build(dir.path());
+    let mut bytes = std::fs::read(&out).unwrap();
+    let at = bytes.len() - FOOTER_LEN;
+    let mut f = Footer::decode(&bytes[at..], bytes.len() as u64).unwrap();
+    let real = f.payload_sha256;
+    f.payload_sha256 = Sha256Digest::of(b"some other bundle");
+    bytes[at..].copy_from_slice(&f.encode());
+    let p = dir.path().join("relabelled.run");
+    std::fs::write(&p, &bytes).unwrap();
+    let b = Bundle::open(&p).expect("the footer itself is consistent");
+    let err = check(&b, &|_| {}).unwrap_err().to_string();
+    assert!(
+        err.contains(&real.hex()) && err.contains("identity"),
+        "{err}"
+    );
+    // Staging verifies the same way.
+    let mut sink = Vec::new();
+    assert!(ferry_bundle::verify::check_and_copy(&b, &|_| {}, Some(&mut sink)).is_err());
+}

@@ -33,9 +33,15 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
     let host = settings::host(&cli.host)?;
     let quiet = cli.quiet || cli.output == OutputFormat::Json;
     let m = node::contact(&js.master, &js.token)?;
+    // The disk check sums what the join plan writes (planning writes nothing).
+    let writes = JournalFile::open(host.path(&host.journal()))
+        .ok()
+        .and_then(|(jf, _)| node::plan(&host, &jf.journal, &m.info, &js).ok())
+        .map(|p| p.written(stub_bytes(), false))
+        .unwrap_or_default();
     let checks = preflight::run(&preflight::Inputs {
         host: &host,
-        stage_bytes: m.info.files.iter().map(|f| f.size * 3).sum(),
+        writes,
         platform: &m.info.platform,
         ports: vec![],
         cluster: m.info.cluster.is_some(),
@@ -119,4 +125,15 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         OutputFormat::Text => {}
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Bytes of this program without a payload: the bare installer a joined node keeps.
+fn stub_bytes() -> u64 {
+    let Ok(exe) = std::env::current_exe() else {
+        return 0;
+    };
+    ferry_bundle::Bundle::open(&exe)
+        .map(|b| b.footer.payload_offset)
+        .or_else(|_| std::fs::metadata(&exe).map(|m| m.len()))
+        .unwrap_or(0)
 }

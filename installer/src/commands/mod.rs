@@ -10,7 +10,7 @@ mod join;
 mod list;
 mod plan;
 mod preflight;
-mod registry;
+pub(crate) mod registry;
 mod reset;
 mod settings;
 mod status;

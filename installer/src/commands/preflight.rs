@@ -9,20 +9,24 @@ use ferry_bundle::Bundle;
 use ferry_console::{out, OutputFormat};
 use std::process::ExitCode;
 
-/// The install's preflight checks for `b` with settings `s`.
+/// The install's preflight checks for `b` with settings `s`. The disk check sums what the
+/// install plan writes, so the plan is made here too (it writes nothing).
 pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
-    let stage_bytes = if crate::install::stage::already_staged(
+    let staged = crate::install::stage::already_staged(
         &s.host,
         &s.host.staged_version(&b.footer.payload_sha256),
         b,
-    ) {
-        0
-    } else {
-        b.file_len
-    };
+    );
+    let journal = crate::engine::Journal::load(&s.host.path(&s.host.journal()))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    let writes = crate::install::plan(s, b, &journal)
+        .map(|p| p.written(0, staged))
+        .unwrap_or_default();
     preflight::run(&preflight::Inputs {
         host: &s.host,
-        stage_bytes,
+        writes,
         platform: &b.manifest.platform,
         ports: vec![s.registry_port, s.join_port],
         cluster: b.manifest.cluster.is_some(),

@@ -140,14 +140,47 @@ pub enum Change {
         #[serde(default)]
         host_file: bool,
     },
+    /// A service started. Undoing the phase stops it: it was started from files the
+    /// rollback removes (found by the kill -9 trials: a supervisor started by a killed
+    /// run outlived the rollback of its phase and started containerd without a config).
+    Service { name: String },
+}
+
+/// The journal one save earlier, kept next to it: what to fall back to if the disk loses
+/// the latest save (see [`Journal::load`]'s error).
+pub fn previous(path: &Path) -> PathBuf {
+    path.with_extension("json.prev")
 }
 
 impl Journal {
+    /// Reads the journal; `None` if there is none. A journal that does not parse (a disk
+    /// that lost part of it after a power cut; every save is fsynced, so ferry itself
+    /// never leaves one half-written) is an error that says what to do: ferry will not
+    /// guess what it installed.
     pub fn load(path: &Path) -> std::io::Result<Option<Journal>> {
         match std::fs::read(path) {
             Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
+                let prev = previous(path);
+                let fallback = match std::fs::read(&prev).map(|b| serde_json::from_slice::<Journal>(&b)) {
+                    Ok(Ok(_)) => format!(
+                        "ferry keeps the journal one save earlier: `mv {} {}` and run again — the re-run undoes or \
+                         finishes the interrupted phase (only the very last change may be unrecorded: a *.ferry-tmp \
+                         file next to a file of the plan can be deleted)",
+                        prev.display(),
+                        path.display()
+                    ),
+                    _ => format!(
+                        "{} is not usable either. Without a journal ferry cannot tell what it installed: stop \
+                         ferry's services (kill the `supervise` processes of this root), put back the host files \
+                         kept under {}/backups/ (each at its own path), then remove ferry's directories \
+                         (the data directory, /etc/ferry, /opt/ferry, /run/ferry, /var/log/ferry) and install again",
+                        prev.display(),
+                        path.parent().map(|d| d.display().to_string()).unwrap_or_default()
+                    ),
+                };
                 std::io::Error::other(format!(
-                    "{}: {e} (the journal is damaged; move it away to start over)",
+                    "{}: damaged ({e}): ferry's record of what it installed was cut short, by a power cut or a \
+                     disk error. {fallback}",
                     path.display()
                 ))
             }),
@@ -218,6 +251,15 @@ fn save_atomically(path: &Path, j: &Journal) -> std::io::Result<()> {
             .map_err(ctx)?;
         f.sync_all().map_err(ctx)?;
     }
+    // The current journal stays reachable as the previous one: a disk that loses the
+    // new save still has it (hard link: no copy; replaced on every save).
+    let prev = previous(path);
+    let _ = std::fs::remove_file(&prev);
+    match std::fs::hard_link(path, &prev) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(ctx(e)),
+    }
     std::fs::rename(&tmp, path).map_err(ctx)?;
     if let Some(dir) = path.parent() {
         std::fs::File::open(dir)
@@ -258,11 +300,50 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_journal_is_named() {
+    fn a_damaged_journal_is_named_with_what_to_do() {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("journal.json");
         std::fs::write(&p, "{ half").unwrap();
         let e = Journal::load(&p).unwrap_err().to_string();
         assert!(e.contains("journal.json") && e.contains("damaged"), "{e}");
+        assert!(e.contains("backups/") && e.contains("install again"), "{e}");
+
+        // With a journal one save earlier, the message says how to use it.
+        let (mut jf, _) = JournalFile::open(p.with_extension("x")).unwrap();
+        jf.path = p.clone();
+        jf.journal.bundle_name = "one".into();
+        std::fs::remove_file(&p).unwrap();
+        jf.save().unwrap();
+        jf.journal.bundle_name = "two".into();
+        jf.save().unwrap();
+        assert_eq!(
+            Journal::load(&previous(&p)).unwrap().unwrap().bundle_name,
+            "one"
+        );
+        let whole = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &whole[..whole.len() / 2]).unwrap();
+        let e = Journal::load(&p).unwrap_err().to_string();
+        assert!(
+            e.contains(&format!("mv {} {}", previous(&p).display(), p.display())),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_leftover_temporary_journal_is_ignored_and_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("journal.json");
+        let (mut jf, _) = JournalFile::open(p.clone()).unwrap();
+        jf.journal.bundle_name = "b".into();
+        jf.save().unwrap();
+        // A power cut while the next save was being written.
+        std::fs::write(p.with_extension("json.tmp"), "{ \"bundle_sha").unwrap();
+        let (mut jf, existed) = JournalFile::open(p.clone()).unwrap();
+        assert!(existed);
+        assert_eq!(jf.journal.bundle_name, "b");
+        jf.journal.bundle_name = "c".into();
+        jf.save().unwrap();
+        assert_eq!(Journal::load(&p).unwrap().unwrap().bundle_name, "c");
+        assert!(!p.with_extension("json.tmp").exists());
     }
 }

@@ -64,14 +64,29 @@ pub fn claim_trees(
     jf: &mut JournalFile,
 ) -> Result<(), transaction::TxError> {
     // Which directories are missing must be known before the journal's first save
-    // creates the data directory.
+    // creates the data directory. A run killed right after that save left the data
+    // directory (and its parents) holding nothing but the journal: those are ferry's too,
+    // or reset would leave them, and all the runtime later puts in them, behind (found by
+    // the kill -9 trials, tests/e2e/crash.rs).
+    //
+    // An interrupted earlier claim is undone first: it removes the directories that run
+    // made, and they must then count as missing, or nothing would record them when they
+    // are made again (found by the kill -9 trials too: /var/log/ferry outlived reset).
+    transaction::Transaction::recover(host, jf)?;
+    let journal = host.journal();
     let mut missing: Vec<crate::host::HostPath> = Vec::new();
     for t in host.owned_trees() {
         let mut cur = Some(t);
+        let mut child: Option<String> = None;
         while let Some(d) = cur {
-            if std::fs::symlink_metadata(host.path(&d)).is_ok() {
+            let exists = std::fs::symlink_metadata(host.path(&d)).is_ok();
+            if exists
+                && (d.as_str() == "/"
+                    || !holds_only_the_journal(host, &d, child.as_deref(), &journal))
+            {
                 break;
             }
+            child = d.as_str().rsplit('/').next().map(str::to_string);
             cur = d.parent();
             if !missing.contains(&d) {
                 missing.push(d);
@@ -82,4 +97,38 @@ pub fn claim_trees(
     let mut tx = transaction::Transaction::begin(host, jf, "prepare")?;
     tx.adopt_dirs(&missing)?;
     tx.commit(None)
+}
+
+/// Whether directory `d` lies on the journal's path and holds nothing but ferry's journal
+/// files (the data directory: and at least one of them), or only the one directory
+/// (`child`) on the way down to them. A mount point is never ferry's: an operator may
+/// mount a disk as the data directory.
+fn holds_only_the_journal(
+    host: &crate::host::Host,
+    d: &crate::host::HostPath,
+    child: Option<&str>,
+    journal: &crate::host::HostPath,
+) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if !journal.starts_with(d) {
+        return false;
+    }
+    let real = host.path(d);
+    let dev = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.dev()).ok();
+    if real.parent().is_none_or(|p| dev(p) != dev(&real)) {
+        return false;
+    }
+    let Ok(rd) = std::fs::read_dir(&real) else {
+        return false;
+    };
+    let names: Vec<String> = rd
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    let is_journal =
+        |n: &str| matches!(n, "journal.json" | "journal.json.tmp" | "journal.json.prev");
+    match child {
+        None => !names.is_empty() && names.iter().all(|n| is_journal(n)),
+        Some(c) => names.iter().all(|n| n == c),
+    }
 }

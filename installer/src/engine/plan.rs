@@ -212,6 +212,15 @@ impl Content {
             Content::InstallerStub => Sha256Digest::of(b"installer stub"),
         }
     }
+    /// Bytes this content puts on the host (see [`Plan::written`]).
+    pub fn written_bytes(&self, stub_bytes: u64) -> u64 {
+        match self {
+            Content::Bytes { bytes } => bytes.len() as u64,
+            Content::Entry(e) => e.unpacked,
+            Content::Secret { .. } => SECRET_BYTES,
+            Content::InstallerStub => stub_bytes,
+        }
+    }
     pub fn text(s: impl Into<String>) -> Content {
         Content::Bytes {
             bytes: s.into().into_bytes(),
@@ -247,6 +256,8 @@ pub struct EntryRef {
     pub size: u64,
     pub sha256: Sha256Digest,
     pub zstd: bool,
+    /// Bytes written to the host: `size`, or for zstd the size its frame header records.
+    pub unpacked: u64,
 }
 
 /// Secrets made at install time. Reused when an interrupted install is resumed, so a
@@ -367,7 +378,43 @@ impl HealthCheck {
     }
 }
 
+/// A file a plan writes, and how many bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Written {
+    pub phase: PhaseName,
+    pub path: HostPath,
+    pub bytes: u64,
+}
+
+/// Room counted for a secret (a PEM certificate or key, a token): one block.
+pub const SECRET_BYTES: u64 = 4096;
+
 impl Plan {
+    /// Every file the plan writes, with its size: the staged bundle (unless
+    /// `already_staged`), and each file's content as it lands on the host (an entry
+    /// unpacked, bytes as they are, a secret as [`SECRET_BYTES`], the installer stub as
+    /// `stub_bytes`). Preflight sums these per file system; the plan is data, so this is
+    /// exactly what the engine will write, not a guess.
+    pub fn written(&self, stub_bytes: u64, already_staged: bool) -> Vec<Written> {
+        let mut out = Vec::new();
+        for p in &self.phases {
+            for s in &p.steps {
+                let (path, bytes) = match s {
+                    Step::Stage { .. } if already_staged => continue,
+                    Step::Stage { dest, size, .. } => (dest, *size),
+                    Step::WriteFile(f) => (&f.path, f.content.written_bytes(stub_bytes)),
+                    _ => continue,
+                };
+                out.push(Written {
+                    phase: p.name,
+                    path: path.clone(),
+                    bytes,
+                });
+            }
+        }
+        out
+    }
+
     pub fn phase(&self, name: PhaseName) -> Option<&Phase> {
         self.phases.iter().find(|p| p.name == name)
     }

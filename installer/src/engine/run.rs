@@ -63,6 +63,8 @@ pub enum StepError {
         /// The service's log: path and last lines, when there is one.
         log: String,
     },
+    #[error("{path}: the file system is full: {detail}; free space there (or install on a larger disk) and run again — this phase's changes were undone")]
+    NoSpace { path: HostPath, detail: String },
     #[error("staging the bundle: {0}")]
     Stage(String),
     #[error("{0}")]
@@ -100,7 +102,7 @@ impl Engine<'_> {
         }
         for phase in &plan.phases {
             let name = phase.name.as_str();
-            if jf.journal.is_done(name) && !phase.name.reruns() {
+            if jf.journal.is_done(name) && !phase.name.reruns() && !self.undone_since(phase) {
                 for svc in phase.services() {
                     self.start(svc, jf)?;
                 }
@@ -159,6 +161,25 @@ impl Engine<'_> {
         }
         tx.commit(None)?;
         Ok(())
+    }
+
+    /// Whether what a journaled phase made is gone since: a staged bundle cut short or
+    /// missing (a disk that lost data in a power cut, or someone's `rm`). Such a phase
+    /// runs again; its services, down after the power cut, start from the new copy.
+    fn undone_since(&self, phase: &Phase) -> bool {
+        let Some(b) = self.res.stage_from else {
+            return false;
+        };
+        phase.steps.iter().any(|s| match s {
+            Step::Stage { dest, .. } if !crate::install::stage::already_staged(self.host, dest, b) => {
+                self.report.say(&format!(
+                    "==> the staged bundle {} is damaged or missing (cut short by a power cut?): staging it again",
+                    self.host.path(dest).display()
+                ));
+                true
+            }
+            _ => false,
+        })
     }
 
     fn start(&self, svc: &ServiceSpec, jf: &mut JournalFile) -> Result<(), EngineError> {
@@ -227,7 +248,19 @@ impl Engine<'_> {
                     source,
                 })
             }
-            Step::Service(svc) => Ok(self.converge(svc, tx.journal())?),
+            Step::Service(svc) => {
+                // A service this phase starts is recorded in the transaction before it
+                // starts: undoing the phase stops it (also when its supervisor has not
+                // written its pid file yet). One running before keeps running.
+                if self.sys.service_pid(self.host, &svc.name).is_none() {
+                    tx.service_started(&svc.name)
+                        .map_err(|source| StepError::Write {
+                            path: self.host.pid_file(&svc.name),
+                            source,
+                        })?;
+                }
+                Ok(self.converge(svc, tx.journal())?)
+            }
             Step::Run(cmd) => {
                 self.report
                     .log_only(&format!("running {}", cmd.argv.join(" ")));
@@ -285,11 +318,51 @@ impl Engine<'_> {
                 Box::new(std::io::Cursor::new(bare_installer(&self.res.self_exe)?))
             }
         };
+        let stub = std::fs::metadata(&self.res.self_exe).map_or(0, |m| m.len());
         tx.write(&f.path, f.mode, &mut reader)
-            .map_err(|source| StepError::Write {
-                path: f.path.clone(),
+            .map_err(|source| self.write_error(&f.path, f.content.written_bytes(stub), source))
+    }
+
+    /// A failed write; a full file system says where and how much is needed.
+    fn write_error(
+        &self,
+        path: &HostPath,
+        need: u64,
+        source: super::transaction::TxError,
+    ) -> StepError {
+        let full = match &source {
+            TxError::Io { source, .. } => {
+                source.kind() == std::io::ErrorKind::StorageFull
+                    || source.kind() == std::io::ErrorKind::QuotaExceeded
+                    || source.to_string().contains("No space left")
+            }
+            _ => false,
+        };
+        if !full {
+            return StepError::Write {
+                path: path.clone(),
                 source,
-            })
+            };
+        }
+        let mut at = self.host.path(path);
+        while std::fs::symlink_metadata(&at).is_err() {
+            match at.parent() {
+                Some(p) => at = p.to_path_buf(),
+                None => break,
+            }
+        }
+        let free = nix::sys::statvfs::statvfs(&at)
+            .map(|s| s.blocks_available() * s.fragment_size())
+            .unwrap_or(0);
+        StepError::NoSpace {
+            path: path.clone(),
+            detail: format!(
+                "this file needs {}, and {} is free at {}",
+                crate::install::preflight::size(need),
+                crate::install::preflight::size(free),
+                at.display()
+            ),
+        }
     }
 
     /// Verifies every byte of the bundle while copying it to `dest`; skips the copy when
@@ -310,10 +383,7 @@ impl Engine<'_> {
             std::io::Write::flush(&mut w)
         });
         bar.finish_and_clear();
-        r.map_err(|source| StepError::Write {
-            path: dest.clone(),
-            source,
-        })
+        r.map_err(|source| self.write_error(dest, b.file_len, source))
     }
 
     /// Probes `check` until it passes or the timeout ends; says what it waits for every

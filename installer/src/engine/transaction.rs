@@ -109,6 +109,14 @@ impl<'a> Transaction<'a> {
         &mut self.jf.journal
     }
 
+    /// Records that the phase starts service `name` (before it is started), so that
+    /// undoing the phase stops it.
+    pub fn service_started(&mut self, name: &str) -> Result<(), TxError> {
+        self.record(Change::Service {
+            name: name.to_string(),
+        })
+    }
+
     /// Records `dirs` (found missing before the transaction began, shortest first) as
     /// created by it, creating those still missing. The journal's own directory is made
     /// by the first save, before any transaction can record it: this adopts it.
@@ -300,6 +308,7 @@ impl<'a> Transaction<'a> {
                 Change::Dir { path } => {
                     j.dirs.insert(path.clone());
                 }
+                Change::Service { .. } => {}
                 Change::File {
                     path,
                     backup,
@@ -412,6 +421,11 @@ fn undo(host: &Host, changes: &[Change]) -> (Vec<String>, Result<(), RollbackErr
                 };
                 if let Err(e) = r {
                     failures.push((path.clone(), e.to_string()));
+                }
+            }
+            Change::Service { name } => {
+                if let Err(e) = crate::service::stop(host, name) {
+                    failures.push((format!("service {name}"), e.to_string()));
                 }
             }
             Change::Dir { path } => {
@@ -592,6 +606,33 @@ mod tests {
         std::fs::write(real.join("inside"), "z").unwrap();
         let e = t.rollback().unwrap_err().to_string();
         assert!(e.contains("/e/f:"), "{e}");
+    }
+
+    /// A service a phase started goes with the phase when it is undone (found by the
+    /// kill -9 trials: it outlived its files and restarted without its config).
+    #[test]
+    fn undoing_a_phase_stops_the_services_it_started() {
+        let (_d, host, mut jf) = setup();
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("60")
+            .spawn()
+            .unwrap();
+        let pid_file = host.path(&host.pid_file("svc"));
+        std::fs::create_dir_all(pid_file.parent().unwrap()).unwrap();
+        std::fs::write(&pid_file, format!("{}\n", sleeper.id())).unwrap();
+        let mut t = Transaction::begin(&host, &mut jf, "runtime").unwrap();
+        t.write(&hp("/etc/svc.conf"), 0o644, &mut &b"x"[..])
+            .unwrap();
+        t.service_started("svc").unwrap();
+        t.abandon();
+        let (mut jf2, _) = JournalFile::open(jf.path.clone()).unwrap();
+        Transaction::recover(&host, &mut jf2).unwrap();
+        assert!(
+            sleeper.try_wait().unwrap().is_some(),
+            "the service still runs"
+        );
+        assert!(!pid_file.exists());
+        assert!(read(&host, "/etc/svc.conf").is_none());
     }
 
     #[test]

@@ -53,6 +53,23 @@ pub struct InstallSettings {
 }
 
 impl InstallSettings {
+    /// A plain install on `host` with the default ports and node address 10.0.0.1: what
+    /// unit tests and the fuzz targets plan with.
+    pub fn example(host: Host) -> InstallSettings {
+        InstallSettings {
+            host,
+            node_ip: IpAddr::from([10, 0, 0, 1]),
+            registry_port: 5050,
+            join_port: 5443,
+            wait_timeout: Duration::from_secs(1),
+            skip_preflight: vec![],
+            quiet: true,
+            systemd: false,
+            invocation: "./delivery.run".into(),
+            host_containerd: None,
+            serve_also: None,
+        }
+    }
     pub fn registry_addr(&self) -> String {
         format!("127.0.0.1:{}", self.registry_port)
     }
@@ -78,19 +95,36 @@ pub enum PlanError {
 
 /// An entry of `b` as a plan's content (carried, or for a delta inherited from its base).
 pub fn entry_ref(b: &Bundle, entry: &str, what: &str) -> Result<EntryRef, PlanError> {
-    let rec = b
-        .locate(entry)
-        .map(|l| l.entry)
-        .ok_or_else(|| PlanError::MissingEntry {
-            what: what.to_string(),
-            entry: entry.to_string(),
-        })?;
+    let l = b.locate(entry).ok_or_else(|| PlanError::MissingEntry {
+        what: what.to_string(),
+        entry: entry.to_string(),
+    })?;
+    let rec = l.entry;
+    let zstd = rec.compression.as_deref() == Some("zstd");
     Ok(EntryRef {
         entry: rec.path.clone(),
         size: rec.size,
         sha256: rec.sha256,
-        zstd: rec.compression.as_deref() == Some("zstd"),
+        zstd,
+        unpacked: if zstd {
+            unpacked_size(l.bundle, rec)
+        } else {
+            rec.size
+        },
     })
+}
+
+/// The size a zstd entry unpacks to, from its frame header (the builder always records
+/// it); the stored size if the header does not say.
+pub fn unpacked_size(b: &Bundle, rec: &ferry_bundle::EntryRecord) -> u64 {
+    let mut head = [0u8; 18];
+    let n = std::os::unix::fs::FileExt::read_at(&*b.file, &mut head, b.absolute_offset(rec))
+        .unwrap_or(0)
+        .min(rec.size as usize);
+    match zstd::zstd_safe::get_frame_content_size(&head[..n]) {
+        Ok(Some(len)) => len,
+        _ => rec.size,
+    }
 }
 
 /// A file step, with what the host has at `path` now.

@@ -25,8 +25,8 @@ pub struct Check {
 
 pub struct Inputs<'a> {
     pub host: &'a Host,
-    /// Bytes the staged copy needs (0 when already staged).
-    pub stage_bytes: u64,
+    /// Every file the plan writes, with its size ([`crate::engine::Plan::written`]).
+    pub writes: Vec<crate::engine::plan::Written>,
     pub platform: &'a str,
     pub ports: Vec<u16>,
     /// k3s needs more memory, a default route and br_netfilter; containerd alone does not.
@@ -169,30 +169,7 @@ pub fn run(i: &Inputs) -> Vec<Check> {
         "sysctl -w net.ipv4.ip_forward=1 (and persist in /etc/sysctl.d/)",
     ));
 
-    let data = i.host.path(&i.host.data_dir);
-    let mut probe = data.clone();
-    while !probe.exists() {
-        match probe.parent() {
-            Some(p) => probe = p.to_path_buf(),
-            None => break,
-        }
-    }
-    let free = nix::sys::statvfs::statvfs(&probe)
-        .map(|s| s.blocks_available() * s.fragment_size())
-        .unwrap_or(0);
-    let need = i.stage_bytes + 512 * 1024 * 1024;
-    out.push(check(
-        "disk",
-        free >= need,
-        Status::Fail,
-        format!(
-            "{} free at {}, need {}",
-            gib(free),
-            probe.display(),
-            gib(need)
-        ),
-        "free space or pass --data-dir on a larger disk",
-    ));
+    out.extend(disk_checks(i.host, &i.writes));
 
     let mem = meminfo_available();
     let need_mem: u64 = if i.cluster { 2 << 30 } else { 512 << 20 };
@@ -297,6 +274,104 @@ pub fn run(i: &Inputs) -> Vec<Check> {
         }
     }
     out
+}
+
+/// Room the runtime needs in the data directory beyond what the plan writes: its image
+/// store (content and unpacked snapshots) grows as images are pulled.
+pub const RUNTIME_HEADROOM: u64 = 512 << 20;
+
+/// One `disk` check per file system the plan writes to: free space against the exact sum
+/// of what lands there (each file rounded up to the file system's blocks). The data
+/// directory's file system also wants [`RUNTIME_HEADROOM`] (a warning only).
+fn disk_checks(host: &Host, writes: &[crate::engine::plan::Written]) -> Vec<Check> {
+    use std::os::unix::fs::MetadataExt;
+    struct Fs {
+        probe: std::path::PathBuf,
+        free: u64,
+        need: u64,
+        files: usize,
+        data_dir: bool,
+    }
+    let mut by_dev: std::collections::BTreeMap<u64, Fs> = Default::default();
+    let data = host.data_dir.join("journal.json").expect("fixed name");
+    let targets = writes
+        .iter()
+        .map(|w| (&w.path, w.bytes, false))
+        .chain(std::iter::once((&data, 0, true)));
+    for (path, bytes, is_data) in targets {
+        let mut probe = host.path(path);
+        while std::fs::symlink_metadata(&probe).is_err() {
+            match probe.parent() {
+                Some(p) => probe = p.to_path_buf(),
+                None => break,
+            }
+        }
+        let dev = std::fs::metadata(&probe).map(|m| m.dev()).unwrap_or(0);
+        let fs = by_dev.entry(dev).or_insert_with(|| {
+            let (free, _) = space(&probe);
+            Fs {
+                probe: probe.clone(),
+                free,
+                need: 0,
+                files: 0,
+                data_dir: false,
+            }
+        });
+        let (_, block) = space(&probe);
+        fs.need += bytes.div_ceil(block) * block;
+        fs.files += usize::from(!is_data);
+        fs.data_dir |= is_data;
+    }
+    let mut out = Vec::new();
+    for fs in by_dev.values() {
+        let mut c = check(
+            "disk",
+            fs.free >= fs.need,
+            Status::Fail,
+            format!(
+                "{} free at {}, need {} for {} file(s)",
+                size(fs.free),
+                fs.probe.display(),
+                size(fs.need),
+                fs.files
+            ),
+            "free space there (or give --data-dir / --root on a larger disk)",
+        );
+        if c.status == Status::Pass && fs.data_dir && fs.free < fs.need + RUNTIME_HEADROOM {
+            c.status = Status::Warn;
+            c.detail.push_str(&format!(
+                ", and the runtime's images want {}",
+                size(RUNTIME_HEADROOM)
+            ));
+            c.fix = "free space for the images the runtime unpacks".into();
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Free bytes (for an unprivileged writer: what root gets is a little more) and the block
+/// size of the file system holding `p`.
+fn space(p: &std::path::Path) -> (u64, u64) {
+    nix::sys::statvfs::statvfs(p)
+        .map(|s| {
+            (
+                s.blocks_available() * s.fragment_size(),
+                s.fragment_size().max(512),
+            )
+        })
+        .unwrap_or((0, 4096))
+}
+
+/// Bytes for people: exact below 1 MiB, else MiB or GiB with one decimal.
+pub fn size(n: u64) -> String {
+    if n < 1 << 20 {
+        format!("{n} bytes")
+    } else if n < 1 << 30 {
+        format!("{:.1} MiB", n as f64 / (1u64 << 20) as f64)
+    } else {
+        gib(n)
+    }
 }
 
 pub fn failed(checks: &[Check]) -> Vec<&Check> {

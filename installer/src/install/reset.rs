@@ -83,8 +83,20 @@ pub fn reset(host: &Host, sys: &dyn System) -> anyhow::Result<ResetReport> {
             }
         }
     }
-    // What ferry left in trees it did not create: its journal and kept originals.
-    let _ = std::fs::remove_file(host.path(&host.journal()));
+    // What ferry left in trees it did not create (a data directory that is the
+    // operator's own mount, say): the runtime state ferry configured, its journal and
+    // kept originals.
+    for state in [host.containerd_root(), host.containerd_state()] {
+        match std::fs::remove_dir_all(host.path(&state)) {
+            Ok(()) => report.removed += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => report.failures.push(format!("removing {state}: {e}")),
+        }
+    }
+    let journal = host.path(&host.journal());
+    let _ = std::fs::remove_file(crate::engine::journal::previous(&journal));
+    let _ = std::fs::remove_file(journal.with_extension("json.tmp"));
+    let _ = std::fs::remove_file(journal);
     let _ = std::fs::remove_dir_all(host.path(&host.backups()));
     let mut dirs: Vec<&String> = j.dirs.iter().collect();
     dirs.sort_by_key(|d| std::cmp::Reverse(d.len()));
@@ -142,11 +154,9 @@ pub fn unmount_under(host: &Host) -> usize {
     let mut points: Vec<String> = info
         .lines()
         .filter_map(|l| l.split_whitespace().nth(4).map(|m| m.replace("\\040", " ")))
-        .filter(|m| {
-            trees
-                .iter()
-                .any(|t| m == t || m.starts_with(&format!("{t}/")))
-        })
+        // Strictly below: a tree that is itself a mount point is the operator's disk
+        // (a data directory on its own volume), not something ferry's runtime mounted.
+        .filter(|m| trees.iter().any(|t| m.starts_with(&format!("{t}/"))))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     let mut n = 0;

@@ -162,17 +162,8 @@ pub(super) fn fixture(chart: Option<usize>) -> Fixture {
 
 pub(super) fn settings(root: &Path) -> InstallSettings {
     InstallSettings {
-        host: Host::new(root, None).unwrap(),
-        node_ip: "10.0.0.1".parse().unwrap(),
-        registry_port: 5050,
-        join_port: 5443,
         wait_timeout: std::time::Duration::from_millis(300),
-        skip_preflight: vec![],
-        quiet: true,
-        systemd: false,
-        invocation: "./delivery.run".into(),
-        host_containerd: None,
-        serve_also: None,
+        ..InstallSettings::example(Host::new(root, None).unwrap())
     }
 }
 
@@ -213,7 +204,7 @@ pub(super) fn tree(root: &Path) -> BTreeMap<String, String> {
                 let secret = rel.contains("pki/")
                     || rel.ends_with("token")
                     || rel.ends_with("cluster-secret");
-                let digest = if secret || rel.ends_with("journal.json") {
+                let digest = if secret || rel.contains("journal.json") {
                     String::new()
                 } else {
                     let bytes = std::fs::read(&p).unwrap();
@@ -287,6 +278,105 @@ fn a_crash_at_any_step_resumes_and_converges() {
             "crash at {k}"
         );
     }
+}
+
+/// A power cut that leaves the staged bundle short (a disk losing data it had
+/// acknowledged): the re-run notices although the journal says "staged", stages again and
+/// converges; the services start from the new copy.
+#[test]
+fn a_staged_bundle_cut_short_is_staged_again() {
+    let f = fixture(None);
+    install_with(&f, &RecordingSystem::new()).unwrap();
+    let want = tree(&f.root);
+    // The versioned copy the `bundle.run` link points at.
+    let staged = std::fs::canonicalize(f.root.join("var/lib/ferry/bundle.run")).unwrap();
+    let len = std::fs::metadata(&staged).unwrap().len();
+    for cut in [len / 2, len - 1, 0] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&staged)
+            .unwrap()
+            .set_len(cut)
+            .unwrap();
+        let sys = RecordingSystem::new();
+        install_with(&f, &sys).unwrap_or_else(|e| panic!("cut at {cut}: {e}"));
+        assert_eq!(tree(&f.root), want, "cut at {cut}");
+        assert!(journal(&f.root).is_done("stage"));
+    }
+    // Gone altogether: the same.
+    std::fs::remove_file(&staged).unwrap();
+    install_with(&f, &RecordingSystem::new()).unwrap();
+    assert_eq!(tree(&f.root), want);
+}
+
+/// Found by the kill -9 trials (tests/e2e/crash.rs): a run killed right after the
+/// journal's first save (which creates the data directory) left that directory unclaimed,
+/// so reset kept it and everything the runtime later wrote into it.
+#[test]
+fn a_run_killed_after_the_first_journal_save_still_owns_the_data_directory() {
+    let f = fixture(None);
+    let host = Host::new(&f.root, None).unwrap();
+    let (jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    jf.save().unwrap();
+    // ... killed here; the next run:
+    let sys = RecordingSystem::new();
+    install_with(&f, &sys).unwrap();
+    let j = journal(&f.root);
+    for d in ["/var", "/var/lib", "/var/lib/ferry"] {
+        assert!(j.dirs.contains(d), "{d} not claimed: {:?}", j.dirs);
+    }
+    // What the runtime puts in the data directory goes with it.
+    std::fs::create_dir_all(f.root.join("var/lib/ferry/containerd/x")).unwrap();
+    std::fs::write(f.root.join("var/lib/ferry/containerd/x/meta.db"), "state").unwrap();
+    let r = reset::reset(&host, &sys).unwrap();
+    assert!(r.failures.is_empty(), "{:?}", r.failures);
+    assert!(!f.root.join("var").exists(), "{:?}", tree(&f.root));
+}
+
+/// What preflight's disk check sums: every file the plan writes, at the size it lands.
+#[test]
+fn the_plan_says_how_many_bytes_each_file_it_writes_takes() {
+    let f = fixture(None);
+    let s = settings(&f.root);
+    let b = Bundle::open(&f.bundle).unwrap();
+    let p = plan(&s, &b, &crate::engine::Journal::default()).unwrap();
+    let w = p.written(0, false);
+    let get = |path: &str| w.iter().find(|x| x.path.as_str() == path).map(|x| x.bytes);
+    let staged = s.host.staged_version(&b.footer.payload_sha256).to_string();
+    assert_eq!(get(&staged), Some(b.file_len));
+    assert_eq!(get("/etc/hosts"), Some(14));
+    assert_eq!(
+        get("/etc/ferry/pki/ca.key"),
+        Some(crate::engine::plan::SECRET_BYTES)
+    );
+    assert_eq!(get("/opt/ferry/bin/containerd"), Some(3000));
+    // Every written file of the plan is counted, and nothing else.
+    assert_eq!(w.len(), p.files().count() + 1);
+    assert!(p.written(0, true).iter().all(|x| x.path.as_str() != staged));
+}
+
+/// Found by the kill -9 trials: a run killed while claiming ferry's directories left
+/// them recorded as pending; the next claim looked for missing directories *before*
+/// undoing that, so the log directory, made again later outside any transaction, was
+/// never ferry's and outlived reset.
+#[test]
+fn a_claim_interrupted_half_way_is_undone_before_claiming_again() {
+    let f = fixture(None);
+    let host = Host::new(&f.root, None).unwrap();
+    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    jf.save().unwrap();
+    let mut tx = crate::engine::transaction::Transaction::begin(&host, &mut jf, "prepare").unwrap();
+    let log_dir = HostPath::new("/var/log/ferry").unwrap();
+    tx.adopt_dirs(&[HostPath::new("/var/log").unwrap(), log_dir.clone()])
+        .unwrap();
+    tx.abandon(); // killed here
+    let sys = RecordingSystem::new();
+    install_with(&f, &sys).unwrap();
+    let j = journal(&f.root);
+    assert!(j.dirs.contains("/var/log/ferry"), "{:?}", j.dirs);
+    std::fs::write(host.path(&log_dir).join("ferry.log"), "log").unwrap();
+    reset::reset(&host, &sys).unwrap();
+    assert!(!host.path(&log_dir).exists());
 }
 
 #[test]

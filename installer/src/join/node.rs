@@ -35,6 +35,8 @@ pub enum JoinError {
     TokenRejected { addr: String, status: u16 },
     #[error("the master at {addr}: {reason}")]
     Protocol { addr: String, reason: String },
+    #[error("the master at {addr} presented a certificate that the CA pinned by the token did not sign ({err}): another server answered in its place (a man in the middle, or the master was reinstalled: then use its new token); nothing was changed")]
+    CaChanged { addr: String, err: String },
 }
 
 /// How to join.
@@ -88,7 +90,16 @@ pub fn contact(master: &str, token: &Token) -> Result<Master, JoinError> {
         "{JOIN}?platform={}",
         crate::registry::percent_encode(&super::protocol::own_platform())
     );
-    let r = client::get(cfg.clone(), master, &join, Some(&token.secret)).map_err(unreachable)?;
+    let r = client::get(cfg.clone(), master, &join, Some(&token.secret)).map_err(|e| {
+        if client::is_certificate_error(&e) {
+            JoinError::CaChanged {
+                addr: master.into(),
+                err: e.to_string(),
+            }
+        } else {
+            unreachable(e)
+        }
+    })?;
     if r.status == 401 || r.status == 403 {
         return Err(JoinError::TokenRejected {
             addr: master.into(),
@@ -127,7 +138,16 @@ impl EntrySource for MasterSource {
             &format!("{ENTRY_PREFIX}{}", e.entry),
             Some(&self.secret),
         )
-        .map_err(|err| SourceError::Other(format!("fetching {}: {err}", e.entry)))?;
+        .map_err(|err| {
+            SourceError::Other(if client::is_certificate_error(&err) {
+                format!(
+                    "fetching {}: the master at {} presented a certificate that the pinned CA did not sign ({err}); another server answered in its place, refusing its bytes",
+                    e.entry, self.addr
+                )
+            } else {
+                format!("fetching {} from {}: {err}", e.entry, self.addr)
+            })
+        })?;
         if r.status != 200 {
             return Err(SourceError::Entry {
                 entry: e.entry.clone(),
@@ -191,6 +211,9 @@ pub fn plan(
                 size: f.size,
                 sha256: f.sha256,
                 zstd: f.compression.as_deref() == Some("zstd"),
+                // An older master does not say: a zstd file rarely unpacks to more than
+                // four times its size here (binaries).
+                unpacked: f.unpacked.unwrap_or(f.size.saturating_mul(4)),
             })
     };
     let mut files = Phase::new(PhaseName::Files);

@@ -38,6 +38,9 @@ pub struct JoinFile {
     pub compression: Option<String>,
     pub size: u64,
     pub sha256: Sha256Digest,
+    /// What it unpacks to on the node (for the node's disk check); older masters omit it.
+    #[serde(default)]
+    pub unpacked: Option<u64>,
 }
 
 /// The platform this program runs on, as bundles name platforms (`linux/arm64`): what a
@@ -90,13 +93,18 @@ pub fn join_info(
         .into_iter()
         .flat_map(|p| p.files.iter())
         .filter_map(|(role, entry)| {
-            let e = b.locate(entry)?.entry;
+            let l = b.locate(entry)?;
+            let e = l.entry;
             Some(JoinFile {
                 role: role.clone(),
                 entry: e.path.clone(),
                 compression: e.compression.clone(),
                 size: e.size,
                 sha256: e.sha256,
+                unpacked: Some(match e.compression.as_deref() {
+                    Some("zstd") => crate::install::unpacked_size(l.bundle, e),
+                    _ => e.size,
+                }),
             })
         })
         .collect();

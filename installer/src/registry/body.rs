@@ -7,7 +7,7 @@
 //! `pread`/`write` loop with a small buffer, as does a file system that refuses
 //! sendfile.
 
-use super::transport::Transport;
+use super::transport::ResponseSink;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -17,7 +17,7 @@ const SENDFILE_CHUNK: u64 = 1 << 30;
 const COPY_BUF: usize = 64 << 10;
 
 /// Sends `len` bytes of `file` starting at `offset`.
-pub fn send_file_range<T: Transport>(
+pub fn send_file_range<T: ResponseSink>(
     io: &mut T,
     file: &File,
     offset: u64,

@@ -1,22 +1,18 @@
 //! The slice of HTTP/1.1 the registry speaks: request heads in, responses out.
 //!
-//! Requests are parsed with `httparse` from a fixed buffer, so a head larger than the
-//! cap is refused (431) without growing memory. Bodies are never read: the API is
-//! GET/HEAD only, so a request that announces a body is answered and the connection
-//! closed. Reads wait in short slices so that an idle keep-alive connection can be let
-//! go as soon as the server wants its worker back (backlog, shutdown, idle timeout),
-//! while a client that trickles a request head gets a hard deadline (408).
+//! Requests are parsed with `httparse` from a buffer capped at the server's head limit,
+//! so a head larger than the cap is refused (431) without growing memory. Bodies are
+//! never read: the API is GET/HEAD only, so a request that announces a body is answered
+//! and the connection closed. *When* bytes are read is the server's business (its
+//! waiting room, `super::server`); this module only says whether they make a request.
 
 use super::body::send_file_range;
 use super::errors::ApiError;
-use super::transport::Transport;
+use super::transport::ResponseSink;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-/// How long one blocking read waits before the idle policy is consulted again.
-pub const READ_SLICE: Duration = Duration::from_millis(200);
 const MAX_HEADERS: usize = 64;
 
 /// A parsed request head.
@@ -35,134 +31,62 @@ pub struct Request {
     pub has_body: bool,
 }
 
-/// Why no request could be read.
-#[derive(Debug)]
-pub enum ReadError {
-    /// The peer closed, or the idle policy let the connection go: close silently.
-    Closed,
-    /// 431: the head does not fit the buffer.
+/// Why bytes are not a request head.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HeadError {
+    /// 431: more headers than allowed (the byte cap is the caller's).
     TooLarge,
     /// 400.
     Malformed(String),
-    /// 408: a head was started but not finished in time.
-    Timeout,
-    Io(io::Error),
 }
 
-/// Reads request heads from one connection, keeping bytes of pipelined requests.
-pub struct RequestReader {
-    buf: Vec<u8>,
-    filled: usize,
-}
-
-impl RequestReader {
-    pub fn new(max_head: usize) -> Self {
-        RequestReader {
-            buf: vec![0; max_head],
-            filled: 0,
-        }
-    }
-
-    /// Reads the next request head. While nothing of it has arrived, `let_go(idle)` is
-    /// asked every [`READ_SLICE`] whether to give up on the connection; once a byte has
-    /// arrived, the whole head must arrive within `head_timeout`.
-    pub fn next<T: Transport>(
-        &mut self,
-        io: &mut T,
-        head_timeout: Duration,
-        let_go: &dyn Fn(Duration) -> bool,
-    ) -> Result<Request, ReadError> {
-        let idle_since = Instant::now();
-        let mut head_started: Option<Instant> = (self.filled > 0).then(Instant::now);
-        io.set_read_timeout(Some(READ_SLICE))
-            .map_err(ReadError::Io)?;
-        loop {
-            if self.filled > 0 {
-                if let Some((req, used)) = self.parse()? {
-                    self.buf.copy_within(used..self.filled, 0);
-                    self.filled -= used;
-                    return Ok(req);
-                }
-                if self.filled == self.buf.len() {
-                    return Err(ReadError::TooLarge);
+/// Parses the request head at the start of `buf`: the request and the bytes it used, or
+/// `None` while it is incomplete.
+pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut req = httparse::Request::new(&mut headers);
+    let used = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
+        Err(e) => return Err(HeadError::Malformed(format!("malformed request: {e}"))),
+    };
+    let minor_version = req.version.unwrap_or(1);
+    let mut out = Request {
+        method: req.method.unwrap_or_default().to_string(),
+        target: req.path.unwrap_or_default().to_string(),
+        minor_version,
+        range: None,
+        authorization: None,
+        keep_alive: minor_version >= 1,
+        has_body: false,
+    };
+    for h in req.headers.iter() {
+        let value = std::str::from_utf8(h.value)
+            .map_err(|_| HeadError::Malformed(format!("header {} is not UTF-8", h.name)))?
+            .trim();
+        if h.name.eq_ignore_ascii_case("range") {
+            out.range = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("authorization") {
+            out.authorization = Some(value.to_string());
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    out.keep_alive = false;
+                } else if token.eq_ignore_ascii_case("keep-alive") && minor_version == 0 {
+                    out.keep_alive = true;
                 }
             }
-            match io.read(&mut self.buf[self.filled..]) {
-                Ok(0) if self.filled == 0 => return Err(ReadError::Closed),
-                Ok(0) => {
-                    return Err(ReadError::Io(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "connection closed in the middle of a request head",
-                    )))
-                }
-                Ok(n) => {
-                    self.filled += n;
-                    head_started.get_or_insert_with(Instant::now);
-                }
-                Err(e)
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) =>
-                {
-                    match head_started {
-                        None if let_go(idle_since.elapsed()) => return Err(ReadError::Closed),
-                        Some(t) if t.elapsed() > head_timeout => return Err(ReadError::Timeout),
-                        _ => {}
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(ReadError::Io(e)),
-            }
+        } else if h.name.eq_ignore_ascii_case("content-length") {
+            let n: u64 = value
+                .parse()
+                .map_err(|_| HeadError::Malformed(format!("bad Content-Length {value:?}")))?;
+            out.has_body |= n > 0;
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            out.has_body = true;
         }
     }
-
-    fn parse(&self) -> Result<Option<(Request, usize)>, ReadError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut req = httparse::Request::new(&mut headers);
-        let used = match req.parse(&self.buf[..self.filled]) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(ReadError::TooLarge),
-            Err(e) => return Err(ReadError::Malformed(format!("malformed request: {e}"))),
-        };
-        let minor_version = req.version.unwrap_or(1);
-        let mut out = Request {
-            method: req.method.unwrap_or_default().to_string(),
-            target: req.path.unwrap_or_default().to_string(),
-            minor_version,
-            range: None,
-            authorization: None,
-            keep_alive: minor_version >= 1,
-            has_body: false,
-        };
-        for h in req.headers.iter() {
-            let value = std::str::from_utf8(h.value)
-                .map_err(|_| ReadError::Malformed(format!("header {} is not UTF-8", h.name)))?
-                .trim();
-            if h.name.eq_ignore_ascii_case("range") {
-                out.range = Some(value.to_string());
-            } else if h.name.eq_ignore_ascii_case("authorization") {
-                out.authorization = Some(value.to_string());
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                for token in value.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        out.keep_alive = false;
-                    } else if token.eq_ignore_ascii_case("keep-alive") && minor_version == 0 {
-                        out.keep_alive = true;
-                    }
-                }
-            } else if h.name.eq_ignore_ascii_case("content-length") {
-                let n: u64 = value
-                    .parse()
-                    .map_err(|_| ReadError::Malformed(format!("bad Content-Length {value:?}")))?;
-                out.has_body |= n > 0;
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                out.has_body = true;
-            }
-        }
-        Ok(Some((out, used)))
-    }
+    Ok(Some((out, used)))
 }
 
 /// A response body.
@@ -250,7 +174,7 @@ pub fn reason(status: u16) -> &'static str {
 }
 
 /// Writes `resp` (headers only when `head_only`); returns the body bytes sent.
-pub fn write_response<T: Transport>(
+pub fn write_response<T: ResponseSink>(
     io: &mut T,
     resp: &Response,
     head_only: bool,

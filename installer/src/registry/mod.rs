@@ -21,6 +21,8 @@
 
 mod body;
 mod errors;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod http;
 mod layout;
 mod load;
@@ -45,4 +47,4 @@ pub use misses::{MissLog, MissReport};
 pub use names::{percent_decode, percent_encode};
 pub use server::{serve, RunningServer, ServeOptions};
 pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, SkippedImage, StoredImage};
-pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, Transport};
+pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, ResponseSink, Transport};

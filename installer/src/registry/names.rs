@@ -12,26 +12,28 @@
 /// The spec's limit on `<name>` (host included in the full-path form).
 pub const MAX_NAME_LEN: usize = 255;
 
-/// Percent-decodes one path segment or query value; `None` on a broken escape or
-/// non-UTF-8 result. `+` stays `+` (media types contain it).
+/// Percent-decodes one path segment or query value; `None` on a broken escape, a
+/// non-UTF-8 result or a control character. Only `%` and two hex digits is an escape
+/// (`u8::from_str_radix` alone once took `%+0` for NUL). `+` stays `+` (media types
+/// contain it).
 pub fn percent_decode(s: &str) -> Option<String> {
-    if !s.contains('%') {
-        return Some(s.to_string());
-    }
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
+            let hi = (*b.get(i + 1)? as char).to_digit(16)?;
+            let lo = (*b.get(i + 2)? as char).to_digit(16)?;
+            out.push((hi * 16 + lo) as u8);
             i += 3;
         } else {
             out.push(b[i]);
             i += 1;
         }
     }
-    String::from_utf8(out).ok()
+    String::from_utf8(out)
+        .ok()
+        .filter(|d| !d.chars().any(char::is_control))
 }
 
 /// Percent-encodes a query value, keeping what a registry name, tag or host needs bare.
@@ -58,6 +60,13 @@ mod tests {
         assert_eq!(percent_decode("%zz"), None);
         assert_eq!(percent_decode("%4"), None);
         assert_eq!(percent_decode("%ff"), None);
+        // Only `%` + two hex digits is an escape; control characters are refused.
+        for bad in [
+            "%+0", "%-1", "%+f", "% 1", "%0", "%00", "%0a", "%0D", "%7f", "a\tb",
+        ] {
+            assert_eq!(percent_decode(bad), None, "{bad:?}");
+        }
+        assert_eq!(percent_decode("%41%c3%a9").as_deref(), Some("Aé"));
         assert_eq!(percent_encode("[::1]:5"), "%5B::1%5D:5");
         assert_eq!(percent_encode("library/app"), "library/app");
     }

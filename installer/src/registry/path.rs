@@ -244,6 +244,9 @@ mod tests {
             ("/v2/a/%2e%2e/tags/list", 400),
             ("/v2/a%2Fb/tags/list", 400),
             ("/v2/a/%zz/tags/list", 400),
+            ("/v2/a%+0b/tags/list", 400),
+            ("/v2/a%00b/tags/list", 400),
+            ("/v2/a/manifests/1%0d%0aX", 400),
             ("/v2/a/blobs/sha256:abc", 400),
             ("/v2/a/blobs/md5:abc", 400),
             ("/v2/a/blobs/../../etc/passwd", 404),
@@ -269,6 +272,8 @@ mod tests {
         assert_eq!(q.last.as_deref(), Some("a+b"));
         assert_eq!(q.artifact_type.as_deref(), Some("application/x+json"));
         assert!(Query::parse("ns=%").is_err());
+        assert!(Query::parse("ns=docker.io%+0").is_err());
+        assert!(Query::parse("last=a%0d%0aLocation:%20x").is_err());
         assert_eq!(split_target("/v2/?a=b"), ("/v2/", "a=b"));
     }
 }

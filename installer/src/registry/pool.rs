@@ -1,12 +1,12 @@
-//! A bounded pool of worker threads, one connection per job.
+//! A bounded pool of worker threads, one response (or a few pipelined ones) per job.
 //!
-//! Blocking I/O keeps every connection on one thread, so the pool caps the threads
-//! (64 by default) and queues further connections; the accept loop blocks when the queue
-//! is full, which leaves the rest in the kernel's listen backlog. Workers are started on
-//! demand and retire after a while without work, so an idle registry holds few threads.
-//! [`Backlog`] lets a connection see that others are waiting, so a keep-alive client
-//! hands its worker back instead of starving them. A panic in a job is caught and
-//! logged; the worker carries on.
+//! A job is a connection whose request head has fully arrived: the worker answers it and
+//! hands the connection back to the server's waiting room. The pool caps the threads (64
+//! by default); further jobs queue. The queue needs no bound of its own: a connection is
+//! in it at most once, and the server caps connections. Submitting never blocks, so the
+//! waiting room's thread never waits for a worker. Workers are started on demand and
+//! retire after a while without work, so an idle registry holds few threads. A panic in
+//! a job is caught and logged; the worker carries on.
 
 use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -30,9 +30,7 @@ struct State {
 struct Shared {
     state: Mutex<State>,
     work: Condvar,
-    space: Condvar,
     max_workers: usize,
-    max_queue: usize,
 }
 
 impl Shared {
@@ -45,18 +43,8 @@ pub struct Pool {
     shared: Arc<Shared>,
 }
 
-/// A view of how many connections wait for a worker.
-#[derive(Clone)]
-pub struct Backlog(Arc<Shared>);
-
-impl Backlog {
-    pub fn waiting(&self) -> usize {
-        self.0.lock().queue.len()
-    }
-}
-
 impl Pool {
-    pub fn new(max_workers: usize, max_queue: usize) -> Pool {
+    pub fn new(max_workers: usize) -> Pool {
         Pool {
             shared: Arc::new(Shared {
                 state: Mutex::new(State {
@@ -67,28 +55,14 @@ impl Pool {
                     handles: Vec::new(),
                 }),
                 work: Condvar::new(),
-                space: Condvar::new(),
                 max_workers: max_workers.max(1),
-                max_queue: max_queue.max(1),
             }),
         }
     }
 
-    pub fn backlog(&self) -> Backlog {
-        Backlog(self.shared.clone())
-    }
-
-    /// Queues a job, waiting while the queue is full. Gives the job back once the pool
-    /// is shut down.
+    /// Queues a job, without waiting. Gives the job back once the pool is shut down.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let mut st = self.shared.lock();
-        while st.queue.len() >= self.shared.max_queue && !st.closed {
-            st = self
-                .shared
-                .space
-                .wait(st)
-                .unwrap_or_else(PoisonError::into_inner);
-        }
         if st.closed {
             return Err(job);
         }
@@ -122,7 +96,6 @@ impl Pool {
             std::mem::take(&mut st.handles)
         };
         self.shared.work.notify_all();
-        self.shared.space.notify_all();
         for h in handles {
             let _ = h.join();
         }
@@ -139,7 +112,6 @@ fn worker(shared: Arc<Shared>) {
                     return;
                 }
                 if let Some(job) = st.queue.pop_front() {
-                    shared.space.notify_one();
                     break job;
                 }
                 st.idle += 1;
@@ -173,7 +145,7 @@ mod tests {
 
     #[test]
     fn runs_every_job_with_bounded_workers_and_survives_panics() {
-        let pool = Pool::new(4, 2);
+        let pool = Pool::new(4);
         let done = Arc::new(AtomicUsize::new(0));
         let running = Arc::new(AtomicUsize::new(0));
         let peak = Arc::new(AtomicUsize::new(0));

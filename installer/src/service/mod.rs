@@ -160,6 +160,12 @@ pub fn ensure_running(host: &Host, spec: &ServiceSpec, supervisor: &[String]) ->
             return Ok(());
         }
         if let Ok(Some(st)) = child.try_wait() {
+            // Success: another supervisor (of a run killed a moment ago) holds the
+            // service; its pid file is about to appear.
+            if st.success() {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
             return Err(io::Error::other(format!(
                 "supervisor for {} exited at once ({st}){}",
                 spec.name,
@@ -181,7 +187,15 @@ pub fn stop(host: &Host, name: &str) -> io::Result<()> {
         return systemd::stop(name);
     }
     let pid_path = host.path(&host.pid_file(name));
-    if let Some(pid) = running_pid(host, name) {
+    // A supervisor started a moment ago (by a run killed since) may not have written its
+    // pid file yet: it is found by its command line instead.
+    let mut pids: Vec<i32> = running_pid(host, name).into_iter().collect();
+    for p in supervisors_of(&pid_path) {
+        if !pids.contains(&p) {
+            pids.push(p);
+        }
+    }
+    for pid in pids {
         let _ = nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGTERM,
@@ -199,4 +213,25 @@ pub fn stop(host: &Host, name: &str) -> io::Result<()> {
     }
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
+}
+
+/// Supervisor processes whose command line names `pid_file`.
+fn supervisors_of(pid_file: &std::path::Path) -> Vec<i32> {
+    let mark = format!("--pid-file\0{}\0", pid_file.display());
+    let Ok(rd) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+        .filter(|&pid| pid != std::process::id() as i32)
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| {
+                    let c = String::from_utf8_lossy(&c);
+                    c.contains("\0supervise\0") && c.contains(&mark)
+                })
+                .unwrap_or(false)
+        })
+        .filter(|&pid| alive(pid))
+        .collect()
 }

@@ -4,6 +4,12 @@
 //! Beside the pid file it keeps `<pid file>.json` ([`SuperviseStatus`]): how often the
 //! service exited and how, so that `status` can tell a running service from one that
 //! keeps crashing.
+//!
+//! One supervisor per service: it holds an exclusive lock on its pid file for as long as
+//! it lives, and a second one started for the same service (an install killed between
+//! starting a supervisor and its pid file appearing, then run again) sees the lock and
+//! exits at once with success. Without that lock the kill -9 trials found two
+//! containerds fighting over one socket, one of them crash-looping forever.
 
 use std::io;
 use std::path::Path;
@@ -70,7 +76,27 @@ pub fn supervise(
     if argv.is_empty() {
         return Err(io::Error::other("supervise: no command"));
     }
-    std::fs::write(pid_file, format!("{}\n", std::process::id()))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(pid_file)?;
+    let mut lock = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        Ok(l) => l,
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+            eprintln!(
+                "ferry supervise {name}: already supervised (lock {}); leaving it be",
+                pid_file.display()
+            );
+            return Ok(());
+        }
+        Err((_, e)) => return Err(e.into()),
+    };
+    {
+        use std::io::Write;
+        lock.set_len(0)?;
+        lock.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+    }
     let mut status = SuperviseStatus::default();
     let status_path = SuperviseStatus::path(pid_file);
     let _ = std::fs::write(
@@ -132,6 +158,7 @@ pub fn supervise(
     }
     let _ = std::fs::remove_file(pid_file);
     let _ = std::fs::remove_file(&status_path);
+    drop(lock);
     Ok(())
 }
 
