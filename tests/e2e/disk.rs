@@ -90,7 +90,9 @@ fn a_full_data_directory_while_staging_is_named_and_a_rerun_converges() {
     // Past preflight, the write itself fails, naming the path and the bytes.
     let msg = run_fail(sb.cmd().args(["--skip-preflight", "disk", "-q"]));
     assert!(
-        msg.contains("/var/lib/ferry/bundle.run: the file system is full")
+        msg.contains("/var/lib/ferry/bundles/")
+            && msg.contains(".run: the file system is full")
+            && msg.matches("the file system is full").count() == 1
             && msg.contains("needs")
             && msg.contains("free at"),
         "{msg}"

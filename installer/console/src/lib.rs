@@ -64,6 +64,23 @@ pub fn is_broken_pipe(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// An error and its causes on one line, as `{:#}` prints them, except that a cause whose
+/// text the line already holds is not repeated (errors that show their source in their
+/// own message, as thiserror's `"{source}"` does, would otherwise print it twice).
+pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut cur = e.source();
+    while let Some(err) = cur {
+        let more = err.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        cur = err.source();
+    }
+    text
+}
+
 /// True when stderr is a terminal (progress bars and colour are shown only then).
 pub fn stderr_is_terminal() -> bool {
     std::io::stderr().is_terminal()
@@ -111,6 +128,26 @@ mod tests {
         assert!(is_broken_pipe(&*e));
         let other: Box<dyn std::error::Error> = Box::new(std::io::Error::other("x"));
         assert!(!is_broken_pipe(&*other));
+    }
+
+    #[test]
+    fn error_text_names_each_cause_once() {
+        let e = anyhow_like(std::io::Error::other("disk full"));
+        assert_eq!(error_text(&*e), "printing: disk full");
+        #[derive(Debug)]
+        struct Says(std::io::Error);
+        impl std::fmt::Display for Says {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "phase stage: {}", self.0)
+            }
+        }
+        impl std::error::Error for Says {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Says(std::io::Error::other("disk full"));
+        assert_eq!(error_text(&e), "phase stage: disk full");
     }
 
     #[derive(Debug)]
