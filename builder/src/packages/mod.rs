@@ -1,0 +1,337 @@
+//! OS packages (`PACKAGE deb`): the dependency closure of the Kubefile's packages for its
+//! target release, resolved from apt repositories and downloaded — verified — into the
+//! content cache, for the installer to install offline with dpkg.
+//!
+//! - [`Target`]: `OS <distribution> <release> <arch>`, the one release every package is
+//!   for (the installer's preflight refuses a host of another).
+//! - [`repo`]: a repository read as apt reads it — signed `InRelease` ([`gpgv`]), then
+//!   `Packages` indexes checked against it; [`sources`]: the builder's own apt sources,
+//!   the default repositories.
+//! - [`index`] and [`resolve`]: the closure, with why each package is carried.
+//! - [`download`]: every `.deb` into the content cache, checked against the SHA256 of
+//!   the signed index as it streams; a rebuild downloads nothing it has.
+//!
+//! `ferry packages` shows the closure; `ferry build` carries it (`files/packages/…`,
+//! records in bundle.json). See `docs/kubefile.md` for the instructions.
+
+pub mod gpgv;
+pub mod index;
+pub mod repo;
+pub mod resolve;
+pub mod sources;
+
+pub use repo::Repo;
+pub use resolve::{Closure, Reason, Request, Resolved};
+
+use crate::kubefile::Recipe;
+use crate::pull::ContentCache;
+use anyhow::{bail, Context, Result};
+use ferry_bundle::packages::{deb_entry, OsRecord, PackageRecord};
+use std::path::PathBuf;
+
+/// The release the packages are for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Target {
+    /// `debian` or `ubuntu`.
+    pub distribution: String,
+    /// Codename: `bookworm`, `trixie`, `jammy`, `noble`…
+    pub release: String,
+    /// dpkg architecture: `amd64` or `arm64` (the installer's architectures).
+    pub architecture: String,
+}
+
+pub const DISTRIBUTIONS: [&str; 2] = ["debian", "ubuntu"];
+pub const ARCHITECTURES: [&str; 2] = ["amd64", "arm64"];
+
+impl Target {
+    /// Checks `OS <distribution> <release> <arch>`'s words.
+    pub fn new(distribution: &str, release: &str, architecture: &str) -> Result<Target, String> {
+        if !DISTRIBUTIONS.contains(&distribution) {
+            return Err(format!(
+                "OS {distribution}: ferry resolves packages for {} (dpkg-based releases)",
+                DISTRIBUTIONS.join(" and ")
+            ));
+        }
+        if !ARCHITECTURES.contains(&architecture) {
+            return Err(format!(
+                "OS … {architecture}: the installer runs on {} only",
+                ARCHITECTURES.join(" and ")
+            ));
+        }
+        if release.is_empty()
+            || !release
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(format!(
+                "OS {distribution} {release}: name the release by its codename (bookworm, noble…)"
+            ));
+        }
+        Ok(Target {
+            distribution: distribution.into(),
+            release: release.into(),
+            architecture: architecture.into(),
+        })
+    }
+    /// The distribution's archive keyring as its keyring package installs it.
+    pub fn keyring(&self) -> PathBuf {
+        PathBuf::from(format!(
+            "/usr/share/keyrings/{}-archive-keyring.gpg",
+            self.distribution
+        ))
+    }
+    /// Components used when none are named: where the usual server packages are.
+    pub fn components(&self) -> Vec<String> {
+        match self.distribution.as_str() {
+            "ubuntu" => vec!["main".into(), "universe".into()],
+            _ => vec!["main".into()],
+        }
+    }
+    /// `linux/<arch>`, the bundle platform this release's packages install on.
+    pub fn platform(&self) -> String {
+        format!("linux/{}", self.architecture)
+    }
+    pub fn record(&self) -> OsRecord {
+        OsRecord {
+            distribution: self.distribution.clone(),
+            release: self.release.clone(),
+            architecture: self.architecture.clone(),
+        }
+    }
+}
+
+/// What a Kubefile asks for: its `OS`, `APT` and `PACKAGE deb` lines.
+#[derive(Debug, Clone, Default)]
+pub struct Spec {
+    pub target: Option<Target>,
+    /// `APT` lines (empty: the defaults).
+    pub repos: Vec<Repo>,
+    pub requests: Vec<Request>,
+    /// Where `OS` was given, for errors.
+    pub target_at: String,
+}
+
+impl Spec {
+    /// The package part of a Kubefile's recipe: its `OS`, `APT` and `PACKAGE deb` lines.
+    pub fn from_recipe(r: &Recipe) -> Result<Spec> {
+        let mut s = Spec::default();
+        if let Some(os) = &r.os {
+            s.target = Some(
+                Target::new(&os.distribution, &os.release, &os.architecture)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", os.origin))?,
+            );
+            s.target_at = os.origin.to_string();
+        }
+        for a in &r.apt {
+            s.repos.push(Repo {
+                url: a.url.trim_end_matches('/').to_string(),
+                suite: a.suite.clone(),
+                components: a.components.clone(),
+                // Filled with the target's default below when not given.
+                keyring: a.keyring.clone().unwrap_or_default(),
+                from: a.origin.to_string(),
+            });
+        }
+        for p in &r.packages {
+            let at = p.origin.to_string();
+            if p.kind != "deb" {
+                bail!("{at}: PACKAGE {}: deb is the one package kind", p.kind);
+            }
+            for w in &p.names {
+                s.requests
+                    .push(Request::parse(w, &at).map_err(|e| anyhow::anyhow!("{at}: {e}"))?);
+            }
+        }
+        if let Some(t) = &s.target {
+            for r in &mut s.repos {
+                if r.keyring.as_os_str().is_empty() {
+                    r.keyring = t.keyring();
+                }
+            }
+        } else if let Some(r) = s.requests.first() {
+            bail!(
+                "{}: PACKAGE deb needs the target release: add `OS <distribution> <release> <arch>` \
+                 (e.g. OS debian bookworm amd64) to the Kubefile",
+                r.at
+            );
+        } else if let Some(r) = s.repos.first() {
+            bail!(
+                "{}: APT without an OS line: name the target release first",
+                r.from
+            );
+        }
+        Ok(s)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.requests.is_empty()
+    }
+}
+
+/// How repositories are reached.
+#[derive(Debug, Clone, Default)]
+pub struct AptOptions {
+    /// `--apt-mirror`: `<url>` (the default repositories) or `<from-url>=<to-url>`.
+    pub mirrors: Vec<String>,
+    /// Where the builder's apt configuration is (`/etc/apt`), for the defaults.
+    pub etc_apt: Option<PathBuf>,
+}
+
+/// The repositories to read: the `APT` lines, else `--apt-mirror <url>`, else this
+/// machine's apt sources for the target release; each `from=to` mirror applied.
+pub fn repositories(spec: &Spec, target: &Target, opts: &AptOptions) -> Result<Vec<Repo>> {
+    let plain: Vec<&String> = opts.mirrors.iter().filter(|m| !m.contains('=')).collect();
+    if plain.len() > 1 {
+        bail!("--apt-mirror <url> given twice; use <from-url>=<to-url> for more than one");
+    }
+    let mut repos = if !spec.repos.is_empty() {
+        spec.repos.clone()
+    } else if let Some(m) = plain.first() {
+        vec![Repo {
+            url: m.trim_end_matches('/').to_string(),
+            suite: target.release.clone(),
+            components: target.components(),
+            keyring: target.keyring(),
+            from: "--apt-mirror".into(),
+        }]
+    } else {
+        let etc = opts
+            .etc_apt
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/etc/apt"));
+        let suites = [
+            target.release.clone(),
+            format!("{}-updates", target.release),
+            format!("{}-security", target.release),
+        ];
+        let found: Vec<Repo> = sources::read(&etc)
+            .into_iter()
+            .filter(|s| suites.contains(&s.suite) && s.url.starts_with("http"))
+            .map(|s| Repo {
+                url: s.url,
+                suite: s.suite,
+                components: s.components,
+                keyring: s.keyring.unwrap_or_else(|| target.keyring()),
+                from: s.file.display().to_string(),
+            })
+            .collect();
+        if found.is_empty() {
+            bail!(
+                "{} {}: no APT line, no --apt-mirror, and this machine's apt sources ({}) have no {} repository; \
+                 add `APT <archive url> {} {}` to the Kubefile (the {} archive or a mirror of it) or pass --apt-mirror <url>",
+                target.distribution,
+                target.release,
+                etc.display(),
+                target.release,
+                target.release,
+                target.components().join(" "),
+                target.distribution
+            );
+        }
+        found
+    };
+    for m in opts.mirrors.iter().filter_map(|m| m.split_once('=')) {
+        let from = m.0.trim_end_matches('/');
+        for r in repos.iter_mut().filter(|r| r.url == from) {
+            r.url = m.1.trim_end_matches('/').to_string();
+            r.from = format!("{} (through --apt-mirror)", r.from);
+        }
+    }
+    Ok(repos)
+}
+
+/// A resolved closure with where it came from.
+#[derive(Debug)]
+pub struct Resolution {
+    pub target: Target,
+    pub repos: Vec<Repo>,
+    pub closure: Closure,
+    /// Packages in the indexes read (for the report).
+    pub indexed: usize,
+}
+
+impl Resolution {
+    /// The download URL of a resolved package.
+    pub fn url(&self, r: &Resolved) -> String {
+        format!("{}/{}", self.repos[r.package.repo].url, r.package.filename)
+    }
+}
+
+/// Reads the repositories (signatures and hashes checked) and resolves the closure.
+pub fn resolve_spec(
+    spec: &Spec,
+    opts: &AptOptions,
+    cache: &ContentCache,
+) -> Result<Option<Resolution>> {
+    if spec.requests.is_empty() {
+        return Ok(None);
+    }
+    let target = spec.target.clone().expect("checked by Spec::from_kubefile");
+    let repos = repositories(spec, &target, opts)?;
+    let agent = repo::agent();
+    let mut ix = index::Index::default();
+    for (i, r) in repos.iter().enumerate() {
+        let rel = repo::release(&agent, r)
+            .with_context(|| format!("APT {} ({})", r.describe(), r.from))?;
+        repo::load_indexes(&agent, cache, r, &rel, &target.architecture, i, &mut ix)
+            .with_context(|| format!("APT {} ({})", r.describe(), r.from))?;
+    }
+    let closure = resolve::resolve(&ix, &target.architecture, &spec.requests)?;
+    Ok(Some(Resolution {
+        target,
+        repos,
+        closure,
+        indexed: ix.len(),
+    }))
+}
+
+/// A carried package and its `.deb` in the content cache.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub record: PackageRecord,
+    pub path: PathBuf,
+}
+
+/// Downloads every `.deb` of the closure into the cache (or finds it there), checked
+/// against the signed index's SHA256 and size while it streams.
+pub fn download(res: &Resolution, cache: &ContentCache, quiet: bool) -> Result<Vec<Fetched>> {
+    let total: u64 = res.closure.packages.iter().map(|p| p.package.size).sum();
+    let bar = ferry_console::bytes_bar(total, "packages", quiet);
+    let agent = repo::agent();
+    let mut out = Vec::new();
+    for r in &res.closure.packages {
+        let p = &r.package;
+        let url = res.url(r);
+        let path = repo::fetch_to_cache(
+            &agent,
+            cache,
+            std::slice::from_ref(&url),
+            &p.sha256,
+            p.size,
+            &mut |n| bar.inc(n),
+        )
+        .with_context(|| format!("downloading {} {}", p.name, p.version))?;
+        out.push(Fetched {
+            record: record(r),
+            path,
+        });
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}
+
+/// The bundle.json record of a resolved package.
+pub fn record(r: &Resolved) -> PackageRecord {
+    let p = &r.package;
+    PackageRecord {
+        name: p.name.clone(),
+        version: p.version.to_string(),
+        architecture: p.architecture.clone(),
+        entry: deb_entry(&p.name, p.version.as_str(), &p.architecture),
+        size: p.size,
+        sha256: p.sha256.clone(),
+        group: r.group as u32,
+        depends: r.depends.clone(),
+        why: r.why.iter().map(|w| w.to_string()).collect(),
+    }
+}
