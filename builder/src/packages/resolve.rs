@@ -39,11 +39,7 @@ impl Request {
             Some((n, v)) => (n, Some(v.to_string())),
             None => (word, None),
         };
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
-        {
+        if !ferry_deb::relation::valid_name(name) {
             return Err(format!(
                 "{word:?} is not a package name[=version] (names are lower case: a-z 0-9 + - .)"
             ));
@@ -651,24 +647,14 @@ mod tests {
             n.contains(&"new=1".into()) && !n.contains(&"old=1".into()),
             "{n:?}"
         );
-        let gp = c
-            .packages
-            .iter()
-            .find(|p| p.package.name == "p")
-            .unwrap()
-            .group;
-        let gq = c
-            .packages
-            .iter()
-            .find(|p| p.package.name == "q")
-            .unwrap()
-            .group;
-        let gt = c
-            .packages
-            .iter()
-            .find(|p| p.package.name == "top")
-            .unwrap()
-            .group;
+        let group = |name: &str| {
+            c.packages
+                .iter()
+                .find(|p| p.package.name == name)
+                .unwrap()
+                .group
+        };
+        let (gp, gq, gt) = (group("p"), group("q"), group("top"));
         assert_eq!(gp, gq, "a cycle is one install group");
         assert!(gt > gp);
     }

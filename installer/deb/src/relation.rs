@@ -114,6 +114,14 @@ pub enum RelationError {
     Version(#[from] VersionError),
 }
 
+/// A package name as policy §5.6.1 allows it: lower case letters, digits, `+ - .`.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
+}
+
 /// Parses a `Depends`-like field into its conjunction of alternatives.
 pub fn parse_depends(field: &str) -> Result<Vec<Alternatives>, RelationError> {
     let mut out = Vec::new();
@@ -181,11 +189,7 @@ fn parse_relation(text: &str, field: &str) -> Result<Relation, RelationError> {
         Some((n, a)) => (n, Some(a.to_string())),
         None => (head, None),
     };
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"+-.".contains(&b))
-    {
+    if !valid_name(name) {
         return Err(syntax(format!("bad package name in {text:?}")));
     }
     Ok(Relation {
