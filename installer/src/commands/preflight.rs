@@ -20,7 +20,7 @@ pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
     } else {
         b.file_len
     };
-    preflight::run(&preflight::Inputs {
+    let mut checks = preflight::run(&preflight::Inputs {
         host: &s.host,
         stage_bytes,
         platform: &b.manifest.platform,
@@ -31,7 +31,11 @@ pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
         role: NodeRole::Server,
         invocation: &s.invocation,
         skip: &s.skip_preflight,
-    })
+    });
+    let mut pkg = crate::install::packages::preflight(&s.host, &b.manifest);
+    preflight::skip(&mut pkg, &s.skip_preflight);
+    checks.extend(pkg);
+    checks
 }
 
 pub fn run(cli: &Cli) -> Result<ExitCode> {
