@@ -63,6 +63,8 @@ pub struct BuildOptions {
     pub downloads: DownloadOptions,
     /// `--locked`: refuse to build when anything resolves differently from `ferry.lock`.
     pub locked: bool,
+    /// Where `PACKAGE deb` packages come from (`--apt-mirror`).
+    pub apt: crate::packages::AptOptions,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -110,14 +112,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
                 c.version
             );
         }
-    }
-    if let Some(p) = recipe.packages.first() {
-        bail!(
-            "{}: PACKAGE {} {}: OS packages are not supported by this build yet",
-            p.origin,
-            p.kind,
-            p.names.join(" ")
-        );
     }
     let mut manifest = BundleManifest {
         builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
@@ -198,15 +192,23 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .iter()
         .map(|p| (p.name.clone(), p.version.clone(), p.files.clone()))
         .collect();
+    let packages = crate::packages::for_build(
+        &recipe,
+        &opts.platform.to_string(),
+        &opts.apt,
+        opts.cache_dir.as_deref(),
+        opts.quiet,
+    )?;
     if images.is_empty()
         && copies.is_empty()
         && planned_apps.is_empty()
         && payload_files.is_empty()
         && manifest.hooks.is_empty()
         && manifest.cluster.is_none()
+        && packages.is_none()
     {
         bail!(
-            "{}: nothing to deliver: no IMAGE, APP, COPY, RUN or CLUSTER, and no runtime payload",
+            "{}: nothing to deliver: no IMAGE, APP, COPY, RUN, CLUSTER or PACKAGE, and no runtime payload",
             opts.kubefile.display()
         );
     }
@@ -237,6 +239,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         &payload_files,
         &planned_apps,
         scratch.path(),
+        packages.as_ref(),
     )?;
     report.pulled = pulled;
     let (sha, file) = output::write_checksum(&opts.output)?;
@@ -526,6 +529,7 @@ fn write(
     payloads: &[(String, String, Vec<payload::PayloadFile>)],
     planned_apps: &[apps::PlannedApp],
     tmp_dir: &Path,
+    packages: Option<&crate::packages::Carried>,
 ) -> Result<BuildReport> {
     let platforms = if opts.pull.platforms.is_empty() {
         std::slice::from_ref(&opts.platform)
@@ -542,7 +546,8 @@ fn write(
             .iter()
             .flat_map(|p| &p.2)
             .map(|f| f.size)
-            .sum::<u64>();
+            .sum::<u64>()
+        + packages.map(|p| p.size()).unwrap_or(0);
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
     let mut w = BundleWriter::create(&opts.output, stub)?;
     if let Some(old) = &opts.delta_from {
@@ -623,6 +628,10 @@ fn write(
             bar.inc(f.size);
         }
         manifest.payloads.push(rec);
+    }
+    if let Some(p) = packages {
+        p.write(&mut w, &mut manifest)?;
+        bar.inc(p.size());
     }
     let inherited_bytes = w.inherited_bytes();
     let (footer, manifest): (Footer, _) = w.finish(manifest)?;

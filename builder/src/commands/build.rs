@@ -44,6 +44,10 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             ..Default::default()
         },
         locked: args.locked,
+        apt: crate::packages::AptOptions {
+            mirrors: args.apt_mirrors.clone(),
+            etc_apt: None,
+        },
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;

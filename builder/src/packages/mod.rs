@@ -27,7 +27,9 @@ use crate::kubefile::Recipe;
 use crate::pull::ContentCache;
 use anyhow::{bail, Context, Result};
 use ferry_bundle::packages::{deb_entry, OsRecord, PackageRecord};
-use std::path::PathBuf;
+use ferry_bundle::writer::BundleWriter;
+use ferry_bundle::BundleManifest;
+use std::path::{Path, PathBuf};
 
 /// The release the packages are for.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -329,9 +331,95 @@ pub fn record(r: &Resolved) -> PackageRecord {
         architecture: p.architecture.clone(),
         entry: deb_entry(&p.name, p.version.as_str(), &p.architecture),
         size: p.size,
-        sha256: p.sha256.clone(),
+        sha256: ferry_bundle::Sha256Digest::from_hex(&p.sha256)
+            .expect("the index parser checked it is 64 hex digits"),
         group: r.group as u32,
         depends: r.depends.clone(),
         why: r.why.iter().map(|w| w.to_string()).collect(),
+    }
+}
+
+/// The content cache at `dir`, or the default one (`~/.cache/ferry`).
+pub fn open_cache(dir: Option<&Path>) -> Result<ContentCache> {
+    Ok(match dir {
+        Some(d) => ContentCache::open(d)?,
+        None => ContentCache::open_default()?,
+    })
+}
+
+/// What a build carries: the release, and every `.deb` of the closure in the cache.
+#[derive(Debug, Clone)]
+pub struct Carried {
+    pub os: OsRecord,
+    pub debs: Vec<Fetched>,
+}
+
+/// The packages `ferry build` carries for `recipe`: resolved and downloaded; `None` without
+/// `PACKAGE deb` lines. The release's architecture must be the bundle's `platform`.
+pub fn for_build(
+    recipe: &Recipe,
+    platform: &str,
+    opts: &AptOptions,
+    cache_dir: Option<&Path>,
+    quiet: bool,
+) -> Result<Option<Carried>> {
+    let spec = Spec::from_recipe(recipe)?;
+    if spec.is_empty() {
+        return Ok(None);
+    }
+    let target = spec
+        .target
+        .as_ref()
+        .expect("checked by Spec::from_kubefile");
+    if target.platform() != platform {
+        bail!(
+            "{}: OS {} {} {} is for {}, but the bundle is built for --platform {platform}; \
+             make them agree (one bundle installs on one architecture)",
+            spec.target_at,
+            target.distribution,
+            target.release,
+            target.architecture,
+            target.platform()
+        );
+    }
+    let cache = open_cache(cache_dir)?;
+    let res = resolve_spec(&spec, opts, &cache)?.expect("requests are not empty");
+    let debs = download(&res, &cache, quiet)?;
+    Ok(Some(Carried {
+        os: res.target.record(),
+        debs,
+    }))
+}
+
+impl Carried {
+    /// Bytes the `.deb`s add to the bundle.
+    pub fn size(&self) -> u64 {
+        self.debs.iter().map(|d| d.record.size).sum()
+    }
+
+    /// Adds every `.deb` to the bundle as it came from the archive (already compressed)
+    /// and records them, in install order, with the release, in bundle.json.
+    pub fn write(&self, w: &mut BundleWriter, manifest: &mut BundleManifest) -> Result<()> {
+        for d in &self.debs {
+            let r = &d.record;
+            let f = std::fs::File::open(&d.path).with_context(|| {
+                format!("package {} {}: {}", r.name, r.version, d.path.display())
+            })?;
+            let e = w.add_entry(&r.entry, r.size, 0o644, f)?;
+            if e.sha256 != r.sha256 {
+                bail!(
+                    "package {} {}: {} changed in the content cache (sha256 {} instead of {}); \
+                     delete it and build again",
+                    r.name,
+                    r.version,
+                    d.path.display(),
+                    e.sha256.hex(),
+                    r.sha256.hex()
+                );
+            }
+            manifest.packages.push(r.clone());
+        }
+        manifest.os = Some(self.os.clone());
+        Ok(())
     }
 }

@@ -9,8 +9,9 @@
 //! it does not meet is an error naming both, not a search (apt does not backtrack
 //! either, and a closure that needs it is one an operator should see).
 //!
-//! The *base* — `Essential: yes` and `Priority: required` packages, which every
-//! installation of the release has (debootstrap's minbase is exactly these) — is never
+//! The *base* — `Essential: yes` and `Priority: required` packages and their own
+//! dependencies, which every installation of the release has (debootstrap's minbase is
+//! exactly these) — is never
 //! carried; a dependency it satisfies is noted, not followed. `Recommends` and
 //! `Suggests` are not followed (`apt-get install --no-install-recommends`); `Conflicts`
 //! and `Breaks` are left to dpkg, which refuses with its own message.
@@ -136,31 +137,13 @@ struct Resolver<'a> {
     order: Vec<usize>,
     why: HashMap<usize, Vec<Reason>>,
     edges: HashMap<usize, BTreeSet<usize>>,
-    /// Base package per name: its newest version, when that is in the base.
-    base: HashMap<&'a str, usize>,
+    /// The base (see [`base`]): package per name.
+    base: HashMap<String, usize>,
     base_used: BTreeMap<String, String>,
 }
 
 pub fn resolve(ix: &Index, arch: &str, requests: &[Request]) -> Result<Closure, ResolveError> {
-    let mut base = HashMap::new();
-    for (i, p) in ix.packages.iter().enumerate() {
-        if p.in_base() {
-            let newest = ix.versions(&p.name)[0];
-            if newest == i {
-                base.insert(p.name.as_str(), i);
-            }
-        }
-    }
-    let mut r = Resolver {
-        ix,
-        arch,
-        chosen: HashMap::new(),
-        order: Vec::new(),
-        why: HashMap::new(),
-        edges: HashMap::new(),
-        base,
-        base_used: BTreeMap::new(),
-    };
+    let mut r = Resolver::new(ix, arch, base(ix, arch));
     let mut queue = VecDeque::new();
     for req in requests {
         let i = r.requested(req)?;
@@ -172,35 +155,25 @@ pub fn resolve(ix: &Index, arch: &str, requests: &[Request]) -> Result<Closure, 
             queue.push_back(i);
         }
     }
-    while let Some(i) = queue.pop_front() {
-        let p = &ix.packages[i];
-        for (field, text) in [("Pre-Depends", &p.pre_depends), ("Depends", &p.depends)] {
-            let Some(text) = text else { continue };
-            let deps = parse_depends(text).map_err(|e| ResolveError::Field {
-                package: p.id(),
-                field: field.into(),
-                reason: e.to_string(),
-            })?;
-            for alts in deps {
-                if let Some(j) = r.satisfy(i, field, &alts)? {
-                    r.edges.entry(i).or_default().insert(j);
-                    let reason = Reason::Dependency {
-                        of: p.name.clone(),
-                        field: field.into(),
-                        relation: alts.to_string(),
-                    };
-                    let w = r.why.entry(j).or_default();
-                    if !w.contains(&reason) {
-                        w.push(reason);
-                    }
-                    if r.choose(j) {
-                        queue.push_back(j);
-                    }
-                }
-            }
+    r.close(queue, true)?;
+    Ok(r.finish())
+}
+
+/// The release's base: the newest `Essential: yes` and `Priority: required` packages and
+/// everything they depend on (libraries are `optional` since bookworm; `libc6` is in the
+/// base because `Essential` packages need it). That is what debootstrap's minbase installs.
+fn base(ix: &Index, arch: &str) -> HashMap<String, usize> {
+    let mut r = Resolver::new(ix, arch, HashMap::new());
+    let mut queue = VecDeque::new();
+    for (i, p) in ix.packages.iter().enumerate() {
+        if p.in_base() && ix.versions(&p.name)[0] == i && r.choose(i) {
+            queue.push_back(i);
         }
     }
-    Ok(r.finish())
+    // The archive's own base is consistent; a dependency it cannot satisfy here (another
+    // architecture's, say) only means fewer packages count as base.
+    let _ = r.close(queue, false);
+    r.chosen
 }
 
 /// Rank of a `Priority` when choosing among providers: the more basic, the better.
@@ -214,7 +187,65 @@ fn priority_rank(p: &str) -> u8 {
     }
 }
 
-impl Resolver<'_> {
+impl<'a> Resolver<'a> {
+    fn new(ix: &'a Index, arch: &'a str, base: HashMap<String, usize>) -> Resolver<'a> {
+        Resolver {
+            ix,
+            arch,
+            chosen: HashMap::new(),
+            order: Vec::new(),
+            why: HashMap::new(),
+            edges: HashMap::new(),
+            base,
+            base_used: BTreeMap::new(),
+        }
+    }
+
+    /// Satisfies every `Pre-Depends` and `Depends` of the queued packages and of what
+    /// they bring in. Not `strict`: a dependency that cannot be satisfied is skipped.
+    fn close(&mut self, mut queue: VecDeque<usize>, strict: bool) -> Result<(), ResolveError> {
+        let ix = self.ix;
+        while let Some(i) = queue.pop_front() {
+            let p = &ix.packages[i];
+            for (field, text) in [("Pre-Depends", &p.pre_depends), ("Depends", &p.depends)] {
+                let Some(text) = text else { continue };
+                let deps = match parse_depends(text) {
+                    Ok(d) => d,
+                    Err(_) if !strict => continue,
+                    Err(e) => {
+                        return Err(ResolveError::Field {
+                            package: p.id(),
+                            field: field.into(),
+                            reason: e.to_string(),
+                        })
+                    }
+                };
+                for alts in deps {
+                    let j = match self.satisfy(i, field, &alts) {
+                        Ok(Some(j)) => j,
+                        Ok(None) => continue,
+                        Err(_) if !strict => continue,
+                        Err(e) => return Err(e),
+                    };
+                    self.edges.entry(i).or_default().insert(j);
+                    let reason = Reason::Dependency {
+                        of: p.name.clone(),
+                        field: field.into(),
+                        relation: alts.to_string(),
+                    };
+                    let w = self.why.entry(j).or_default();
+                    if !w.contains(&reason) {
+                        w.push(reason);
+                    }
+                    if self.choose(j) {
+                        queue.push_back(j);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
     fn pkg(&self, i: usize) -> &Package {
         &self.ix.packages[i]
     }
@@ -629,6 +660,20 @@ mod tests {
         let ix = index(&["a 1; b | c", "b 1", "c 1 required"]);
         let c = resolve(&ix, "amd64", &[req("a")]).unwrap();
         assert_eq!(names(&c), ["a=1"]);
+    }
+
+    #[test]
+    fn what_the_base_depends_on_is_base_too() {
+        // Since bookworm libraries are `optional`: libtinfo6 is base because bash needs it.
+        let ix = index(&[
+            "bash 5.2 required; libtinfo6 (>= 6)",
+            "libtinfo6 6.4",
+            "app 1; libtinfo6 (>= 6), libfoo",
+            "libfoo 1",
+        ]);
+        let c = resolve(&ix, "amd64", &[req("app")]).unwrap();
+        assert_eq!(names(&c), ["libfoo=1", "app=1"]);
+        assert_eq!(c.base.get("libtinfo6").map(String::as_str), Some("6.4"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! they came from the archive (already compressed; their SHA256 is the archive's), under
 //! `files/packages/`.
 
+use crate::digest::{hex_serde, Sha256Digest};
 use serde::{Deserialize, Serialize};
 
 /// Directory of the carried `.deb` files inside the payload.
@@ -31,8 +32,10 @@ pub struct PackageRecord {
     /// Entry path of the `.deb` (`files/packages/<name>_<version>_<arch>.deb`).
     pub entry: String,
     pub size: u64,
-    /// sha256 of the `.deb`, as the repository's signed index lists it.
-    pub sha256: String,
+    /// sha256 of the `.deb`, as the repository's signed index lists it (bare hex on disk,
+    /// like the entries').
+    #[serde(with = "hex_serde")]
+    pub sha256: Sha256Digest,
     /// Install group: packages of one group are installed by one `dpkg -i` (a dependency
     /// cycle); every dependency of a group is in an earlier one. Records are in group order.
     #[serde(default)]

@@ -98,7 +98,7 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 outln!("packages ({}{os}):", m.packages.len())?;
                 for p in &m.packages {
                     outln!(
-                        "  {} {} {}  sha256:{}  {}",
+                        "  {} {} {}  {}  {}",
                         p.name,
                         p.version,
                         p.architecture,
