@@ -423,3 +423,105 @@ impl Carried {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> Result<Spec> {
+        let kf = Kubefile::parse(text, Path::new("Kubefile"))?;
+        Spec::from_kubefile(&kf, Path::new("/ctx"))
+    }
+
+    #[test]
+    fn package_lines_need_one_supported_release() {
+        let e = spec("PACKAGE deb curl\n").unwrap_err().to_string();
+        assert!(
+            e.contains("Kubefile:1: PACKAGE deb needs the target release"),
+            "{e}"
+        );
+        let e = spec("OS centos 9 amd64\nPACKAGE deb curl\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("Kubefile:1: OS centos") && e.contains("debian and ubuntu"),
+            "{e}"
+        );
+        let e = spec("OS debian bookworm i386\n").unwrap_err().to_string();
+        assert!(e.contains("amd64 and arm64"), "{e}");
+        let e = spec("OS debian bookworm amd64\nPACKAGE deb Curl\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("Kubefile:2:") && e.contains("lower case"), "{e}");
+        let s = spec(
+            "OS ubuntu noble arm64\nAPT http://m/ubuntu/ noble main KEYRING k.asc\nAPT http://m/ubuntu noble-security main\nPACKAGE deb nfs-common chrony=4.5-1\n",
+        )
+        .unwrap();
+        assert_eq!(s.target.as_ref().unwrap().platform(), "linux/arm64");
+        assert_eq!(s.repos[0].url, "http://m/ubuntu");
+        assert_eq!(s.repos[0].keyring, Path::new("/ctx/k.asc"));
+        assert_eq!(
+            s.repos[1].keyring,
+            Path::new("/usr/share/keyrings/ubuntu-archive-keyring.gpg")
+        );
+        assert_eq!(s.requests[1].version.as_deref(), Some("4.5-1"));
+        assert_eq!(s.requests[1].at, "Kubefile:4");
+    }
+
+    #[test]
+    fn repositories_default_to_this_machines_apt_sources_or_the_mirror() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sources.list.d")).unwrap();
+        std::fs::write(
+            d.path().join("sources.list.d/debian.sources"),
+            "Types: deb\nURIs: http://site/debian\nSuites: bookworm bookworm-updates trixie\nComponents: main\n\n\
+             Types: deb\nURIs: http://site/debian-security\nSuites: bookworm-security\nComponents: main\nSigned-By: /k.gpg\n",
+        )
+        .unwrap();
+        let s = spec("OS debian bookworm amd64\nPACKAGE deb curl\n").unwrap();
+        let t = s.target.clone().unwrap();
+        let opts = |mirrors: &[&str]| AptOptions {
+            mirrors: mirrors.iter().map(|m| m.to_string()).collect(),
+            etc_apt: Some(d.path().to_path_buf()),
+        };
+        let r = repositories(&s, &t, &opts(&[])).unwrap();
+        let got: Vec<String> = r.iter().map(|r| r.describe()).collect();
+        assert_eq!(
+            got,
+            [
+                "http://site/debian bookworm main",
+                "http://site/debian bookworm-updates main",
+                "http://site/debian-security bookworm-security main"
+            ]
+        );
+        assert_eq!(r[2].keyring, Path::new("/k.gpg"));
+        assert_eq!(r[0].keyring, t.keyring());
+        let r = repositories(&s, &t, &opts(&["http://mirror/debian/"])).unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].describe(), "http://mirror/debian bookworm main");
+        let r = repositories(
+            &s,
+            &t,
+            &opts(&["http://site/debian-security=http://mirror/sec"]),
+        )
+        .unwrap();
+        assert_eq!(r[2].url, "http://mirror/sec");
+        assert_eq!(r[0].url, "http://site/debian");
+        // Nothing for this release here: say what to add.
+        let s = spec("OS debian trixie amd64\nPACKAGE deb curl\n").unwrap();
+        let e = repositories(
+            &s,
+            s.target.as_ref().unwrap(),
+            &AptOptions {
+                etc_apt: Some(d.path().join("nowhere")),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("add `APT <archive url> trixie main`") && e.contains("--apt-mirror"),
+            "{e}"
+        );
+    }
+}

@@ -364,3 +364,33 @@ fn preflight_refuses_a_host_of_another_release_or_without_dpkg() {
     // A bundle without packages has no such checks.
     assert!(packages::preflight(&host, &BundleManifest::default()).is_empty());
 }
+
+#[test]
+fn a_crash_at_any_step_resumes_and_converges() {
+    let reference = fixture();
+    let sys = RecordingSystem::new();
+    install(&reference, &sys).0.unwrap();
+    let steps = sys.checkpoints().len();
+    assert!(steps >= 8, "{:?}", sys.checkpoints());
+    for k in 0..steps {
+        let f = fixture();
+        let crashed = install(&f, &RecordingSystem::new().crash_at(k)).0;
+        assert!(
+            matches!(crashed, Err(crate::engine::EngineError::Crashed(_))),
+            "checkpoint {k}: {crashed:?}"
+        );
+        install(&f, &RecordingSystem::new())
+            .0
+            .unwrap_or_else(|e| panic!("resume after a crash at {k}: {e}"));
+        let j = journal(&f.root);
+        assert!(j.is_done("packages") && j.pending.is_none(), "crash at {k}");
+        assert_eq!(j.packages, ["c1", "c2", "app"], "crash at {k}");
+        for (n, v) in [("libb", "2:1.0-1"), ("c2", "1.0"), ("app", "1:2.6.2-4")] {
+            assert_eq!(
+                std::fs::read(spooled(&f, n, v)).unwrap(),
+                deb_bytes(n),
+                "crash at {k}"
+            );
+        }
+    }
+}
