@@ -4,7 +4,7 @@
 //! `--root`, and removed by `reset` — only what ferry installed.
 
 use crate::install::Sandbox;
-use ferry_builder::kubefile::Kubefile;
+use ferry_builder::kubefile::{Kubefile, Recipe};
 use ferry_builder::packages::{self, gpgv, AptOptions, Spec};
 use ferry_tests::bins::{build_kubefile, ferry, run_fail, run_ok, workspace};
 use ferry_tests::debian::{cache_dir, dpkg_arch, dpkg_status, minbase_root, mirror};
@@ -44,7 +44,7 @@ fn status_of(root: &Path) -> BTreeMap<String, String> {
 fn the_nfs_common_closure_from_the_real_archive_fits_a_minbase_root() {
     let t = tempfile::tempdir().unwrap();
     let kf = Kubefile::parse(&kubefile("nfs-common"), Path::new("Kubefile")).unwrap();
-    let spec = Spec::from_kubefile(&kf, t.path()).unwrap();
+    let spec = Spec::from_recipe(&Recipe::interpret(&kf, t.path()).unwrap()).unwrap();
     let cache = ferry_builder::pull::ContentCache::open(cache_dir()).unwrap();
     let started = std::time::Instant::now();
     let res = packages::resolve_spec(&spec, &AptOptions::default(), &cache)
@@ -110,7 +110,7 @@ fn the_nfs_common_closure_from_the_real_archive_fits_a_minbase_root() {
     for g in &got {
         let (sha, size) =
             ferry_bundle::digest::hash_reader(std::fs::File::open(&g.path).unwrap()).unwrap();
-        assert_eq!(sha.hex(), g.record.sha256, "{}", g.record.name);
+        assert_eq!(sha, g.record.sha256, "{}", g.record.name);
         assert_eq!(size, g.record.size);
     }
 }
