@@ -33,7 +33,7 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
     let host = settings::host(&cli.host)?;
     let quiet = cli.quiet || cli.output == OutputFormat::Json;
     let m = node::contact(&js.master, &js.token)?;
-    let checks = preflight::run(&preflight::Inputs {
+    let mut checks = preflight::run(&preflight::Inputs {
         host: &host,
         stage_bytes: m.info.files.iter().map(|f| f.size * 3).sum(),
         platform: &m.info.platform,
@@ -45,6 +45,10 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         invocation: &settings::invocation(),
         skip: &cli.host.skip_preflight,
     });
+    let mut pkg =
+        crate::install::packages::preflight_of(&host, m.info.os.as_ref(), &m.info.packages);
+    preflight::skip(&mut pkg, &cli.host.skip_preflight);
+    checks.extend(pkg);
     if !quiet {
         eprint!("{}", preflight::table(&checks));
     }

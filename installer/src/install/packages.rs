@@ -26,10 +26,10 @@
 use super::preflight::{Check, Status as CheckStatus};
 use super::{entry_ref, file, PlanError};
 use crate::engine::{
-    CommandSpec, Content, DpkgStep, Journal, Phase, PhaseName, Step, StepError, System,
+    CommandSpec, Content, DpkgStep, EntryRef, Journal, Phase, PhaseName, Step, StepError, System,
 };
 use crate::host::{Host, HostPath};
-use ferry_bundle::packages::PackageRecord;
+use ferry_bundle::packages::{OsRecord, PackageRecord};
 use ferry_bundle::{Bundle, BundleManifest};
 use ferry_deb::Version;
 use std::collections::BTreeMap;
@@ -117,15 +117,33 @@ pub fn phase(
     b: &Bundle,
 ) -> Result<Option<(Phase, Vec<String>)>, PlanError> {
     let m = &b.manifest;
-    if m.packages.is_empty() {
+    phase_of(host, journal, m.os.as_ref(), &m.packages, |rec| {
+        entry_ref(
+            b,
+            &rec.entry,
+            &format!("package {} {}", rec.name, rec.version),
+        )
+    })
+}
+
+/// The packages phase for `packages` (of release `os`), whose `.deb`s `entry` locates —
+/// in the staged bundle on the first node, on the master for a joined one.
+pub fn phase_of(
+    host: &Host,
+    journal: &Journal,
+    os: Option<&OsRecord>,
+    packages: &[PackageRecord],
+    entry: impl Fn(&PackageRecord) -> Result<EntryRef, PlanError>,
+) -> Result<Option<(Phase, Vec<String>)>, PlanError> {
+    if packages.is_empty() {
         return Ok(None);
     }
     let status = ferry_deb::Status::read(&host.root).map_err(|e| {
         PlanError::Other(format!(
             "this bundle carries OS packages for {} and this host has no dpkg database ({e}); \
              install it on a {} host",
-            os_name(m),
-            os_name(m)
+            os_name(os),
+            os_name(os)
         ))
     })?;
     let mut phase = Phase::new(PhaseName::Packages);
@@ -138,7 +156,7 @@ pub fn phase(
         upgrade: Vec<String>,
     }
     let mut groups: BTreeMap<u32, Group> = BTreeMap::new();
-    for rec in &m.packages {
+    for rec in packages {
         let n = need(rec, &status, journal);
         let g = groups.entry(rec.group).or_default();
         match n {
@@ -149,11 +167,7 @@ pub fn phase(
             Need::Install => g.install.push(rec.name.clone()),
             Need::Upgrade(_) => g.upgrade.push(rec.name.clone()),
         }
-        let e = entry_ref(
-            b,
-            &rec.entry,
-            &format!("package {} {}", rec.name, rec.version),
-        )?;
+        let e = entry(rec)?;
         let base = rec.entry.rsplit('/').next().unwrap_or(&rec.entry);
         let dest = spool(host).join(base)?;
         g.debs.push(host.path(&dest).display().to_string());
@@ -177,16 +191,15 @@ pub fn phase(
         notes.push(format!(
             "packages: this host already has {} of the {} carried at the same or a newer version (not installed again): {}",
             have.len(),
-            m.packages.len(),
+            packages.len(),
             have.join(", ")
         ));
     }
     Ok(Some((phase, notes)))
 }
 
-fn os_name(m: &BundleManifest) -> String {
-    m.os.as_ref()
-        .map(|o| format!("{} {} {}", o.distribution, o.release, o.architecture))
+fn os_name(os: Option<&OsRecord>) -> String {
+    os.map(|o| format!("{} {} {}", o.distribution, o.release, o.architecture))
         .unwrap_or_else(|| "its release".into())
 }
 
@@ -210,14 +223,19 @@ pub fn dpkg_failed(d: &DpkgStep, e: StepError) -> StepError {
 /// Preflight checks for a bundle with packages: a dpkg host of the bundle's release and
 /// architecture. Empty when the bundle carries no packages.
 pub fn preflight(host: &Host, m: &BundleManifest) -> Vec<Check> {
-    if m.packages.is_empty() {
+    preflight_of(host, m.os.as_ref(), &m.packages)
+}
+
+/// [`preflight`] for `packages` of release `os` (a joined node has them from its master).
+pub fn preflight_of(host: &Host, os: Option<&OsRecord>, packages: &[PackageRecord]) -> Vec<Check> {
+    if packages.is_empty() {
         return Vec::new();
     }
-    let os = m.os.clone().unwrap_or_default();
     let fix = format!(
         "the bundle's packages are .debs for {}: install it on such a host (or rebuild with this host's release in OS)",
-        os_name(m)
+        os_name(os)
     );
+    let os = os.cloned().unwrap_or_default();
     let mut out = Vec::new();
     let db = host.root.join("var/lib/dpkg/status");
     let arch = std::process::Command::new("dpkg")

@@ -26,8 +26,14 @@ pub struct JoinInfo {
     pub upstream_hosts: Vec<String>,
     /// The master's TLS registry, e.g. `https://10.0.0.1:5443`.
     pub registry: String,
-    /// Runtime files the node needs.
+    /// Runtime files the node needs (and the `.deb`s of `packages`, role `package/<name>`).
     pub files: Vec<JoinFile>,
+    /// The release of `packages` (a bundle with `PACKAGE deb`).
+    #[serde(default)]
+    pub os: Option<ferry_bundle::packages::OsRecord>,
+    /// OS packages every node installs, as in bundle.json.
+    #[serde(default)]
+    pub packages: Vec<ferry_bundle::packages::PackageRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -49,15 +55,20 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
         .as_ref()
         .map(|c| c.distribution.clone())
         .unwrap_or_else(|| ferry_bundle::roles::PAYLOAD_CONTAINERD.into());
+    let debs = m
+        .packages
+        .iter()
+        .map(|p| (format!("package/{}", p.name), p.entry.clone()));
     let files = m
         .payloads
         .iter()
         .filter(|p| p.name == payload)
-        .flat_map(|p| p.files.iter())
+        .flat_map(|p| p.files.iter().map(|(r, e)| (r.clone(), e.clone())))
+        .chain(debs)
         .filter_map(|(role, entry)| {
-            let e = b.locate(entry)?.entry;
+            let e = b.locate(&entry)?.entry;
             Some(JoinFile {
-                role: role.clone(),
+                role,
                 entry: e.path.clone(),
                 compression: e.compression.clone(),
                 size: e.size,
@@ -73,5 +84,7 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
         upstream_hosts: hosts,
         registry: registry.to_string(),
         files,
+        os: m.os.clone(),
+        packages: m.packages.clone(),
     }
 }

@@ -394,3 +394,50 @@ fn a_crash_at_any_step_resumes_and_converges() {
         }
     }
 }
+
+#[test]
+fn a_joined_node_plans_the_same_packages_from_its_master() {
+    let f = fixture();
+    let b = Bundle::open(&f.bundle).unwrap();
+    let info = crate::join::protocol::join_info(&b, "https://10.0.0.1:5443");
+    // The master hands out the .debs (and only the bundle's entries for them).
+    for p in &b.manifest.packages {
+        let jf = info
+            .files
+            .iter()
+            .find(|jf| jf.role == format!("package/{}", p.name))
+            .unwrap_or_else(|| panic!("{} not handed out: {:?}", p.name, info.files));
+        assert_eq!((jf.entry.as_str(), jf.sha256), (p.entry.as_str(), p.sha256));
+    }
+    assert_eq!(info.os, b.manifest.os);
+    // Through JSON, as the node receives it.
+    let info: crate::join::protocol::JoinInfo =
+        serde_json::from_str(&serde_json::to_string(&info).unwrap()).unwrap();
+    let s = crate::join::node::JoinSettings {
+        master: "10.0.0.1:5443".into(),
+        token: crate::join::token::Token::parse(&format!(
+            "K10{}::{}",
+            "a".repeat(64),
+            "b".repeat(32)
+        ))
+        .unwrap(),
+        control_plane: false,
+        node_ip: "10.0.0.2".parse().unwrap(),
+        wait_timeout: std::time::Duration::from_secs(1),
+        systemd: false,
+    };
+    let plan = crate::join::node::plan(&host_of(&f), &crate::engine::Journal::default(), &info, &s)
+        .unwrap();
+    assert_eq!(plan.phases[0].name, PhaseName::Packages);
+    let text = crate::engine::print::plan_text(&plan);
+    assert!(
+        text.contains("[packages] install c1 c2: run") && text.contains("upgrade the host's libb"),
+        "{text}"
+    );
+    // A master whose bundle has no packages plans none.
+    let mut bare = info.clone();
+    bare.packages.clear();
+    let plan = crate::join::node::plan(&host_of(&f), &crate::engine::Journal::default(), &bare, &s)
+        .unwrap();
+    assert!(plan.phases.iter().all(|p| p.name != PhaseName::Packages));
+}
