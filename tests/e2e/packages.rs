@@ -321,4 +321,49 @@ fn nfs_common_installs_into_a_minbase_root_with_its_closure_and_reset_removes_on
     for (n, s) in &before {
         assert_eq!(reset.get(n), Some(s), "{n} changed");
     }
+
+    // Preflight refuses a host of another release, and one without dpkg, before any change.
+    let os_release = root.join("etc/os-release");
+    let real = std::fs::read_to_string(&os_release).unwrap();
+    std::fs::remove_file(&os_release).unwrap(); // a link into usr/lib in Debian
+    std::fs::write(&os_release, real.replace("bookworm", "trixie")).unwrap();
+    let check = |root: &Path, name: &str| -> serde_json::Value {
+        let out = Sandbox::new(&bundle, root.to_path_buf())
+            .cmd()
+            .args(["preflight", "--output", "json"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(3), "preflight must fail");
+        let checks: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name} check: {checks}"))
+    };
+    let c = check(&root, "os_release");
+    assert_eq!(c["status"], "fail");
+    assert!(
+        c["detail"]
+            .as_str()
+            .unwrap()
+            .contains("host debian trixie, packages for debian bookworm"),
+        "{c}"
+    );
+    let bare = t.path().join("bare");
+    std::fs::create_dir(&bare).unwrap();
+    let c = check(&bare, "dpkg");
+    assert_eq!(c["status"], "fail");
+    assert!(
+        c["detail"].as_str().unwrap().contains("no dpkg database"),
+        "{c}"
+    );
+    let out = Sandbox::new(&bundle, bare.clone()).cmd().output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        !bare.join("var/lib/ferry").exists(),
+        "a refused install changes nothing"
+    );
 }
