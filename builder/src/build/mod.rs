@@ -231,16 +231,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             );
         }
     }
-    let mut report = write(
-        opts,
-        manifest,
-        &images,
-        &copies,
-        &payload_files,
-        &planned_apps,
-        scratch.path(),
-        packages.as_ref(),
-    )?;
+    let planned = Planned {
+        images: &images,
+        copies: &copies,
+        payloads: &payload_files,
+        apps: &planned_apps,
+        packages: packages.as_ref(),
+    };
+    let mut report = write(opts, manifest, &planned, scratch.path())?;
     report.pulled = pulled;
     let (sha, file) = output::write_checksum(&opts.output)?;
     report.file_sha256 = sha.to_string();
@@ -521,16 +519,29 @@ fn resolve_images(
     Ok((by_name.into_values().collect(), stats))
 }
 
+/// Everything the bundle will carry, resolved to local bytes.
+struct Planned<'a> {
+    images: &'a [ResolvedImage],
+    copies: &'a [files::PlannedFile],
+    payloads: &'a [(String, String, Vec<payload::PayloadFile>)],
+    apps: &'a [apps::PlannedApp],
+    /// `PACKAGE deb`: the closure's .debs in the content cache.
+    packages: Option<&'a crate::packages::Carried>,
+}
+
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
-    images: &[ResolvedImage],
-    copies: &[files::PlannedFile],
-    payloads: &[(String, String, Vec<payload::PayloadFile>)],
-    planned_apps: &[apps::PlannedApp],
+    planned: &Planned,
     tmp_dir: &Path,
-    packages: Option<&crate::packages::Carried>,
 ) -> Result<BuildReport> {
+    let Planned {
+        images,
+        copies,
+        payloads,
+        apps: planned_apps,
+        packages,
+    } = *planned;
     let platforms = if opts.pull.platforms.is_empty() {
         std::slice::from_ref(&opts.platform)
     } else {
