@@ -34,6 +34,26 @@ pub enum Command {
     Build(BuildArgs),
     /// List the images a Kubefile needs: IMAGE lines and what discovery finds in its APPs.
     Images(ImagesArgs),
+    /// List the OS packages a Kubefile's PACKAGE lines carry: the dependency closure for
+    /// its OS release, with why each package is needed.
+    Packages(PackagesArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackagesArgs {
+    /// The Kubefile to read.
+    #[arg(short = 'f', long = "file", default_value = "Kubefile")]
+    pub kubefile: PathBuf,
+    /// Read the OS release's packages from this archive mirror instead of this machine's
+    /// apt sources (used when the Kubefile has no APT line); or, as <from-url>=<to-url>,
+    /// fetch an APT line's repository from a mirror of it.
+    #[arg(long = "apt-mirror", value_name = "URL|FROM=TO")]
+    pub apt_mirrors: Vec<String>,
+    /// Content cache for package indexes (and .debs, and pulled blobs).
+    #[arg(long, env = "FERRY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
+    pub context: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -116,9 +136,14 @@ pub struct BuildArgs {
     pub platform: Vec<Platform>,
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Content cache for pulled blobs (a rebuild fetches no blob it already has).
+    /// Content cache for pulled blobs, package indexes and .debs (a rebuild fetches no
+    /// blob it already has).
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// OS packages: read the release from this archive mirror (no APT line), or an APT
+    /// line's repository from a mirror of it (<from-url>=<to-url>).
+    #[arg(long = "apt-mirror", value_name = "URL|FROM=TO")]
+    pub apt_mirrors: Vec<String>,
     /// Supply a runtime/cluster payload from local files: <name>=<dir|file.tar.gz>.
     /// Without it, the payload is downloaded from its projects' releases and verified
     /// against their published checksums.

@@ -13,6 +13,7 @@ mod install;
 mod join;
 mod k3s;
 mod novice;
+mod packages;
 mod pull;
 mod registry_serve;
 mod releases;

@@ -2,6 +2,7 @@
 //! built binaries. Each helper lives in its own module so tests read as a story.
 
 pub mod bins;
+pub mod debian;
 pub mod forge;
 pub mod images;
 pub mod plan;

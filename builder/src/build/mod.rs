@@ -67,6 +67,8 @@ pub struct BuildOptions {
     pub candidates: CandidateMode,
     /// Fail when a discovered image that exists is not carried.
     pub strict: bool,
+    /// Where `PACKAGE deb` packages come from (`--apt-mirror`).
+    pub apt: crate::packages::AptOptions,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -118,14 +120,6 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
                 c.version
             );
         }
-    }
-    if let Some(p) = recipe.packages.first() {
-        bail!(
-            "{}: PACKAGE {} {}: OS packages are not supported by this build yet",
-            p.origin,
-            p.kind,
-            p.names.join(" ")
-        );
     }
     let mut manifest = BundleManifest {
         builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
@@ -249,15 +243,23 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .iter()
         .map(|p| (p.name.clone(), p.version.clone(), p.files.clone()))
         .collect();
+    let packages = crate::packages::for_build(
+        &recipe,
+        &opts.platform.to_string(),
+        &opts.apt,
+        opts.cache_dir.as_deref(),
+        opts.quiet,
+    )?;
     if images.is_empty()
         && copies.is_empty()
         && planned_apps.is_empty()
         && payload_files.is_empty()
         && manifest.hooks.is_empty()
         && manifest.cluster.is_none()
+        && packages.is_none()
     {
         bail!(
-            "{}: nothing to deliver: no IMAGE, APP, COPY, RUN or CLUSTER, and no runtime payload",
+            "{}: nothing to deliver: no IMAGE, APP, COPY, RUN, CLUSTER or PACKAGE, and no runtime payload",
             opts.kubefile.display()
         );
     }
@@ -280,15 +282,14 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             );
         }
     }
-    let mut report = write(
-        opts,
-        manifest,
-        &images,
-        &copies,
-        &payload_files,
-        &planned_apps,
-        scratch.path(),
-    )?;
+    let planned = Planned {
+        images: &images,
+        copies: &copies,
+        payloads: &payload_files,
+        apps: &planned_apps,
+        packages: packages.as_ref(),
+    };
+    let mut report = write(opts, manifest, &planned, scratch.path())?;
     report.pulled = pulled;
     report.discovery = selection.summary();
     report.discovered = selection.entries;
@@ -586,15 +587,29 @@ fn resolve_images(
     Ok((by_name.into_values().collect(), stats, failed))
 }
 
+/// Everything the bundle will carry, resolved to local bytes.
+struct Planned<'a> {
+    images: &'a [ResolvedImage],
+    copies: &'a [files::PlannedFile],
+    payloads: &'a [(String, String, Vec<payload::PayloadFile>)],
+    apps: &'a [apps::PlannedApp],
+    /// `PACKAGE deb`: the closure's .debs in the content cache.
+    packages: Option<&'a crate::packages::Carried>,
+}
+
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
-    images: &[ResolvedImage],
-    copies: &[files::PlannedFile],
-    payloads: &[(String, String, Vec<payload::PayloadFile>)],
-    planned_apps: &[apps::PlannedApp],
+    planned: &Planned,
     tmp_dir: &Path,
 ) -> Result<BuildReport> {
+    let Planned {
+        images,
+        copies,
+        payloads,
+        apps: planned_apps,
+        packages,
+    } = *planned;
     let platforms = if opts.pull.platforms.is_empty() {
         std::slice::from_ref(&opts.platform)
     } else {
@@ -613,7 +628,8 @@ fn write(
             .iter()
             .copied()
             .chain(copies.iter().map(|c| c.size))
-            .chain(payloads.iter().flat_map(|p| &p.2).map(|f| f.size)),
+            .chain(payloads.iter().flat_map(|p| &p.2).map(|f| f.size))
+            .chain(packages.map(|p| p.size())),
     )
     .context("the bundle's parts add up to more than 2^64 bytes")?;
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
@@ -697,6 +713,10 @@ fn write(
             bar.inc(f.size);
         }
         manifest.payloads.push(rec);
+    }
+    if let Some(p) = packages {
+        p.write(&mut w, &mut manifest)?;
+        bar.inc(p.size());
     }
     let inherited_bytes = w.inherited_bytes();
     let (footer, manifest): (Footer, _) = w.finish(manifest)?;

@@ -44,6 +44,10 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         locked: args.locked,
         candidates: args.candidates.mode(),
         strict: args.strict,
+        apt: crate::packages::AptOptions {
+            mirrors: args.apt_mirrors.clone(),
+            etc_apt: None,
+        },
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;

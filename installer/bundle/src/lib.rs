@@ -37,6 +37,7 @@ pub mod footer;
 pub mod manifest;
 pub mod marker;
 pub mod oci;
+pub mod packages;
 pub mod paths;
 pub mod reader;
 pub mod reference;

@@ -47,6 +47,12 @@ pub struct BundleManifest {
     pub payloads: Vec<PayloadRecord>,
     #[serde(default)]
     pub hooks: Vec<HookRecord>,
+    /// The release `packages` were resolved for (`OS` in the Kubefile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<crate::packages::OsRecord>,
+    /// OS packages (`PACKAGE deb`), in install order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<crate::packages::PackageRecord>,
     /// Every tar entry of the payload except bundle.json itself, in payload order.
     pub entries: Vec<EntryRecord>,
     /// Set when this bundle is a delta: it carries only what its base lacks.

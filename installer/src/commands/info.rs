@@ -30,6 +30,8 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 "files": m.files,
                 "payloads": m.payloads,
                 "hooks": m.hooks,
+                "os": m.os,
+                "packages": m.packages,
                 "entries": m.entries.len() + 1,
                 "delta": m.delta.as_ref().map(|d| serde_json::json!({
                     "base": d.base,
@@ -86,6 +88,24 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
             }
             for f in &m.files {
                 outln!("file:      {} -> {}", f.entry, f.dest)?;
+            }
+            if !m.packages.is_empty() {
+                let os = m
+                    .os
+                    .as_ref()
+                    .map(|o| format!(" for {} {} {}", o.distribution, o.release, o.architecture))
+                    .unwrap_or_default();
+                outln!("packages ({}{os}):", m.packages.len())?;
+                for p in &m.packages {
+                    outln!(
+                        "  {} {} {}  {}  {}",
+                        p.name,
+                        p.version,
+                        p.architecture,
+                        p.sha256,
+                        human(p.size)
+                    )?;
+                }
             }
         }
     }

@@ -69,7 +69,7 @@ impl RecordingSystem {
             .insert(needle.to_string(), (service.to_string(), why.to_string()));
         self
     }
-    /// Commands whose program is `program` fail.
+    /// Commands whose program is `program`, or one of whose arguments contains it, fail.
     pub fn fail_command(self, program: &str, stderr: &str) -> Self {
         self.state.lock().unwrap().failing_commands.insert(
             program.to_string(),
@@ -93,7 +93,17 @@ impl System for RecordingSystem {
         let mut s = self.state.lock().unwrap();
         s.calls.push(Call::Run(cmd.argv.clone()));
         let prog = cmd.argv.first().cloned().unwrap_or_default();
-        Ok(match s.failing_commands.get(&prog) {
+        let failing = s.failing_commands.get(&prog).or_else(|| {
+            s.failing_commands
+                .iter()
+                .find(|(k, _)| {
+                    cmd.argv[1.min(cmd.argv.len())..]
+                        .iter()
+                        .any(|a| a.contains(k.as_str()))
+                })
+                .map(|(_, v)| v)
+        });
+        Ok(match failing {
             Some((status, stderr)) => CommandOutput {
                 success: false,
                 status: status.clone(),

@@ -57,6 +57,10 @@ pub struct Journal {
     /// The revision each service was last started with (see `ServiceSpec::revision`).
     #[serde(default)]
     pub revisions: BTreeMap<String, String>,
+    /// OS packages ferry installed (not those it upgraded), in install order: `reset`
+    /// removes them, newest first. Recorded before dpkg runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
     #[serde(default)]
     pub node_ip: String,
     #[serde(default)]

@@ -44,6 +44,8 @@ pub struct Plan {
 pub enum PhaseName {
     /// verify every byte of the bundle while copying it to the data directory.
     Stage,
+    /// OS packages (`PACKAGE deb`) the host lacks, installed with dpkg.
+    Packages,
     /// `COPY` destinations, and on joined nodes what the master hands out.
     Files,
     /// The cluster CA, the registry's certificate, the join token, the registry service.
@@ -62,6 +64,7 @@ impl PhaseName {
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseName::Stage => "stage",
+            PhaseName::Packages => "packages",
             PhaseName::Files => "files",
             PhaseName::Registry => "registry",
             PhaseName::Runtime => "runtime",
@@ -159,6 +162,20 @@ pub enum Step {
     Run(CommandSpec),
     /// Wait until a check passes, or fail the phase when the wait times out.
     Wait(HealthCheck),
+    /// Install OS packages with dpkg (see `crate::install::packages`).
+    Dpkg(DpkgStep),
+}
+
+/// One `dpkg -i` of packages that install together (a group of the bundle's closure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DpkgStep {
+    /// `dpkg [--root <root>] … -i <spooled .deb>…`, with a non-interactive environment.
+    pub command: CommandSpec,
+    /// Packages the host does not have: journaled before dpkg runs, removed by `reset`.
+    pub install: Vec<String>,
+    /// Packages the host has at an older version: upgraded, and left in place by `reset`
+    /// (the host's own packages; the older version is not carried).
+    pub upgrade: Vec<String>,
 }
 
 /// A file to write.

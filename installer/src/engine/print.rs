@@ -91,6 +91,30 @@ pub fn plan_text(plan: &Plan) -> String {
                 Step::Wait(check) => {
                     let _ = writeln!(s, "==> [{p}] wait for {}", check.what());
                 }
+                Step::Dpkg(d) => {
+                    let mut what = Vec::new();
+                    if !d.install.is_empty() {
+                        what.push(format!("install {}", d.install.join(" ")));
+                    }
+                    if !d.upgrade.is_empty() {
+                        what.push(format!(
+                            "upgrade the host's {} (reset leaves them)",
+                            d.upgrade.join(" ")
+                        ));
+                    }
+                    let env: String = d
+                        .command
+                        .env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v} "))
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "==> [{p}] {}: run {env}{}",
+                        what.join("; "),
+                        d.command.argv.join(" ")
+                    );
+                }
             }
         }
     }

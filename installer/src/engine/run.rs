@@ -8,7 +8,7 @@
 //! crash leaves the phase pending in the journal and the next run undoes it first.
 
 use super::journal::JournalFile;
-use super::plan::{Content, FileStep, HealthCheck, Phase, Plan, ServiceSpec, Step};
+use super::plan::{CommandSpec, Content, FileStep, HealthCheck, Phase, Plan, ServiceSpec, Step};
 use super::report::Reporter;
 use super::source::{EntrySource, SecretSource, SourceError};
 use super::system::{Crash, SysError, System};
@@ -67,6 +67,8 @@ pub enum StepError {
     NoSpace { path: HostPath, detail: String },
     #[error("staging the bundle: {0}")]
     Stage(String),
+    #[error("{0}")]
+    Packages(String),
     #[error("{0}")]
     Rollback(#[from] TxError),
 }
@@ -261,29 +263,43 @@ impl Engine<'_> {
                 }
                 Ok(self.converge(svc, tx.journal())?)
             }
-            Step::Run(cmd) => {
-                self.report
-                    .log_only(&format!("running {}", cmd.argv.join(" ")));
-                let out = self.sys.run(cmd)?;
-                for l in out.stdout.lines().chain(out.stderr.lines()) {
-                    self.report.say(&format!("    {l}"));
-                }
-                if out.success {
-                    Ok(())
-                } else {
-                    let err = out.stderr.trim();
-                    Err(StepError::Command {
-                        argv: cmd.argv.join(" "),
-                        status: out.status,
-                        stderr: if err.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {err}")
-                        },
-                    })
-                }
+            Step::Run(cmd) => self.command(cmd),
+            Step::Dpkg(d) => {
+                tx.note(|j| {
+                    for p in &d.install {
+                        if !j.packages.contains(p) {
+                            j.packages.push(p.clone());
+                        }
+                    }
+                })?;
+                self.command(&d.command)
+                    .map_err(|e| crate::install::packages::dpkg_failed(d, e))
             }
             Step::Wait(check) => self.wait(check),
+        }
+    }
+
+    /// Runs a command, showing what it prints; a non-zero exit is an error with its stderr.
+    fn command(&self, cmd: &CommandSpec) -> Result<(), StepError> {
+        self.report
+            .log_only(&format!("running {}", cmd.argv.join(" ")));
+        let out = self.sys.run(cmd)?;
+        for l in out.stdout.lines().chain(out.stderr.lines()) {
+            self.report.say(&format!("    {l}"));
+        }
+        if out.success {
+            Ok(())
+        } else {
+            let err = out.stderr.trim();
+            Err(StepError::Command {
+                argv: cmd.argv.join(" "),
+                status: out.status,
+                stderr: if err.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {err}")
+                },
+            })
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod cluster;
 pub mod health;
 pub mod netinfo;
+pub mod packages;
 pub mod preflight;
 pub mod reset;
 pub mod runtime;
@@ -160,11 +161,13 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         )));
     }
     let mut notes = Vec::new();
-    let mut phases = vec![
-        stage_phase(s, b),
-        files_phase(s, b, journal)?,
-        registry_phase(s, b, journal),
-    ];
+    let mut phases = vec![stage_phase(s, b)];
+    if let Some((phase, n)) = packages::phase(&s.host, journal, b)? {
+        notes.extend(n);
+        phases.push(phase);
+    }
+    phases.push(files_phase(s, b, journal)?);
+    phases.push(registry_phase(s, b, journal));
     let (runtime, health) = runtime_phase(s, b, journal, &mut notes)?;
     phases.push(runtime);
     phases.push(health);

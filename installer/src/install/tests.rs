@@ -12,6 +12,8 @@ use ferry_bundle::BundleManifest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod packages;
+
 /// Incompressible, non-UTF-8 bytes (a real gzip stream is like that).
 pub(super) fn noise(len: usize, seed: u8) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
@@ -167,6 +169,15 @@ pub(super) fn settings(root: &Path) -> InstallSettings {
     }
 }
 
+/// The journal as `install` opens it for `b`: the host claimed, ferry's trees too.
+pub(super) fn open_journal(s: &InstallSettings, b: &Bundle) -> JournalFile {
+    let host = &s.host;
+    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    claim(&mut jf.journal, s, b);
+    crate::engine::claim_trees(host, &mut jf).unwrap();
+    jf
+}
+
 /// One install run, as the `install` command does it (minus preflight and the lock).
 pub(super) fn install_with(
     f: &Fixture,
@@ -174,10 +185,7 @@ pub(super) fn install_with(
 ) -> Result<(), crate::engine::EngineError> {
     let s = settings(&f.root);
     let b = Bundle::open(&f.bundle).unwrap();
-    let host = &s.host;
-    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
-    claim(&mut jf.journal, &s, &b);
-    crate::engine::claim_trees(host, &mut jf).unwrap();
+    let mut jf = open_journal(&s, &b);
     let plan = plan(&s, &b, &jf.journal).unwrap();
     run(&s, &b, &plan, &mut jf, sys, &Reporter::console(true))
 }

@@ -309,12 +309,32 @@ pub fn plan(
     health.steps.push(Step::Wait(HealthCheck::MasterRegistry {
         url: info.registry.clone(),
     }));
+    // OS packages first, as on the master: every node needs them (nfs-common for NFS
+    // volumes…); the .debs come from the master like the runtime's files.
+    let mut phases = Vec::new();
+    let mut notes = Vec::new();
+    if let Some((p, n)) = crate::install::packages::phase_of(
+        host,
+        journal,
+        info.os.as_ref(),
+        &info.packages,
+        |rec| {
+            entry(&format!("package/{}", rec.name)).ok_or_else(|| PlanError::MissingEntry {
+                what: format!("package {} {}", rec.name, rec.version),
+                entry: rec.entry.clone(),
+            })
+        },
+    )? {
+        phases.push(p);
+        notes.extend(n);
+    }
+    phases.extend([files, runtime_phase, health]);
     Ok(Plan {
         kind: PlanKind::Join,
         bundle: info.bundle_name.clone(),
         bundle_sha256: info.bundle_sha256,
-        notes: vec![],
-        phases: vec![files, runtime_phase, health],
+        notes,
+        phases,
     })
 }
 
