@@ -8,4 +8,5 @@ pub mod image;
 pub mod kubefile;
 pub mod lock;
 pub mod pull;
+pub mod push;
 pub mod release;

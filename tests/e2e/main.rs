@@ -10,6 +10,7 @@ mod join;
 mod k3s;
 mod novice;
 mod pull;
+mod push;
 mod registry_serve;
 mod releases;
 mod upgrade;

@@ -16,6 +16,7 @@
 //! from different directories and caches and compares the sha256).
 
 pub mod apps;
+pub mod base;
 pub(crate) mod files;
 pub mod output;
 pub mod payload;
@@ -27,7 +28,9 @@ use crate::lock::{hash_path, Lock, LockedAsset, LockedFile, LockedImage};
 use crate::pull::{pull, ContentCache, Platform, PullOptions, PullStats};
 use crate::release::{self, DownloadOptions, Downloader};
 use anyhow::{bail, Context, Result};
-use ferry_bundle::manifest::{AppRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::manifest::{
+    AppRecord, BaseRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord,
+};
 use ferry_bundle::oci::{Descriptor, LayoutIndex, LAYOUT_FILE};
 use ferry_bundle::paths::{self, OCI_INDEX_PATH, OCI_LAYOUT_PATH};
 use ferry_bundle::reference::Reference;
@@ -85,6 +88,11 @@ pub struct BuildReport {
     pub delta: Option<DeltaReport>,
     /// The `ferry.lock` written (or, with `--locked`, checked).
     pub lock: PathBuf,
+    /// The bundle this one was built `FROM`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
+    /// What was taken from the base unchanged.
+    pub inherited: Inherited,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -94,13 +102,22 @@ pub struct DeltaReport {
     pub inherited_bytes: u64,
 }
 
+/// Counts of what a layered build took from its base.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Inherited {
+    pub images: usize,
+    pub apps: usize,
+    pub files: usize,
+    pub payloads: usize,
+    pub hooks: usize,
+}
+
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let recipe = Recipe::read(&opts.kubefile, &opts.context)?;
-    if let Some((base, at)) = &recipe.base {
-        bail!(
-            "{at}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch"
-        );
-    }
+    let base = match &recipe.base {
+        Some((spec, at)) => Some(base::open(spec, at, opts)?),
+        None => None,
+    };
     if let Some(c) = &recipe.cluster {
         if c.distribution != roles::PAYLOAD_K3S {
             bail!(
@@ -119,22 +136,37 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             p.names.join(" ")
         );
     }
+    let bm = base.as_ref().map(|b| &b.bundle.manifest);
+    let mut labels = bm.map(|m| m.labels.clone()).unwrap_or_default();
+    labels.extend(recipe.labels.clone());
+    let mut env = bm.map(|m| m.env.clone()).unwrap_or_default();
+    env.extend(recipe.env.clone());
+    let hooks = bm
+        .into_iter()
+        .flat_map(|m| &m.hooks)
+        .map(|h| HookRecord {
+            command: h.command.clone(),
+            inherited: true,
+        })
+        .chain(recipe.hooks.iter().map(|h| HookRecord {
+            command: h.command.clone(),
+            inherited: false,
+        }))
+        .collect();
     let mut manifest = BundleManifest {
         builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
         platform: opts.platform.to_string(),
-        labels: recipe.labels.clone(),
-        env: recipe.env.clone(),
-        hooks: recipe
-            .hooks
-            .iter()
-            .map(|h| HookRecord {
-                command: h.command.clone(),
-            })
-            .collect(),
-        cluster: recipe.cluster.as_ref().map(|c| ClusterRecord {
-            distribution: c.distribution.clone(),
-            version: c.version.clone(),
-        }),
+        labels,
+        env,
+        hooks,
+        cluster: match &recipe.cluster {
+            Some(c) => Some(ClusterRecord {
+                distribution: c.distribution.clone(),
+                version: c.version.clone(),
+            }),
+            None => bm.and_then(|m| m.cluster.clone()),
+        },
+        base: base.as_ref().map(|b| b.record.clone()),
         ..Default::default()
     };
     let mut copies = Vec::new();
@@ -159,6 +191,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             tracing::warn!("APP {}: {w}", a.name);
         }
         for (r, _) in apps::image_refs(&p, opts.include_candidates)? {
+            if bm.is_some_and(|m| m.images.iter().any(|i| i.name == r)) {
+                continue; // the base carries it: an app's image is not pulled again
+            }
             specs.push(ImageSpec {
                 written: r.to_string(),
                 source: ImageSource::Registry(r),
@@ -176,9 +211,22 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         ferry_bundle::writer::partial_path(&opts.output),
         scratch.path().to_path_buf(),
     ]);
-    let payload = plan_payload(opts, &recipe, scratch.path())?;
+    // A layered build keeps the base's runtime or cluster payload unless the Kubefile
+    // or --payload asks for one anew.
+    let inherit_payload = base.is_some()
+        && opts.payloads.is_empty()
+        && recipe.cluster.is_none()
+        && recipe.runtime.is_none();
+    let payload = if inherit_payload {
+        None
+    } else {
+        plan_payload(opts, &recipe, scratch.path())?
+    };
     if let (Some(p), Some(c)) = (&payload, &recipe.cluster) {
         for r in &p.images {
+            if bm.is_some_and(|m| m.images.iter().any(|i| i.name == *r)) {
+                continue; // the base carries it
+            }
             specs.push(ImageSpec {
                 written: r.to_string(),
                 source: ImageSource::Registry(r.clone()),
@@ -188,7 +236,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             });
         }
     }
-    let (mut images, pulled) = resolve_images(opts, &specs)?;
+    let (new_images, pulled) = resolve_images(opts, &specs)?;
+    // The base's images first (unless the Kubefile names them anew), then the new ones.
+    let mut images = match &base {
+        Some(b) => b.images(&|n| new_images.iter().any(|i| i.name == *n))?,
+        None => Vec::new(),
+    };
+    let inherited_images: std::collections::HashSet<String> =
+        images.iter().map(|i| i.name.to_string()).collect();
+    images.extend(new_images);
     // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
     let (k3s, _airgap_tmp) = k3s_images(&manifest, payload.as_ref(), &images, scratch.path())?;
     images.extend(k3s);
@@ -198,7 +254,8 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .iter()
         .map(|p| (p.name.clone(), p.version.clone(), p.files.clone()))
         .collect();
-    if images.is_empty()
+    if base.is_none()
+        && images.is_empty()
         && copies.is_empty()
         && planned_apps.is_empty()
         && payload_files.is_empty()
@@ -233,10 +290,12 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         opts,
         manifest,
         &images,
+        &inherited_images,
         &copies,
         &payload_files,
         &planned_apps,
         scratch.path(),
+        base.as_ref(),
     )?;
     report.pulled = pulled;
     let (sha, file) = output::write_checksum(&opts.output)?;
@@ -518,15 +577,23 @@ fn resolve_images(
     Ok((by_name.into_values().collect(), stats))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
     images: &[ResolvedImage],
+    inherited_images: &std::collections::HashSet<String>,
     copies: &[files::PlannedFile],
     payloads: &[(String, String, Vec<payload::PayloadFile>)],
     planned_apps: &[apps::PlannedApp],
     tmp_dir: &Path,
+    base: Option<&base::Base>,
 ) -> Result<BuildReport> {
+    let mut inherited = Inherited {
+        images: inherited_images.len(),
+        hooks: manifest.hooks.iter().filter(|h| h.inherited).count(),
+        ..Default::default()
+    };
     let platforms = if opts.pull.platforms.is_empty() {
         std::slice::from_ref(&opts.platform)
     } else {
@@ -593,6 +660,7 @@ fn write(
             size: img.size(),
             source: img.source.clone(),
             platforms: img.platforms.clone(),
+            inherited: inherited_images.contains(&img.name.to_string()),
         });
     }
     let index = index.to_json();
@@ -604,17 +672,60 @@ fn write(
             entry: rec.path,
             dest: c.dest.clone(),
             mode: c.mode,
+            inherited: false,
         });
         bar.inc(c.size);
     }
+    if let Some(base) = base {
+        let bm = &base.bundle.manifest;
+        for f in bm
+            .files
+            .iter()
+            .filter(|f| !copies.iter().any(|c| c.dest == f.dest))
+        {
+            carry(&mut w, base, &f.entry)?;
+            manifest.files.push(FileRecord {
+                inherited: true,
+                ..f.clone()
+            });
+            inherited.files += 1;
+        }
+    }
     for app in planned_apps {
         manifest.apps.push(write_app(&mut w, app, tmp_dir)?);
+    }
+    if let Some(base) = base {
+        let bm = &base.bundle.manifest;
+        for a in bm
+            .apps
+            .iter()
+            .filter(|a| !planned_apps.iter().any(|p| p.spec.name == a.name))
+        {
+            let mut entries: Vec<String> = match base.bundle.entry(&a.path) {
+                Some(e) => vec![e.path.clone()],
+                None => base
+                    .entries_under(&a.path)
+                    .iter()
+                    .map(|e| e.path.clone())
+                    .collect(),
+            };
+            entries.extend(a.values.iter().cloned());
+            for e in &entries {
+                carry(&mut w, base, e)?;
+            }
+            manifest.apps.push(AppRecord {
+                inherited: true,
+                ..a.clone()
+            });
+            inherited.apps += 1;
+        }
     }
     for (name, version, pfiles) in payloads {
         let mut rec = ferry_bundle::manifest::PayloadRecord {
             name: name.clone(),
             version: version.clone(),
             files: BTreeMap::new(),
+            inherited: false,
         };
         for f in pfiles {
             let entry = paths::payload_entry(name, &f.role);
@@ -623,6 +734,25 @@ fn write(
             bar.inc(f.size);
         }
         manifest.payloads.push(rec);
+    }
+    if let Some(base) = base {
+        let bm = &base.bundle.manifest;
+        for p in bm
+            .payloads
+            .iter()
+            .filter(|p| !payloads.iter().any(|(n, _, _)| *n == p.name))
+        {
+            for entry in p.files.values() {
+                carry(&mut w, base, entry)?;
+            }
+            manifest
+                .payloads
+                .push(ferry_bundle::manifest::PayloadRecord {
+                    inherited: true,
+                    ..p.clone()
+                });
+            inherited.payloads += 1;
+        }
     }
     let inherited_bytes = w.inherited_bytes();
     let (footer, manifest): (Footer, _) = w.finish(manifest)?;
@@ -643,7 +773,30 @@ fn write(
         checksum_file: PathBuf::new(),
         delta,
         lock: PathBuf::new(),
+        base: base.map(|b| b.record.clone()),
+        inherited,
     })
+}
+
+/// Copies one of the base's entries into the new bundle as stored (a zstd entry stays
+/// compressed), checking its bytes against the base's bundle.json on the way.
+fn carry(w: &mut BundleWriter, base: &base::Base, entry: &str) -> Result<()> {
+    if w.has_entry(entry) {
+        return Ok(());
+    }
+    let e = base.entry(entry)?;
+    let r = base.entry_source(e).open()?;
+    let rec = w.add_entry_as(&e.path, e.size, e.mode, e.compression.as_deref(), r)?;
+    if rec.sha256 != e.sha256 {
+        bail!(
+            "FROM {}: entry {} has sha256 {}, the base's bundle.json says {}: the base is damaged (run its --check)",
+            base.record.source,
+            e.path,
+            rec.sha256,
+            e.sha256
+        );
+    }
+    Ok(())
 }
 
 /// Adds a file, zstd-compressed as `<entry>.zst` when that helps (see `files`).
@@ -740,5 +893,6 @@ fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Re
         values,
         set: app.spec.set.clone(),
         images,
+        inherited: false,
     })
 }

@@ -3,7 +3,9 @@
 //! It reads the Kubefile through the same [`Recipe`] as `ferry build`, so it lists the
 //! same images, under the names the build will give them (a local `oci:` or
 //! `docker-archive:` image under the name its layout or tarball records, read without
-//! hashing layers), with the same origins (`Kubefile:LINE`, `images.txt:LINE`).
+//! hashing layers), with the same origins (`Kubefile:LINE`, `images.txt:LINE`). A
+//! `FROM <bundle>` base contributes its images with origin `FROM <base>` (read from its
+//! bundle.json: a registry base is not pulled), unless the Kubefile names them anew.
 
 use crate::build::apps;
 use crate::cli::{ImagesArgs, OutputFormat};
@@ -51,6 +53,21 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
         warnings: vec![],
     };
     let kfname = args.kubefile.display().to_string();
+    let base = match &recipe.base {
+        Some((spec, at)) => {
+            let m = crate::build::base::manifest(
+                spec,
+                &ctx,
+                &crate::pull::PullOptions {
+                    insecure_registries: args.insecure_registries.clone(),
+                    ..Default::default()
+                },
+            )
+            .with_context(|| format!("{at}: FROM {spec}"))?;
+            Some((spec.clone(), m))
+        }
+        None => None,
+    };
     let add = |map: &mut BTreeMap<String, Vec<Origin>>, key: String, o: Origin| {
         map.entry(key).or_default().push(o)
     };
@@ -111,6 +128,26 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
             } else {
                 add(&mut l.images, key, o);
             }
+        }
+    }
+    if let Some((spec, m)) = &base {
+        for img in &m.images {
+            let key = img.name.to_string();
+            if l.images.contains_key(&key) {
+                continue; // the Kubefile names it anew: it replaces the base's
+            }
+            add(
+                &mut l.images,
+                key,
+                Origin {
+                    via: "FROM".into(),
+                    written: img.source.clone(),
+                    file: spec.clone(),
+                    object: None,
+                    field: None,
+                    candidate: false,
+                },
+            );
         }
     }
     if let Some(why) = &args.why {

@@ -79,6 +79,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
             entry: e.path,
             dest: dest.parse().unwrap(),
             mode: 0o644,
+            inherited: false,
         });
     }
     let mut files = BTreeMap::new();
@@ -106,6 +107,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
                 name: "containerd".into(),
                 version: String::new(),
                 files,
+                inherited: false,
             });
         }
         Some(len) => {
@@ -118,6 +120,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
                 name: "k3s".into(),
                 version: "v1.31.4+k3s1".into(),
                 files,
+                inherited: false,
             });
             m.cluster = Some(ClusterRecord {
                 distribution: "k3s".into(),
@@ -134,6 +137,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
                 values: vec![],
                 set: vec!["replicas=2".into()],
                 images: vec![],
+                inherited: false,
             });
         }
     }
