@@ -13,4 +13,5 @@ mod pull;
 mod push;
 mod registry_serve;
 mod releases;
+mod site;
 mod upgrade;

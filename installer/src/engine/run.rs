@@ -8,7 +8,9 @@
 //! crash leaves the phase pending in the journal and the next run undoes it first.
 
 use super::journal::JournalFile;
-use super::plan::{Content, FileStep, HealthCheck, Phase, Plan, ServiceSpec, Step};
+use super::plan::{
+    Content, FileStep, HealthCheck, Phase, Plan, PushStep, Secret, ServiceSpec, Step,
+};
 use super::report::Reporter;
 use super::source::{EntrySource, SecretSource, SourceError};
 use super::system::{Crash, SysError, System};
@@ -251,7 +253,27 @@ impl Engine<'_> {
                 }
             }
             Step::Wait(check) => self.wait(check),
+            Step::Push(push) => self.push(push),
         }
+    }
+
+    /// Pushes one image into the site's registry, with the site login from the secrets.
+    fn push(&self, push: &PushStep) -> Result<(), StepError> {
+        let login = match self.res.secrets.secret(Secret::SiteLogin) {
+            Ok(b) if !b.is_empty() => Some(
+                serde_json::from_slice(&b)
+                    .map_err(|e| StepError::Stage(format!("the site registry login: {e}")))?,
+            ),
+            _ => None,
+        };
+        self.report
+            .log_only(&format!("pushing {} to {}", push.image, push.target));
+        let done = self
+            .sys
+            .push_image(push, login.as_ref(), self.res.entries)?;
+        self.report
+            .say(&format!("    {} -> {}: {done}", push.image, push.target));
+        Ok(())
     }
 
     fn write(&self, f: &FileStep, tx: &mut Transaction) -> Result<(), StepError> {
@@ -284,6 +306,7 @@ impl Engine<'_> {
             Content::InstallerStub => {
                 Box::new(std::io::Cursor::new(bare_installer(&self.res.self_exe)?))
             }
+            Content::Private { bytes, .. } => Box::new(&bytes[..]),
         };
         tx.write(&f.path, f.mode, &mut reader)
             .map_err(|source| StepError::Write {

@@ -28,6 +28,10 @@ pub struct JoinInfo {
     pub registry: String,
     /// Runtime files the node needs.
     pub files: Vec<JoinFile>,
+    /// `--site-registry`: the site's registry (with its CA and login) every node pulls
+    /// from instead of the master's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_registry: Option<crate::site::SiteConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,5 +77,6 @@ pub fn join_info(b: &ferry_bundle::Bundle, registry: &str) -> JoinInfo {
         upstream_hosts: hosts,
         registry: registry.to_string(),
         files,
+        site_registry: None,
     }
 }

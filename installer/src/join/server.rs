@@ -13,6 +13,8 @@ pub struct JoinServer {
     pub secret: String,
     /// `ip:port` nodes reach the TLS registry at.
     pub advertise: String,
+    /// The site's registry nodes pull from (`--site-registry` installs).
+    pub site: Option<crate::site::SiteConfig>,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -42,7 +44,8 @@ impl JoinServer {
             ));
         }
         if path == JOIN {
-            let info = join_info(&self.bundle, &format!("https://{}", self.advertise));
+            let mut info = join_info(&self.bundle, &format!("https://{}", self.advertise));
+            info.site_registry = self.site.clone();
             return Some(Response::json(
                 200,
                 serde_json::to_vec(&info).expect("json"),
