@@ -162,6 +162,11 @@ fn push_then_pull_is_byte_identical_with_basic_auth_and_a_second_push_sends_no_b
     ));
     eprintln!("pull: {p}");
     assert_eq!(sha256_file(&pulled), sha256_file(&bundle));
+    assert_eq!(p["file_sha256"], sha256_file(&bundle).as_str());
+    assert_eq!(
+        std::fs::read_to_string(t.path().join("pulled.run.sha256")).unwrap(),
+        format!("{}  pulled.run\n", sha256_file(&bundle))
+    );
     assert_eq!(p["blobs_from_cache"], 0);
     run_ok(Command::new(&pulled).arg("--check"));
     assert!(!t.path().join("pulled.run.partial").exists());
@@ -431,6 +436,11 @@ fn an_interrupted_pull_resumes_where_it_stopped() {
     ));
     eprintln!("resumed pull: {p}");
     assert_eq!(p["bytes_resumed"], state["done"]);
+    assert_eq!(
+        p["file_sha256"],
+        sha256_file(&bundle).as_str(),
+        "the kept part is hashed too"
+    );
     let size = std::fs::metadata(&bundle).unwrap().len();
     assert!(
         p["bytes_fetched"].as_u64().unwrap() < size,

@@ -62,12 +62,13 @@ pub fn pull(args: &PullArgs, output: OutputFormat, quiet: bool) -> Result<()> {
     match output {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Text if !quiet => outln!(
-            "pulled {} ({}) into {} ({} bytes, payload {}) in {:.1}s: {} blobs downloaded ({} bytes), {} from the cache{}",
+            "pulled {} ({}) into {} ({} bytes, sha256 {} in {}.sha256) in {:.1}s: {} blobs downloaded ({} bytes), {} from the cache{}",
             r.reference,
             r.digest,
             r.output.display(),
             r.size,
-            r.payload_sha256,
+            r.file_sha256,
+            r.output.display(),
             r.seconds,
             r.blobs_fetched,
             r.bytes_fetched,

@@ -79,6 +79,9 @@ pub struct Pulled {
     pub blobs_from_cache: u64,
     /// Bytes that an earlier, interrupted pull had already written.
     pub bytes_resumed: u64,
+    /// sha256 of the whole file, as `sha256sum` prints it (also in `<out>.sha256`, as a
+    /// build writes it).
+    pub file_sha256: String,
     pub seconds: f64,
 }
 
@@ -335,6 +338,7 @@ pub fn pull_remote(remote: &Remote, out: &Path, opts: &FetchOptions) -> Result<P
         bytes_fetched: 0,
         blobs_from_cache: 0,
         bytes_resumed: resumed,
+        file_sha256: String::new(),
         seconds: 0.0,
     };
     let res = write_spans(remote, opts, &mut w, &spans, &frame, &mut stats, &|p| {
@@ -351,9 +355,16 @@ pub fn pull_remote(remote: &Remote, out: &Path, opts: &FetchOptions) -> Result<P
         )));
     }
     bar.finish_and_clear();
-    w.finish(out)?;
+    stats.file_sha256 = w.finish(out)?.hex();
     let _ = std::fs::remove_file(&state_path);
     let _ = std::fs::remove_file(beside(out, ".partial.frame"));
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sum = beside(out, ".sha256");
+    std::fs::write(&sum, format!("{}  {name}\n", stats.file_sha256))
+        .with_context(|| format!("writing {}", sum.display()))?;
     let b = ferry_bundle::Bundle::open(out)?;
     if b.footer.payload_sha256 != cfg.payload_sha256 {
         bail!(
@@ -592,6 +603,8 @@ struct Writer {
     pos: u64,
     synced: u64,
     last_sync: std::time::Instant,
+    /// sha256 of bytes `0 .. pos` (a resumed pull re-reads what it kept, once).
+    whole: Sha256,
 }
 
 impl Writer {
@@ -617,9 +630,13 @@ impl Writer {
             tracing::info!("resuming {} at byte {pos}", path.display());
         }
         file.set_len(pos)?;
+        let mut whole = Sha256::new();
+        hash_range(&file, 0, pos, &mut whole)
+            .with_context(|| format!("reading {}", path.display()))?;
         let mut file = BufWriter::with_capacity(1 << 20, file);
         file.seek(SeekFrom::Start(pos))?;
         Ok(Writer {
+            whole,
             file,
             path: path.to_path_buf(),
             state: state.to_path_buf(),
@@ -644,6 +661,7 @@ impl Writer {
             if let Some(h) = h.as_deref_mut() {
                 h.update(&buf[..n]);
             }
+            self.whole.update(&buf[..n]);
             self.file
                 .write_all(&buf[..n])
                 .with_context(|| format!("writing {}", self.path.display()))?;
@@ -666,16 +684,7 @@ impl Writer {
     /// Hashes `len` bytes already written at `offset` (a piece resumed in its middle).
     fn hash_back(&mut self, offset: u64, len: u64, h: &mut Sha256) -> Result<()> {
         self.file.flush()?;
-        let f = self.file.get_ref();
-        let mut buf = vec![0u8; 1 << 20];
-        let mut done = 0;
-        while done < len {
-            let n = (buf.len() as u64).min(len - done) as usize;
-            f.read_exact_at(&mut buf[..n], offset + done)?;
-            h.update(&buf[..n]);
-            done += n as u64;
-        }
-        Ok(())
+        Ok(hash_range(self.file.get_ref(), offset, len, h)?)
     }
 
     /// Makes everything written so far durable and records it.
@@ -700,10 +709,16 @@ impl Writer {
         self.file.get_ref().set_len(offset)?;
         self.file.seek(SeekFrom::Start(offset))?;
         self.pos = offset;
-        self.checkpoint()
+        self.checkpoint()?;
+        // The whole-file hash ran past `offset`: start it again over what is kept.
+        let mut whole = Sha256::new();
+        hash_range(self.file.get_ref(), 0, offset, &mut whole)?;
+        self.whole = whole;
+        Ok(())
     }
 
-    fn finish(mut self, out: &Path) -> Result<()> {
+    /// Puts the file in place; returns its sha256.
+    fn finish(mut self, out: &Path) -> Result<Sha256Digest> {
         self.file.flush()?;
         let f = self.file.get_ref();
         use std::os::unix::fs::PermissionsExt;
@@ -711,6 +726,19 @@ impl Writer {
         f.sync_all()?;
         std::fs::rename(&self.path, out)
             .with_context(|| format!("renaming {} to {}", self.path.display(), out.display()))?;
-        Ok(())
+        Ok(Sha256Digest(self.whole.finalize().into()))
     }
+}
+
+/// Hashes `len` bytes of `f` at `offset` into `h`.
+fn hash_range(f: &File, offset: u64, len: u64, h: &mut Sha256) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut done = 0;
+    while done < len {
+        let n = (buf.len() as u64).min(len - done) as usize;
+        f.read_exact_at(&mut buf[..n], offset + done)?;
+        h.update(&buf[..n]);
+        done += n as u64;
+    }
+    Ok(())
 }

@@ -202,7 +202,19 @@ fn plan(b: &Bundle, target: &Reference, known: &KnownBlobs) -> Result<PushPlan> 
     let mut image_blobs: BTreeMap<Sha256Digest, (Descriptor, Vec<String>)> = BTreeMap::new();
     let mut index = LayoutIndex::new();
     for img in &b.manifest.images {
-        let g = graph::walk_image(b, img).with_context(|| format!("image {}", img.name))?;
+        let g = match graph::walk_image(b, img) {
+            Ok(g) => g,
+            // Not all of it is in this file (a delta bundle's base holds the rest): its
+            // entries travel as artifact layers like any other, and the file is still
+            // re-created exactly; the registry just does not list the image.
+            Err(e) => {
+                tracing::warn!(
+                    "image {} is not listed in the registry's index: {e}",
+                    img.name
+                );
+                continue;
+            }
+        };
         let from_image = same_registry(&img.source);
         for d in g.documents.iter().filter(|d| d.complete) {
             covered.insert(d.desc.digest);

@@ -248,6 +248,13 @@ fn k3s_pulls_through_the_site_with_a_rewrite_and_its_login_unprinted() {
     );
     assert!(shown.contains("- \"https://harbor.site:8443\""), "{shown}");
     assert!(shown.contains("ca_file:"), "{shown}");
+    let mode = p
+        .files()
+        .find(|(_, f)| f.path.as_str() == crate::k3s::REGISTRIES_PATH)
+        .unwrap()
+        .1
+        .mode;
+    assert_eq!(mode, 0o600, "it holds the login");
     // Without a login registries.yaml is an ordinary, printable file.
     let s = site_settings(&f, false);
     let p = plan(&s, &b, &Default::default()).unwrap();

@@ -274,7 +274,12 @@ fn registries_file(p: &K3sParams) -> PlannedFile {
     PlannedFile {
         path: REGISTRIES_PATH.to_string(),
         content: registries_yaml(&mirrors).into_bytes(),
-        mode: 0o644,
+        // A site login makes it a secret.
+        mode: if p.registry_auth.is_some() {
+            0o600
+        } else {
+            0o644
+        },
     }
 }
 
