@@ -15,7 +15,9 @@
 //! pushed on their own, and callers decide what stands for the index.
 //!
 //! Documents are read from the bundle (at most [`MAX_MANIFEST_BYTES`] each) and checked
-//! against their digest before they are parsed; layers are never read.
+//! against their digest before they are parsed; layers are never read. A delta bundle
+//! with its base attached is walked through both ([`Bundle::locate`]); without its base,
+//! what only the base holds counts as not carried.
 
 use crate::oci::{self, Descriptor, Manifest, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES};
 use crate::reader::Bundle;
@@ -77,7 +79,9 @@ pub fn walk(b: &Bundle, root: &Descriptor) -> Result<ImageGraph, GraphError> {
 
 /// Walks one of the bundle's images (bundle.json `images[]`).
 pub fn walk_image(b: &Bundle, img: &crate::ImageRecord) -> Result<ImageGraph, GraphError> {
-    let size = b.blob_entry(&img.digest).map_or(0, |e| e.size);
+    let size = b
+        .locate(&crate::paths::blob_entry(&img.digest))
+        .map_or(0, |l| l.entry.size);
     walk(
         b,
         &Descriptor::new(img.media_type.clone(), img.digest, size),
@@ -90,17 +94,18 @@ pub fn read_document(b: &Bundle, d: &Descriptor) -> Result<Vec<u8>, GraphError> 
         digest: d.digest,
         reason,
     };
-    let e = b
-        .blob_entry(&d.digest)
+    let at = b
+        .locate(&crate::paths::blob_entry(&d.digest))
         .ok_or_else(|| fail("not carried by the bundle".into()))?;
+    let e = at.entry;
     if e.size > MAX_MANIFEST_BYTES {
         return Err(fail(format!(
             "{} bytes, more than a manifest may have ({MAX_MANIFEST_BYTES})",
             e.size
         )));
     }
-    let bytes = read_exact_at(&b.file, b.absolute_offset(e), e.size as usize)
-        .map_err(|err| fail(format!("reading it from {}: {err}", b.path.display())))?;
+    let bytes = read_exact_at(&at.bundle.file, at.absolute_offset(), e.size as usize)
+        .map_err(|err| fail(format!("reading it from {}: {err}", at.bundle.path.display())))?;
     let found = Sha256Digest::of(&bytes);
     if found != d.digest {
         return Err(fail(format!(
@@ -108,6 +113,11 @@ pub fn read_document(b: &Bundle, d: &Descriptor) -> Result<Vec<u8>, GraphError> 
         )));
     }
     Ok(bytes)
+}
+
+/// Whether the bundle (or, for a delta with its base attached, the base) holds a blob.
+fn carried(b: &Bundle, d: &Sha256Digest) -> bool {
+    b.locate(&crate::paths::blob_entry(d)).is_some()
 }
 
 /// Adds `d` and what it references to `g`; returns whether `d` is complete.
@@ -138,7 +148,7 @@ fn visit(
     let mut refs = Vec::new();
     if m.is_index(&media_type) {
         for c in m.children() {
-            if b.blob_entry(&c.digest).is_some() && oci::is_document(&c.media_type) {
+            if carried(b, &c.digest) && oci::is_document(&c.media_type) {
                 complete &= visit(b, c, depth + 1, g, seen_blobs)?;
             } else {
                 complete = false;
@@ -147,7 +157,7 @@ fn visit(
         }
     } else {
         for blob in m.blob_descriptors() {
-            match b.blob_entry(&blob.digest) {
+            match b.locate(&crate::paths::blob_entry(&blob.digest)).map(|l| l.entry) {
                 Some(e) => {
                     let mut blob = blob.clone();
                     blob.size = e.size;
