@@ -104,8 +104,13 @@ pub fn read_document(b: &Bundle, d: &Descriptor) -> Result<Vec<u8>, GraphError> 
             e.size
         )));
     }
-    let bytes = read_exact_at(&at.bundle.file, at.absolute_offset(), e.size as usize)
-        .map_err(|err| fail(format!("reading it from {}: {err}", at.bundle.path.display())))?;
+    let bytes =
+        read_exact_at(&at.bundle.file, at.absolute_offset(), e.size as usize).map_err(|err| {
+            fail(format!(
+                "reading it from {}: {err}",
+                at.bundle.path.display()
+            ))
+        })?;
     let found = Sha256Digest::of(&bytes);
     if found != d.digest {
         return Err(fail(format!(
@@ -157,7 +162,10 @@ fn visit(
         }
     } else {
         for blob in m.blob_descriptors() {
-            match b.locate(&crate::paths::blob_entry(&blob.digest)).map(|l| l.entry) {
+            match b
+                .locate(&crate::paths::blob_entry(&blob.digest))
+                .map(|l| l.entry)
+            {
                 Some(e) => {
                     let mut blob = blob.clone();
                     blob.size = e.size;

@@ -332,3 +332,47 @@ fn an_index_with_platforms_the_bundle_lacks_goes_as_an_index_of_the_carried_ones
         p.notes
     );
 }
+
+#[test]
+fn a_joined_node_pulls_from_the_site_its_master_names() {
+    use crate::join::node::{plan as node_plan, JoinSettings};
+    let f = with_images(None);
+    let b = Bundle::open(&f.bundle).unwrap();
+    let mut info = crate::join::protocol::join_info(&b, "https://10.0.0.1:5443");
+    info.site_registry = Some(site(true));
+    let js = JoinSettings {
+        master: "10.0.0.1:5443".into(),
+        token: crate::join::token::Token {
+            ca_hash: "0".repeat(64),
+            secret: "s".into(),
+        },
+        control_plane: false,
+        node_ip: "10.0.0.2".parse().unwrap(),
+        wait_timeout: std::time::Duration::from_secs(1),
+        systemd: false,
+    };
+    let host = crate::host::Host::new(&f.root, None).unwrap();
+    let p = node_plan(&host, &Default::default(), &info, &js).unwrap();
+    let hosts = match file_text(&p, "/etc/ferry/containerd/certs.d/docker.io/hosts.toml") {
+        Content::Bytes { bytes } => String::from_utf8(bytes.clone()).unwrap(),
+        other => panic!("{other:?}"),
+    };
+    assert!(
+        hosts.contains("https://harbor.site:8443/v2/proj/ferry/docker.io")
+            && !hosts.contains("10.0.0.1:5443"),
+        "{hosts}"
+    );
+    assert!(matches!(
+        file_text(&p, "/etc/ferry/site-registry/site.json"),
+        Content::Private { .. }
+    ));
+    assert!(matches!(
+        file_text(&p, "/etc/ferry/site-registry/ca.pem"),
+        Content::Bytes { .. }
+    ));
+    assert!(matches!(
+        file_text(&p, "/etc/ferry/containerd/site-registry-auth.toml"),
+        Content::Private { .. }
+    ));
+    assert!(!plan_text(&p).contains("s3cr"));
+}
