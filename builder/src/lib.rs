@@ -9,4 +9,5 @@ pub mod kubefile;
 pub mod lock;
 pub mod packages;
 pub mod pull;
+pub mod push;
 pub mod release;

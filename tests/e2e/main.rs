@@ -15,6 +15,8 @@ mod k3s;
 mod novice;
 mod packages;
 mod pull;
+mod push;
 mod registry_serve;
 mod releases;
+mod site;
 mod upgrade;

@@ -8,3 +8,4 @@ pub mod images;
 pub mod plan;
 pub mod registry;
 pub mod releases;
+pub mod token;

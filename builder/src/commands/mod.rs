@@ -3,6 +3,7 @@
 mod build;
 mod images;
 mod packages;
+mod push;
 
 use crate::cli::{Cli, Command};
 use std::path::{Path, PathBuf};
@@ -23,5 +24,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Build(args) => build::run(&args, cli.output, cli.quiet),
         Command::Images(args) => images::run(&args, cli.output),
         Command::Packages(args) => packages::run(&args, cli.output, cli.quiet),
+        Command::Push(args) => push::push(&args, cli.output, cli.quiet),
+        Command::Pull(args) => push::pull(&args, cli.output, cli.quiet),
     }
 }

@@ -80,6 +80,12 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         j.role = NodeRole::Join;
         j.node_ip = js.node_ip.to_string();
         j.registry_url = m.info.registry.clone();
+        j.site_registry = m
+            .info
+            .site_registry
+            .as_ref()
+            .map(|x| x.url())
+            .unwrap_or_default();
         j.join_info = serde_json::to_value(&m.info).ok();
     }
     crate::engine::claim_trees(&host, &mut jf)?;

@@ -17,6 +17,8 @@ pub enum Call {
     Restart(String),
     Probe(String),
     Random(usize),
+    /// An image pushed to the site registry, and whether a login came with it.
+    Push(String, bool),
 }
 
 #[derive(Default)]
@@ -177,6 +179,34 @@ impl System for RecordingSystem {
     }
     fn release_host(&self, _host: &Host) -> (usize, usize) {
         (0, 0)
+    }
+    /// Reads every blob and manifest of the step through `entries` (so a bundle that
+    /// does not hold them fails as the real push would) and records the push.
+    fn push_image(
+        &self,
+        push: &super::plan::PushStep,
+        login: Option<&crate::site::Login>,
+        entries: &dyn super::source::EntrySource,
+    ) -> Result<String, SysError> {
+        let mut bytes = 0;
+        let refs = push
+            .blobs
+            .iter()
+            .map(|b| &b.entry)
+            .chain(push.manifests.iter().filter_map(|m| m.entry.as_ref()));
+        for e in refs {
+            let mut r = entries
+                .open(e)
+                .map_err(|err| SysError::Other(err.to_string()))?;
+            bytes += std::io::copy(&mut r, &mut std::io::sink())
+                .map_err(|err| SysError::Other(err.to_string()))?;
+        }
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .push(Call::Push(push.image.clone(), login.is_some()));
+        Ok(format!("read {bytes} bytes"))
     }
     fn checkpoint(&self, at: &str) -> Result<(), Crash> {
         let mut s = self.state.lock().unwrap();

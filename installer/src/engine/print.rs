@@ -57,6 +57,7 @@ pub fn plan_text(plan: &Plan) -> String {
                         Content::InstallerStub => {
                             "(this installer without its payload)".to_string()
                         }
+                        Content::Private { shown, .. } => shown.clone(),
                     };
                     for l in body.lines() {
                         let _ = writeln!(s, "    | {l}");
@@ -113,6 +114,17 @@ pub fn plan_text(plan: &Plan) -> String {
                         "==> [{p}] {}: run {env}{}",
                         what.join("; "),
                         d.command.argv.join(" ")
+                    );
+                }
+                Step::Push(push) => {
+                    let _ = writeln!(
+                        s,
+                        "==> [{p}] push {} to {} ({} blobs, {} bytes, {} manifests; what the site has is skipped)",
+                        push.image,
+                        push.target,
+                        push.blobs.len(),
+                        push.bytes(),
+                        push.manifests.len()
                     );
                 }
             }

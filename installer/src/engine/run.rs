@@ -8,7 +8,9 @@
 //! crash leaves the phase pending in the journal and the next run undoes it first.
 
 use super::journal::JournalFile;
-use super::plan::{CommandSpec, Content, FileStep, HealthCheck, Phase, Plan, ServiceSpec, Step};
+use super::plan::{
+    CommandSpec, Content, FileStep, HealthCheck, Phase, Plan, PushStep, Secret, ServiceSpec, Step,
+};
 use super::report::Reporter;
 use super::source::{EntrySource, SecretSource, SourceError};
 use super::system::{Crash, SysError, System};
@@ -276,6 +278,7 @@ impl Engine<'_> {
                     .map_err(|e| crate::install::packages::dpkg_failed(d, e))
             }
             Step::Wait(check) => self.wait(check),
+            Step::Push(push) => self.push(push),
         }
     }
 
@@ -301,6 +304,25 @@ impl Engine<'_> {
                 },
             })
         }
+    }
+
+    /// Pushes one image into the site's registry, with the site login from the secrets.
+    fn push(&self, push: &PushStep) -> Result<(), StepError> {
+        let login = match self.res.secrets.secret(Secret::SiteLogin) {
+            Ok(b) if !b.is_empty() => Some(
+                serde_json::from_slice(&b)
+                    .map_err(|e| StepError::Stage(format!("the site registry login: {e}")))?,
+            ),
+            _ => None,
+        };
+        self.report
+            .log_only(&format!("pushing {} to {}", push.image, push.target));
+        let done = self
+            .sys
+            .push_image(push, login.as_ref(), self.res.entries)?;
+        self.report
+            .say(&format!("    {} -> {}: {done}", push.image, push.target));
+        Ok(())
     }
 
     fn write(&self, f: &FileStep, tx: &mut Transaction) -> Result<(), StepError> {
@@ -333,6 +355,7 @@ impl Engine<'_> {
             Content::InstallerStub => {
                 Box::new(std::io::Cursor::new(bare_installer(&self.res.self_exe)?))
             }
+            Content::Private { bytes, .. } => Box::new(&bytes[..]),
         };
         let stub = std::fs::metadata(&self.res.self_exe).map_or(0, |m| m.len());
         tx.write(&f.path, f.mode, &mut reader)

@@ -34,6 +34,10 @@ pub struct JoinInfo {
     /// OS packages every node installs, as in bundle.json.
     #[serde(default)]
     pub packages: Vec<ferry_bundle::packages::PackageRecord>,
+    /// `--site-registry`: the site's registry (with its CA and login) every node pulls
+    /// from instead of the master's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_registry: Option<crate::site::SiteConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -130,5 +134,6 @@ pub fn join_info(
         files,
         os: m.os.clone(),
         packages: m.packages.clone(),
+        site_registry: None,
     })
 }
