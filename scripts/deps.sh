@@ -3,7 +3,9 @@
 # musl targets and tools for the static installers (x86_64 natively; aarch64 cross-compiled
 # with cargo-zigbuild + zig, run in the tests under qemu-user), and the real components the
 # tests talk to (Distribution registry, containerd, runc, CNI plugins, skopeo, umoci,
-# podman, helm) and cargo-fuzz. Idempotent: fast when everything is already there.
+# podman, helm), cargo-fuzz, and for the OS-package tests debootstrap (a minbase root as
+# the host), gpgv and the Debian archive keyring (the builder checks InRelease with them).
+# Idempotent: fast when everything is already there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,7 +14,9 @@ for pair in musl-gcc:musl-tools skopeo:skopeo containerd:containerd runc:runc \
             docker-registry:docker-registry umoci:umoci busybox:busybox-static \
             podman:podman htpasswd:apache2-utils file:file zstd:zstd ip:iproute2 \
             /usr/lib/cni/bridge:containernetworking-plugins \
-            qemu-aarch64-static:qemu-user-static; do
+            qemu-aarch64-static:qemu-user-static \
+            debootstrap:debootstrap gpgv:gpgv curl:curl xz:xz-utils \
+            /usr/share/keyrings/debian-archive-keyring.gpg:debian-archive-keyring; do
   cmd=${pair%%:*}; pkg=${pair#*:}
   if [[ $cmd == /* ]]; then [ -e "$cmd" ] || need_apt+=("$pkg"); else command -v "$cmd" >/dev/null 2>&1 || need_apt+=("$pkg"); fi
 done

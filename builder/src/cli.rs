@@ -8,6 +8,7 @@ pub use crate::discover::CandidateMode;
 use crate::pull::{Mirror, Platform, PullOptions};
 use crate::release::ReleaseMirror;
 use clap::{Args, Parser, Subcommand};
+use ferry_bundle::reference::Reference;
 pub use ferry_console::OutputFormat;
 use std::path::PathBuf;
 
@@ -34,6 +35,74 @@ pub enum Command {
     Build(BuildArgs),
     /// List the images a Kubefile needs: IMAGE lines and what discovery finds in its APPs.
     Images(ImagesArgs),
+    /// List the OS packages a Kubefile's PACKAGE lines carry: the dependency closure for
+    /// its OS release, with why each package is needed.
+    Packages(PackagesArgs),
+    /// Push a bundle to an OCI registry (Harbor, Distribution, Zot) as an artifact: its
+    /// images under their digests, everything else as an artifact manifest, one tag.
+    Push(PushArgs),
+    /// Pull a pushed bundle back into one file, identical to the one pushed.
+    Pull(PullArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PackagesArgs {
+    /// The Kubefile to read.
+    #[arg(short = 'f', long = "file", default_value = "Kubefile")]
+    pub kubefile: PathBuf,
+    /// Read the OS release's packages from this archive mirror instead of this machine's
+    /// apt sources (used when the Kubefile has no APT line); or, as <from-url>=<to-url>,
+    /// fetch an APT line's repository from a mirror of it.
+    #[arg(long = "apt-mirror", value_name = "URL|FROM=TO")]
+    pub apt_mirrors: Vec<String>,
+    /// Content cache for package indexes (and .debs, and pulled blobs).
+    #[arg(long, env = "FERRY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
+    pub context: Option<PathBuf>,
+}
+
+/// Registry access shared by push and pull (as for `build`'s pulls).
+#[derive(Debug, Args, Clone)]
+pub struct RemoteArgs {
+    /// Registry reachable over plain HTTP (host:port); only these are ever contacted without TLS.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
+    /// Content cache (default ~/.cache/ferry): pull copies blobs it holds instead of
+    /// downloading them; push records where blobs went, to mount them next time.
+    #[arg(long, env = "FERRY_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PushArgs {
+    /// The bundle to push.
+    pub bundle: PathBuf,
+    /// Where: host[:port]/repository:tag (Harbor: host/<project>/<repository>:tag).
+    #[arg(value_parser = parse_reference)]
+    pub reference: Reference,
+    #[command(flatten)]
+    pub registry: RemoteArgs,
+    /// Blobs larger than this many MiB are uploaded in chunks of this size (resumable);
+    /// smaller ones in one request.
+    #[arg(long, default_value_t = 64, value_name = "MIB", value_parser = clap::value_parser!(u64).range(1..))]
+    pub chunk_size: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    /// What to pull: host[:port]/repository:tag or …@sha256:<digest>.
+    #[arg(value_parser = parse_reference)]
+    pub reference: Reference,
+    /// Where to write the bundle (an interrupted pull resumes from `<out>.partial`).
+    #[arg(short = 'o', long = "out", default_value = "delivery.run")]
+    pub out: PathBuf,
+    #[command(flatten)]
+    pub registry: RemoteArgs,
+}
+
+fn parse_reference(s: &str) -> Result<Reference, String> {
+    Reference::parse(s).map_err(|e| e.to_string())
 }
 
 #[derive(Debug, Args)]
@@ -116,9 +185,14 @@ pub struct BuildArgs {
     pub platform: Vec<Platform>,
     #[command(flatten)]
     pub registry: RegistryArgs,
-    /// Content cache for pulled blobs (a rebuild fetches no blob it already has).
+    /// Content cache for pulled blobs, package indexes and .debs (a rebuild fetches no
+    /// blob it already has).
     #[arg(long, env = "FERRY_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,
+    /// OS packages: read the release from this archive mirror (no APT line), or an APT
+    /// line's repository from a mirror of it (<from-url>=<to-url>).
+    #[arg(long = "apt-mirror", value_name = "URL|FROM=TO")]
+    pub apt_mirrors: Vec<String>,
     /// Supply a runtime/cluster payload from local files: <name>=<dir|file.tar.gz>.
     /// Without it, the payload is downloaded from its projects' releases and verified
     /// against their published checksums.
@@ -209,6 +283,29 @@ mod tests {
         assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict);
         let e = build_args(&["--candidates", "some"]).unwrap_err();
         assert!(e.to_string().contains("--candidates"), "{e}");
+    }
+
+    #[test]
+    fn push_and_pull_take_a_reference() {
+        let cli = Cli::try_parse_from([
+            "ferry",
+            "push",
+            "b.run",
+            "127.0.0.1:5000/proj/app:1",
+            "--insecure-registry",
+            "127.0.0.1:5000",
+        ])
+        .unwrap();
+        match cli.command {
+            Command::Push(p) => {
+                assert_eq!(p.reference.repository, "proj/app");
+                assert_eq!(p.registry.insecure_registries, ["127.0.0.1:5000"]);
+                assert_eq!(p.chunk_size, 64);
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = Cli::try_parse_from(["ferry", "pull", "UPPER/x", "-o", "b.run"]).unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
     }
 
     #[test]

@@ -7,5 +7,7 @@ pub mod discover;
 pub mod image;
 pub mod kubefile;
 pub mod lock;
+pub mod packages;
 pub mod pull;
+pub mod push;
 pub mod release;

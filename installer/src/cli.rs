@@ -58,6 +58,8 @@ pub struct Cli {
     pub join: Option<String>,
     #[command(flatten)]
     pub join_args: JoinArgs,
+    #[command(flatten)]
+    pub site: SiteArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
 }
@@ -91,6 +93,30 @@ pub struct HostArgs {
     /// Longest wait for services and workloads to become healthy, in seconds.
     #[arg(long, global = true, default_value_t = 120, value_name = "SECONDS")]
     pub wait_timeout: u64,
+}
+
+/// `--site-registry`: the site's own registry as where images go and are pulled from
+/// (install, plan, upgrade).
+#[derive(Debug, Args, Clone, Default)]
+pub struct SiteArgs {
+    /// Push every image into the site's registry under <PATH>/<original host>/<original
+    /// repository> and make every node pull from there by the original names.
+    #[arg(long, global = true, value_name = "HOST[:PORT]/PATH")]
+    pub site_registry: Option<String>,
+    /// CA certificate (PEM) the site registry's certificate chains to (default: the host's
+    /// trusted CAs).
+    #[arg(long, global = true, value_name = "CA.PEM")]
+    pub site_registry_ca: Option<PathBuf>,
+    /// User for the site registry; the password is read from stdin
+    /// (--site-registry-password-stdin).
+    #[arg(long, global = true, value_name = "USER")]
+    pub site_registry_user: Option<String>,
+    /// Read the site registry's password from stdin (one line).
+    #[arg(long, global = true)]
+    pub site_registry_password_stdin: bool,
+    /// The site registry speaks plain HTTP (no TLS).
+    #[arg(long, global = true)]
+    pub site_registry_insecure: bool,
 }
 
 /// Options of joining (with `join`, or `--join` / `plan --join`).
@@ -199,6 +225,9 @@ pub struct RegistryArgs {
     /// `status`); without it the record lives in memory only.
     #[arg(long, value_name = "FILE")]
     pub misses_file: Option<PathBuf>,
+    /// The site registry's settings (`--site-registry` installs), handed to joining nodes.
+    #[arg(long, value_name = "FILE")]
+    pub site_registry_config: Option<PathBuf>,
 }
 
 impl RegistryArgs {
@@ -220,6 +249,9 @@ impl RegistryArgs {
         opt("misses-file", path(&self.misses_file));
         for p in &self.serve_also {
             v.push(format!("--serve-also={}", p.display()));
+        }
+        if let Some(p) = &self.site_registry_config {
+            v.push(format!("--site-registry-config={}", p.display()));
         }
         v
     }
@@ -247,6 +279,7 @@ mod tests {
             advertise: Some("10.0.0.1:5443".into()),
             serve_also: vec!["/r/var/lib/ferry/bundles/a.run".into()],
             misses_file: Some("/r/var/lib/ferry/registry-misses.json".into()),
+            site_registry_config: Some("/r/etc/ferry/site-registry/site.json".into()),
         };
         match parse(&a.to_argv()).command {
             Some(Command::Registry(back)) => assert_eq!(back, a),
@@ -262,6 +295,7 @@ mod tests {
             advertise: None,
             serve_also: vec![],
             misses_file: None,
+            site_registry_config: None,
         };
         match parse(&bare.to_argv()).command {
             Some(Command::Registry(back)) => assert_eq!(back, bare),

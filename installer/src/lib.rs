@@ -11,3 +11,4 @@ pub mod k3s;
 pub mod locate;
 pub mod registry;
 pub mod service;
+pub mod site;

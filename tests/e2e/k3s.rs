@@ -74,15 +74,7 @@ fn k3s_bundle(dir: &Path) -> std::path::PathBuf {
     );
     // Real charts are large (dashboards, CRDs): this one packs to more than the 128 KiB
     // that travel inline in a HelmChart, so it goes to k3s's static charts directory.
-    let mut x: u32 = 7;
-    let blob: Vec<u8> = (0..200 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            (x >> 7) as u8
-        })
-        .collect();
+    let blob = ferry_tests::bins::noise(200 * 1024, 7);
     std::fs::create_dir_all(dir.join("chart/files")).unwrap();
     std::fs::write(dir.join("chart/files/dashboards.bin"), blob).unwrap();
     write_file(&dir.join("values-site.yaml"), "replicas: 2\n");

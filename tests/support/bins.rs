@@ -108,3 +108,17 @@ pub fn write_file(path: &Path, contents: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, contents).unwrap();
 }
+
+/// `len` pseudo-random (xorshift), incompressible bytes from `seed`: content that zstd and
+/// gzip cannot shrink, so a file or layer really is that big.
+pub fn noise(len: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.max(1);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 7) as u8
+        })
+        .collect()
+}

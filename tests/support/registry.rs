@@ -31,21 +31,45 @@ pub struct Registry {
     host: String,
     dir: tempfile::TempDir,
     credentials: Option<(String, String)>,
+    tls: bool,
+}
+
+/// How a test registry is set up beyond the defaults (anonymous, plain HTTP).
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// htpasswd (bcrypt) Basic auth for every request.
+    pub basic: Option<(String, String)>,
+    /// An `auth:` section of the config (see [`crate::token::TokenServer::registry_config`]).
+    pub auth_config: Option<String>,
+    /// Serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Registry {
     /// Starts an anonymous registry (anyone may push and pull).
     pub fn start() -> Result<Registry> {
-        Self::start_inner(None)
+        Self::start_with(RegistryOptions::default())
     }
 
     /// Starts a registry that requires `user`/`password` (HTTP Basic, htpasswd bcrypt) for
     /// every request, pushes and pulls alike.
     pub fn start_with_basic_auth(user: &str, password: &str) -> Result<Registry> {
-        Self::start_inner(Some((user.to_string(), password.to_string())))
+        Self::start_with(RegistryOptions {
+            basic: Some((user.to_string(), password.to_string())),
+            ..Default::default()
+        })
     }
 
-    fn start_inner(credentials: Option<(String, String)>) -> Result<Registry> {
+    /// Starts a registry with Distribution's own token auth, trusting `tokens`.
+    pub fn start_with_token_auth(tokens: &crate::token::TokenServer) -> Result<Registry> {
+        Self::start_with(RegistryOptions {
+            auth_config: Some(tokens.registry_config()),
+            ..Default::default()
+        })
+    }
+
+    pub fn start_with(opts: RegistryOptions) -> Result<Registry> {
+        let credentials = opts.basic.clone();
         require_tool("docker-registry", "apt-get install docker-registry")?;
         let dir = tempfile::Builder::new()
             .prefix("ferry-registry-")
@@ -67,6 +91,14 @@ impl Registry {
                     path.display()
                 )
             }
+            None => opts.auth_config.clone().unwrap_or_default(),
+        };
+        let tls = match &opts.tls {
+            Some((cert, key)) => format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                cert.display(),
+                key.display()
+            ),
             None => String::new(),
         };
         // A free port can be taken by someone else between probing and binding: retry.
@@ -80,7 +112,7 @@ impl Registry {
                 format!(
                     "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
                      storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                     http:\n  addr: {host}\n{auth}",
+                     http:\n  addr: {host}\n{tls}{auth}",
                     dir.path().join("storage").display()
                 ),
             )?;
@@ -93,13 +125,19 @@ impl Registry {
                 .stderr(log)
                 .spawn()
                 .context("starting docker-registry")?;
-            match wait_ready(&host, &mut child, Duration::from_secs(15)) {
+            match wait_ready(
+                &host,
+                &mut child,
+                Duration::from_secs(15),
+                opts.tls.is_some(),
+            ) {
                 Ok(()) => {
                     return Ok(Registry {
                         child,
                         host,
                         dir,
                         credentials,
+                        tls: opts.tls.is_some(),
                     })
                 }
                 Err(e) => {
@@ -120,9 +158,10 @@ impl Registry {
         &self.host
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>` (`https://` when started with TLS).
     pub fn url(&self) -> String {
-        format!("http://{}", self.host)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.host)
     }
 
     /// The user and password, for a registry started with basic auth.
@@ -292,14 +331,19 @@ pub fn http_status(host: &str, path: &str) -> io::Result<u16> {
         })
 }
 
-fn wait_ready(host: &str, child: &mut Child, timeout: Duration) -> Result<()> {
+fn wait_ready(host: &str, child: &mut Child, timeout: Duration, tls: bool) -> Result<()> {
     let start = Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {
             bail!("docker-registry exited with {status}");
         }
-        // 401 means up, with auth on.
-        if let Ok(200 | 401) = http_status(host, "/v2/") {
+        // 401 means up, with auth on. A TLS registry is up when it accepts connections.
+        let up = if tls {
+            TcpStream::connect(host).is_ok()
+        } else {
+            matches!(http_status(host, "/v2/"), Ok(200 | 401))
+        };
+        if up {
             return Ok(());
         }
         if start.elapsed() > timeout {
@@ -320,6 +364,9 @@ pub struct GatewayOptions {
     /// Cut this many blob downloads off halfway (full headers, half the body, then the
     /// connection closes), as a flaky network would.
     pub truncate_first_blobs: usize,
+    /// Serve this many blob downloads, then answer every further one with `503` (a
+    /// network that goes away in the middle of a pull).
+    pub blobs_then_fail: Option<usize>,
 }
 
 /// The token the gateway issues; any other Bearer value is refused.
@@ -389,6 +436,7 @@ struct GatewayState {
     truncations_left: AtomicUsize,
     v2_requests: AtomicUsize,
     last_token_query: Mutex<String>,
+    blobs_left: Mutex<Option<usize>>,
 }
 
 impl Gateway {
@@ -396,6 +444,7 @@ impl Gateway {
         let state = Arc::new(GatewayState {
             failures_left: AtomicUsize::new(opts.fail_first),
             truncations_left: AtomicUsize::new(opts.truncate_first_blobs),
+            blobs_left: Mutex::new(opts.blobs_then_fail),
             ..Default::default()
         });
         let host = Arc::new(Mutex::new(String::new()));
@@ -484,7 +533,17 @@ fn handle(mut conn: TcpStream, cfg: &GatewayConfig, state: &GatewayState) -> io:
         .failures_left
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
         .is_ok();
-    if fail {
+    let is_blob_get = method == "GET" && path.contains("/blobs/");
+    let out_of_blobs = is_blob_get
+        && match &mut *state.blobs_left.lock().unwrap() {
+            Some(0) => true,
+            Some(n) => {
+                *n -= 1;
+                false
+            }
+            None => false,
+        };
+    if fail || out_of_blobs {
         return respond(&mut conn, "503 Service Unavailable", &[], "try again");
     }
     if cfg.bearer.is_some() && header("authorization") != Some(&format!("Bearer {GATEWAY_TOKEN}")) {
@@ -517,8 +576,10 @@ fn handle(mut conn: TcpStream, cfg: &GatewayConfig, state: &GatewayState) -> io:
         "{method} {target} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n",
         cfg.upstream
     );
-    if let Some(a) = header("accept") {
-        req.push_str(&format!("Accept: {a}\r\n"));
+    for name in ["Accept", "Range"] {
+        if let Some(v) = header(name) {
+            req.push_str(&format!("{name}: {v}\r\n"));
+        }
     }
     if let Some(a) = &cfg.upstream_auth {
         req.push_str(&format!("Authorization: {a}\r\n"));

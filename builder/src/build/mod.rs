@@ -16,6 +16,7 @@
 //! from different directories and caches and compares the sha256).
 
 pub mod apps;
+pub mod base;
 pub(crate) mod files;
 pub mod output;
 pub mod payload;
@@ -29,7 +30,9 @@ use crate::lock::{hash_path, Lock, LockedAsset, LockedFile, LockedImage};
 use crate::pull::{pull, ContentCache, Platform, PullOptions, PullStats};
 use crate::release::{self, DownloadOptions, Downloader};
 use anyhow::{bail, Context, Result};
-use ferry_bundle::manifest::{AppRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord};
+use ferry_bundle::manifest::{
+    AppRecord, BaseRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord,
+};
 use ferry_bundle::oci::{Descriptor, LayoutIndex, LAYOUT_FILE};
 use ferry_bundle::paths::{self, OCI_INDEX_PATH, OCI_LAYOUT_PATH};
 use ferry_bundle::reference::Reference;
@@ -67,6 +70,8 @@ pub struct BuildOptions {
     pub candidates: CandidateMode,
     /// Fail when a discovered image that exists is not carried.
     pub strict: bool,
+    /// Where `PACKAGE deb` packages come from (`--apt-mirror`).
+    pub apt: crate::packages::AptOptions,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -93,6 +98,11 @@ pub struct BuildReport {
     /// candidate, dropped (with the reason); the hooks each was found in.
     pub discovered: Vec<Entry>,
     pub discovery: Summary,
+    /// The bundle this one was built `FROM`, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
+    /// What was taken from the base unchanged.
+    pub inherited: Inherited,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -102,13 +112,23 @@ pub struct DeltaReport {
     pub inherited_bytes: u64,
 }
 
+/// Counts of what a layered build took from its base.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Inherited {
+    pub images: usize,
+    pub apps: usize,
+    pub files: usize,
+    pub payloads: usize,
+    pub hooks: usize,
+    pub packages: usize,
+}
+
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     let recipe = Recipe::read(&opts.kubefile, &opts.context)?;
-    if let Some((base, at)) = &recipe.base {
-        bail!(
-            "{at}: FROM {base}: layering on a base bundle is not supported yet; use FROM scratch"
-        );
-    }
+    let base = match &recipe.base {
+        Some((spec, at)) => Some(base::open(spec, at, opts)?),
+        None => None,
+    };
     if let Some(c) = &recipe.cluster {
         if c.distribution != roles::PAYLOAD_K3S {
             bail!(
@@ -119,32 +139,42 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             );
         }
     }
-    if let Some(p) = recipe.packages.first() {
-        bail!(
-            "{}: PACKAGE {} {}: OS packages are not supported by this build yet",
-            p.origin,
-            p.kind,
-            p.names.join(" ")
-        );
-    }
+    let bm = base.as_ref().map(|b| &b.bundle.manifest);
+    let mut labels = bm.map(|m| m.labels.clone()).unwrap_or_default();
+    labels.extend(recipe.labels.clone());
+    let mut env = bm.map(|m| m.env.clone()).unwrap_or_default();
+    env.extend(recipe.env.clone());
+    let hooks = bm
+        .into_iter()
+        .flat_map(|m| &m.hooks)
+        .map(|h| HookRecord {
+            command: h.command.clone(),
+            inherited: true,
+        })
+        .chain(recipe.hooks.iter().map(|h| HookRecord {
+            command: h.command.clone(),
+            inherited: false,
+        }))
+        .collect();
     let mut manifest = BundleManifest {
         builder: format!("ferry {}", env!("CARGO_PKG_VERSION")),
         platform: opts.platform.to_string(),
-        labels: recipe.labels.clone(),
-        env: recipe.env.clone(),
-        hooks: recipe
-            .hooks
-            .iter()
-            .map(|h| HookRecord {
-                command: h.command.clone(),
-            })
-            .collect(),
-        cluster: recipe.cluster.as_ref().map(|c| ClusterRecord {
-            distribution: c.distribution.clone(),
-            version: c.version.clone(),
-        }),
+        labels,
+        env,
+        hooks,
+        cluster: match &recipe.cluster {
+            Some(c) => Some(ClusterRecord {
+                distribution: c.distribution.clone(),
+                version: c.version.clone(),
+            }),
+            None => bm.and_then(|m| m.cluster.clone()),
+        },
+        base: base.as_ref().map(|b| b.record.clone()),
         ..Default::default()
     };
+    // Whether the base already carries image `r` (an app's or the cluster's image is then
+    // not pulled again).
+    let in_base = |r: &Reference| bm.is_some_and(|m| m.images.iter().any(|i| i.name == *r));
     let mut copies = Vec::new();
     for c in &recipe.copies {
         let planned =
@@ -175,9 +205,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         ferry_bundle::writer::partial_path(&opts.output),
         scratch.path().to_path_buf(),
     ]);
-    let payload = plan_payload(opts, &recipe, scratch.path())?;
+    // A layered build keeps the base's runtime or cluster payload unless the Kubefile
+    // or --payload asks for one anew.
+    let inherit_payload = base.is_some()
+        && opts.payloads.is_empty()
+        && recipe.cluster.is_none()
+        && recipe.runtime.is_none();
+    let payload = if inherit_payload {
+        None
+    } else {
+        plan_payload(opts, &recipe, scratch.path())?
+    };
     if let (Some(p), Some(c)) = (&payload, &recipe.cluster) {
-        for r in &p.images {
+        for r in p.images.iter().filter(|r| !in_base(r)) {
             specs.push(ImageSpec {
                 written: r.to_string(),
                 source: ImageSource::Registry(r.clone()),
@@ -201,7 +241,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     // Candidates are carried on their registry's word; a pull that fails after all is
     // reported (and refused by --strict), not fatal as a certain image's is.
     let mut optional = BTreeSet::new();
-    for e in selection.carried().filter(|e| e.status != Status::Provided) {
+    for e in selection
+        .carried()
+        .filter(|e| e.status != Status::Provided && !in_base(&e.reference))
+    {
         let app = &e.origins[0].app;
         let Some(spec) = recipe.apps.iter().find(|a| &a.name == app) else {
             continue;
@@ -217,7 +260,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             origin: spec.origin.clone(),
         });
     }
-    let (mut images, pulled, failed) = resolve_images(opts, &specs, &optional)?;
+    let (new_images, pulled, failed) = resolve_images(opts, &specs, &optional)?;
+    // The base's images first (unless the Kubefile names them anew), then the new ones.
+    let mut images = match &base {
+        Some(b) => b.images(&|n| new_images.iter().any(|i| i.name == *n))?,
+        None => Vec::new(),
+    };
+    let inherited_images: std::collections::HashSet<String> =
+        images.iter().map(|i| i.name.to_string()).collect();
+    images.extend(new_images);
     for (image, reason) in failed {
         selection.failed(&image, reason);
     }
@@ -249,15 +300,24 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .iter()
         .map(|p| (p.name.clone(), p.version.clone(), p.files.clone()))
         .collect();
-    if images.is_empty()
+    let packages = crate::packages::for_build(
+        &recipe,
+        &opts.platform.to_string(),
+        &opts.apt,
+        opts.cache_dir.as_deref(),
+        opts.quiet,
+    )?;
+    if base.is_none()
+        && images.is_empty()
         && copies.is_empty()
         && planned_apps.is_empty()
         && payload_files.is_empty()
         && manifest.hooks.is_empty()
         && manifest.cluster.is_none()
+        && packages.is_none()
     {
         bail!(
-            "{}: nothing to deliver: no IMAGE, APP, COPY, RUN or CLUSTER, and no runtime payload",
+            "{}: nothing to deliver: no IMAGE, APP, COPY, RUN, CLUSTER or PACKAGE, and no runtime payload",
             opts.kubefile.display()
         );
     }
@@ -280,15 +340,16 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             );
         }
     }
-    let mut report = write(
-        opts,
-        manifest,
-        &images,
-        &copies,
-        &payload_files,
-        &planned_apps,
-        scratch.path(),
-    )?;
+    let planned = Planned {
+        images: &images,
+        copies: &copies,
+        payloads: &payload_files,
+        apps: &planned_apps,
+        packages: packages.as_ref(),
+        inherited_images: &inherited_images,
+        base: base.as_ref(),
+    };
+    let mut report = write(opts, manifest, &planned, scratch.path())?;
     report.pulled = pulled;
     report.discovery = selection.summary();
     report.discovered = selection.entries;
@@ -586,15 +647,41 @@ fn resolve_images(
     Ok((by_name.into_values().collect(), stats, failed))
 }
 
+/// Everything the bundle will carry, resolved to local bytes.
+struct Planned<'a> {
+    images: &'a [ResolvedImage],
+    copies: &'a [files::PlannedFile],
+    payloads: &'a [(String, String, Vec<payload::PayloadFile>)],
+    apps: &'a [apps::PlannedApp],
+    /// `PACKAGE deb`: the closure's .debs in the content cache.
+    packages: Option<&'a crate::packages::Carried>,
+    /// Names of the images taken from the base unchanged.
+    inherited_images: &'a std::collections::HashSet<String>,
+    /// The bundle this one is built `FROM`: what the Kubefile does not replace is carried
+    /// from it.
+    base: Option<&'a base::Base>,
+}
+
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
-    images: &[ResolvedImage],
-    copies: &[files::PlannedFile],
-    payloads: &[(String, String, Vec<payload::PayloadFile>)],
-    planned_apps: &[apps::PlannedApp],
+    planned: &Planned,
     tmp_dir: &Path,
 ) -> Result<BuildReport> {
+    let Planned {
+        images,
+        copies,
+        payloads,
+        apps: planned_apps,
+        packages,
+        inherited_images,
+        base,
+    } = *planned;
+    let mut inherited = Inherited {
+        images: inherited_images.len(),
+        hooks: manifest.hooks.iter().filter(|h| h.inherited).count(),
+        ..Default::default()
+    };
     let platforms = if opts.pull.platforms.is_empty() {
         std::slice::from_ref(&opts.platform)
     } else {
@@ -613,7 +700,8 @@ fn write(
             .iter()
             .copied()
             .chain(copies.iter().map(|c| c.size))
-            .chain(payloads.iter().flat_map(|p| &p.2).map(|f| f.size)),
+            .chain(payloads.iter().flat_map(|p| &p.2).map(|f| f.size))
+            .chain(packages.map(|p| p.size())),
     )
     .context("the bundle's parts add up to more than 2^64 bytes")?;
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
@@ -666,6 +754,7 @@ fn write(
             size: img.size()?,
             source: img.source.clone(),
             platforms: img.platforms.clone(),
+            inherited: inherited_images.contains(&img.name.to_string()),
         });
     }
     let index = index.to_json();
@@ -677,11 +766,53 @@ fn write(
             entry: rec.path,
             dest: c.dest.clone(),
             mode: c.mode,
+            inherited: false,
         });
         bar.inc(c.size);
     }
+    if let Some(base) = base {
+        let bm = &base.bundle.manifest;
+        for f in bm
+            .files
+            .iter()
+            .filter(|f| !copies.iter().any(|c| c.dest == f.dest))
+        {
+            carry(&mut w, base, &f.entry)?;
+            manifest.files.push(FileRecord {
+                inherited: true,
+                ..f.clone()
+            });
+            inherited.files += 1;
+        }
+    }
     for app in planned_apps {
         manifest.apps.push(write_app(&mut w, app, tmp_dir)?);
+    }
+    if let Some(base) = base {
+        let bm = &base.bundle.manifest;
+        for a in bm
+            .apps
+            .iter()
+            .filter(|a| !planned_apps.iter().any(|p| p.spec.name == a.name))
+        {
+            let mut entries: Vec<String> = match base.bundle.entry(&a.path) {
+                Some(e) => vec![e.path.clone()],
+                None => base
+                    .entries_under(&a.path)
+                    .iter()
+                    .map(|e| e.path.clone())
+                    .collect(),
+            };
+            entries.extend(a.values.iter().cloned());
+            for e in &entries {
+                carry(&mut w, base, e)?;
+            }
+            manifest.apps.push(AppRecord {
+                inherited: true,
+                ..a.clone()
+            });
+            inherited.apps += 1;
+        }
     }
     for (name, version, pfiles) in payloads {
         let mut rec = ferry_bundle::manifest::PayloadRecord {
@@ -689,6 +820,7 @@ fn write(
             version: version.clone(),
             platform: String::new(),
             files: BTreeMap::new(),
+            inherited: false,
         };
         for f in pfiles {
             let entry = paths::payload_entry(name, &f.role);
@@ -697,6 +829,42 @@ fn write(
             bar.inc(f.size);
         }
         manifest.payloads.push(rec);
+    }
+    if let Some(base) = base {
+        let bm = &base.bundle.manifest;
+        for p in bm
+            .payloads
+            .iter()
+            .filter(|p| !payloads.iter().any(|(n, _, _)| *n == p.name))
+        {
+            for entry in p.files.values() {
+                carry(&mut w, base, entry)?;
+            }
+            manifest
+                .payloads
+                .push(ferry_bundle::manifest::PayloadRecord {
+                    inherited: true,
+                    ..p.clone()
+                });
+            inherited.payloads += 1;
+        }
+    }
+    match (packages, base) {
+        (Some(p), _) => {
+            p.write(&mut w, &mut manifest)?;
+            bar.inc(p.size());
+        }
+        // No PACKAGE line of its own: the base's OS packages stay.
+        (None, Some(base)) if !base.bundle.manifest.packages.is_empty() => {
+            let bm = &base.bundle.manifest;
+            for p in &bm.packages {
+                carry(&mut w, base, &p.entry)?;
+                manifest.packages.push(p.clone());
+                inherited.packages += 1;
+            }
+            manifest.os = bm.os.clone();
+        }
+        _ => {}
     }
     let inherited_bytes = w.inherited_bytes();
     let (footer, manifest): (Footer, _) = w.finish(manifest)?;
@@ -719,7 +887,30 @@ fn write(
         lock: PathBuf::new(),
         discovered: Vec::new(),
         discovery: Summary::default(),
+        base: base.map(|b| b.record.clone()),
+        inherited,
     })
+}
+
+/// Copies one of the base's entries into the new bundle as stored (a zstd entry stays
+/// compressed), checking its bytes against the base's bundle.json on the way.
+fn carry(w: &mut BundleWriter, base: &base::Base, entry: &str) -> Result<()> {
+    if w.has_entry(entry) {
+        return Ok(());
+    }
+    let e = base.entry(entry)?;
+    let r = base.entry_source(e).open()?;
+    let rec = w.add_entry_as(&e.path, e.size, e.mode, e.compression.as_deref(), r)?;
+    if rec.sha256 != e.sha256 {
+        bail!(
+            "FROM {}: entry {} has sha256 {}, the base's bundle.json says {}: the base is damaged (run its --check)",
+            base.record.source,
+            e.path,
+            rec.sha256,
+            e.sha256
+        );
+    }
+    Ok(())
 }
 
 /// Adds a file, zstd-compressed as `<entry>.zst` when that helps (see `files`).
@@ -807,5 +998,6 @@ fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Re
         values,
         set: app.spec.set.clone(),
         images: app.carried.clone(),
+        inherited: false,
     })
 }

@@ -44,6 +44,10 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         locked: args.locked,
         candidates: args.candidates.mode(),
         strict: args.strict,
+        apt: crate::packages::AptOptions {
+            mirrors: args.apt_mirrors.clone(),
+            etc_apt: None,
+        },
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
@@ -51,25 +55,40 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Text if !quiet => {
             outln!(
-            "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s\n\
-             {} recorded in {} (at the site: sha256sum -c {}); {} {}",
-            r.output.display(),
-            r.size,
-            r.images,
-            r.blobs_written,
-            r.blobs_shared,
-            r.pulled.blobs_fetched,
-            r.pulled.blobs_reused,
-            started.elapsed().as_secs_f64(),
-            r.file_sha256,
-            r.checksum_file.display(),
-            r.checksum_file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            if args.locked { "held to" } else { "wrote" },
-            r.lock.display()
-        )?;
+                "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s\n\
+                 {} recorded in {} (at the site: sha256sum -c {}); {} {}",
+                r.output.display(),
+                r.size,
+                r.images,
+                r.blobs_written,
+                r.blobs_shared,
+                r.pulled.blobs_fetched,
+                r.pulled.blobs_reused,
+                started.elapsed().as_secs_f64(),
+                r.file_sha256,
+                r.checksum_file.display(),
+                r.checksum_file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                if args.locked { "held to" } else { "wrote" },
+                r.lock.display()
+            )?;
+            if let Some(b) = &r.base {
+                let i = &r.inherited;
+                outln!(
+                    "  FROM {} ({} {}, {}): inherited {} images, {} apps, {} files, {} payloads, {} hooks",
+                    b.source,
+                    b.name,
+                    b.version,
+                    b.digest,
+                    i.images,
+                    i.apps,
+                    i.files,
+                    i.payloads,
+                    i.hooks
+                )?;
+            }
             discovery_text(&r)?;
         }
         OutputFormat::Text => {}

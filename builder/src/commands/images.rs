@@ -8,6 +8,8 @@
 //! their registries (one manifest `HEAD` each, no blob is fetched) unless `--candidates`
 //! says otherwise, so the list is what the build will carry, each image marked certain,
 //! verified candidate or helm hook/test, and the dropped candidates listed with the reason.
+//! A `FROM <bundle>` base contributes its images with origin `FROM <base>` (read from its
+//! bundle.json: a registry base is not pulled), unless the Kubefile names them anew.
 
 use crate::build::apps;
 use crate::cli::{ImagesArgs, OutputFormat};
@@ -84,6 +86,15 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
     let recipe = Recipe::read(&args.kubefile, &ctx)?;
     let mut planned = Vec::new();
     let mut warnings = Vec::new();
+    let pull = args.registry.pull_options();
+    let base = match &recipe.base {
+        Some((spec, at)) => {
+            let m = crate::build::base::manifest(spec, &ctx, &pull)
+                .with_context(|| format!("{at}: FROM {spec}"))?;
+            Some((spec.clone(), m))
+        }
+        None => None,
+    };
     for a in &recipe.apps {
         let p = apps::discover(a).with_context(|| a.origin.to_string())?;
         warnings.extend(
@@ -95,7 +106,6 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
         planned.push(p);
     }
     let mode = args.candidates.mode();
-    let pull = args.registry.pull_options();
     let selection = apps::select(&recipe, &planned, mode, false, &pull)?;
     let mut l = Listing {
         candidates: mode,
@@ -132,6 +142,30 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
             });
     }
     add_selection(&mut l, &selection);
+    if let Some((spec, m)) = &base {
+        for img in &m.images {
+            // The Kubefile naming it anew replaces the base's.
+            l.images
+                .entry(img.name.to_string())
+                .or_insert_with(|| Listed {
+                    status: "image".into(),
+                    reason: None,
+                    label: String::new(),
+                    hooks: vec![],
+                    check: None,
+                    origins: vec![Origin {
+                        via: "FROM".into(),
+                        written: img.source.clone(),
+                        file: spec.clone(),
+                        object: None,
+                        field: None,
+                        clue: None,
+                        hook: None,
+                        candidate: false,
+                    }],
+                });
+        }
+    }
 
     if let Some(why) = &args.why {
         let key = Reference::parse(why)

@@ -42,7 +42,20 @@ pub enum Instruction {
         src: String,
         dest: String,
     },
-    /// `PACKAGE deb <name>…`.
+    /// `OS <distribution> <release> <arch>`: the release `PACKAGE deb` resolves for.
+    Os {
+        distribution: String,
+        release: String,
+        architecture: String,
+    },
+    /// `APT <url> <suite> <component>… [KEYRING <file>]`: a repository to resolve from.
+    Apt {
+        url: String,
+        suite: String,
+        components: Vec<String>,
+        keyring: Option<String>,
+    },
+    /// `PACKAGE deb <name>[=<version>]…`.
     Package {
         kind: String,
         names: Vec<String>,
@@ -171,9 +184,28 @@ impl Instruction {
             }
             "PACKAGE" => {
                 if args.len() < 2 || args[0] != "deb" {
-                    return Err("PACKAGE deb <name>…".into());
+                    return Err("PACKAGE deb <name>[=<version>]… (deb is the one package kind)".into());
                 }
                 Instruction::Package { kind: args[0].clone(), names: args[1..].to_vec() }
+            }
+            "OS" => {
+                let a = exactly("OS", args, 3, "OS <distribution> <release> <arch>, e.g. OS debian bookworm amd64")?;
+                Instruction::Os { distribution: a[0].clone(), release: a[1].clone(), architecture: a[2].clone() }
+            }
+            "APT" => {
+                let usage = "APT <url> <suite> <component>… [KEYRING <file>], e.g. APT http://mirror/debian bookworm main";
+                let (words, keyring) = match args.iter().position(|w| w.eq_ignore_ascii_case("KEYRING")) {
+                    Some(i) if i + 2 == args.len() => (&args[..i], Some(args[i + 1].clone())),
+                    Some(_) => return Err(format!("KEYRING takes one file, last on the line: {usage}")),
+                    None => (args, None),
+                };
+                if words.len() < 3 {
+                    return Err(usage.into());
+                }
+                if !(words[0].starts_with("http://") || words[0].starts_with("https://")) {
+                    return Err(format!("APT {}: the repository URL must be http:// or https://", words[0]));
+                }
+                Instruction::Apt { url: words[0].clone(), suite: words[1].clone(), components: words[2..].to_vec(), keyring }
             }
             "ENV" => {
                 let a = exactly("ENV", args, 1, "ENV key=value")?;
@@ -193,7 +225,7 @@ impl Instruction {
             }
             other => {
                 return Err(format!(
-                    "unknown instruction {other}; known: FROM CLUSTER RUNTIME IMAGE IMAGES APP VALUES SET COPY PACKAGE ENV RUN LABEL"
+                    "unknown instruction {other}; known: FROM CLUSTER RUNTIME IMAGE IMAGES APP VALUES SET COPY OS APT PACKAGE ENV RUN LABEL"
                 ))
             }
         })

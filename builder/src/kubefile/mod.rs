@@ -12,8 +12,8 @@ mod recipe;
 
 pub use instruction::{Instruction, Located};
 pub use recipe::{
-    strip_bom, AppSpec, ClusterSpec, CopySpec, HookSpec, ImageSpec, ImageVia, Origin, PackageSpec,
-    Recipe, RuntimeSpec,
+    strip_bom, AppSpec, AptSpec, ClusterSpec, CopySpec, HookSpec, ImageSpec, ImageVia, Origin,
+    OsSpec, PackageSpec, Recipe, RuntimeSpec,
 };
 
 use std::path::{Path, PathBuf};
@@ -153,6 +153,16 @@ impl Kubefile {
                             .into(),
                     ))
                 }
+                Instruction::Os { .. }
+                    if self.instructions[..i]
+                        .iter()
+                        .any(|p| matches!(p.ins, Instruction::Os { .. })) =>
+                {
+                    return Err(self.err(
+                        l.line,
+                        "OS given twice: a bundle's packages are for one release".into(),
+                    ))
+                }
                 _ => {}
             }
         }
@@ -201,6 +211,41 @@ mod tests {
         let k = parse("\u{feff}FROM scratch\nIMAGE nginx\n").unwrap();
         assert_eq!(k.instructions[0].ins, Instruction::From("scratch".into()));
         assert_eq!(k.instructions[1].line, 2);
+    }
+
+    #[test]
+    fn os_apt_and_package_lines() {
+        let k = parse(
+            "FROM scratch\nOS debian bookworm amd64\nAPT http://m/debian bookworm main contrib KEYRING k.asc\n\
+             APT https://m/debian-security bookworm-security main\nPACKAGE deb nfs-common chrony=4.3-2+deb12u1\n",
+        )
+        .unwrap();
+        assert_eq!(
+            k.instructions[2].ins,
+            Instruction::Apt {
+                url: "http://m/debian".into(),
+                suite: "bookworm".into(),
+                components: vec!["main".into(), "contrib".into()],
+                keyring: Some("k.asc".into())
+            }
+        );
+        for (bad, want) in [
+            ("OS debian bookworm\n", "OS takes 3"),
+            ("APT http://m bookworm\n", "APT <url> <suite> <component>"),
+            ("APT ftp://m bookworm main\n", "http:// or https://"),
+            (
+                "APT http://m bookworm main KEYRING\n",
+                "KEYRING takes one file",
+            ),
+            (
+                "OS debian bookworm amd64\nOS debian trixie amd64\n",
+                "OS given twice",
+            ),
+            ("PACKAGE rpm x\n", "PACKAGE deb <name>[=<version>]"),
+        ] {
+            let e = parse(bad).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad:?}: {e}");
+        }
     }
 
     #[test]

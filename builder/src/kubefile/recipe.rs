@@ -121,6 +121,26 @@ pub struct PackageSpec {
     pub origin: Origin,
 }
 
+/// `OS <distribution> <release> <arch>`: the release `PACKAGE deb` resolves for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsSpec {
+    pub distribution: String,
+    pub release: String,
+    pub architecture: String,
+    pub origin: Origin,
+}
+
+/// `APT <url> <suite> <component>… [KEYRING <file>]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AptSpec {
+    pub url: String,
+    pub suite: String,
+    pub components: Vec<String>,
+    /// In the context; checked to exist.
+    pub keyring: Option<PathBuf>,
+    pub origin: Origin,
+}
+
 /// Everything a Kubefile asks for, typed, with where each part was written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipe {
@@ -139,6 +159,9 @@ pub struct Recipe {
     pub labels: BTreeMap<String, String>,
     pub hooks: Vec<HookSpec>,
     pub packages: Vec<PackageSpec>,
+    pub os: Option<OsSpec>,
+    /// `APT` lines, in Kubefile order.
+    pub apt: Vec<AptSpec>,
 }
 
 impl Recipe {
@@ -163,6 +186,8 @@ impl Recipe {
             labels: BTreeMap::new(),
             hooks: Vec::new(),
             packages: Vec::new(),
+            os: None,
+            apt: Vec::new(),
         };
         for l in kf.iter() {
             let at = Origin {
@@ -268,6 +293,36 @@ impl Recipe {
                     names: names.clone(),
                     origin: at,
                 }),
+                Instruction::Os {
+                    distribution,
+                    release,
+                    architecture,
+                } => {
+                    r.os = Some(OsSpec {
+                        distribution: distribution.clone(),
+                        release: release.clone(),
+                        architecture: architecture.clone(),
+                        origin: at,
+                    })
+                }
+                Instruction::Apt {
+                    url,
+                    suite,
+                    components,
+                    keyring,
+                } => {
+                    let keyring = keyring
+                        .as_deref()
+                        .map(|k| existing(context, k, "KEYRING file", &at))
+                        .transpose()?;
+                    r.apt.push(AptSpec {
+                        url: url.clone(),
+                        suite: suite.clone(),
+                        components: components.clone(),
+                        keyring,
+                        origin: at,
+                    })
+                }
                 Instruction::Env { key, value } => {
                     r.env.insert(key.clone(), value.clone());
                 }

@@ -16,7 +16,10 @@ use std::io::Read;
 use std::sync::Mutex;
 use std::time::Duration;
 use ureq::http::Response;
-use ureq::Body;
+
+fn http_err(e: ureq::http::Error) -> ureq::Error {
+    ureq::Error::Http(e)
+}
 
 /// Longest single backoff, whatever `Retry-After` says: a build should fail, not hang.
 const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -25,6 +28,75 @@ const MAX_DELAY: Duration = Duration::from_secs(30);
 pub enum Method {
     Get,
     Head,
+    Post,
+    Put,
+    Patch,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Head => "HEAD",
+            Method::Post => "POST",
+            Method::Put => "PUT",
+            Method::Patch => "PATCH",
+        }
+    }
+}
+
+/// Opens a request body afresh: a retried or re-authorised request sends it again.
+pub type OpenBody<'a> = dyn Fn() -> std::io::Result<Box<dyn Read + 'a>> + Sync + 'a;
+
+/// What a request sends.
+pub enum ReqBody<'a> {
+    None,
+    Bytes(&'a [u8]),
+    /// `len` bytes from a stream (a blob of a 20 GB bundle is never held in memory).
+    Stream {
+        len: u64,
+        open: &'a OpenBody<'a>,
+    },
+}
+
+/// One request: method, URL, `Accept`, extra headers and the body.
+pub struct Request<'a> {
+    pub method: Method,
+    pub url: &'a str,
+    pub accept: Option<&'a str>,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: ReqBody<'a>,
+}
+
+impl<'a> Request<'a> {
+    pub fn new(method: Method, url: &'a str) -> Request<'a> {
+        Request {
+            method,
+            url,
+            accept: None,
+            headers: Vec::new(),
+            body: ReqBody::None,
+        }
+    }
+    pub fn accept(mut self, a: &'a str) -> Self {
+        self.accept = Some(a);
+        self
+    }
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+    pub fn body(mut self, b: ReqBody<'a>) -> Self {
+        self.body = b;
+        self
+    }
+}
+
+/// What a client is for: the token scope it asks for and the access messages name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Pull,
+    Push,
 }
 
 /// An HTTP client bound to one reference's endpoint. Shared by the download threads
@@ -39,10 +111,20 @@ pub struct Client {
     attempts: u32,
     retry_delay: Duration,
     insecure: Vec<String>,
+    access: Access,
 }
 
 impl Client {
     pub fn new(reference: &Reference, opts: &PullOptions) -> Result<Client, PullError> {
+        Self::with_access(reference, opts, Access::Pull)
+    }
+
+    /// A client for `reference` that may also push to it (token scope `pull,push`).
+    pub fn with_access(
+        reference: &Reference,
+        opts: &PullOptions,
+        access: Access,
+    ) -> Result<Client, PullError> {
         let endpoint = Endpoint::resolve(reference, opts);
         let config_path = opts
             .docker_config
@@ -64,6 +146,7 @@ impl Client {
             attempts: opts.attempts.max(1),
             retry_delay: opts.retry_delay,
             insecure: opts.insecure_registries.clone(),
+            access,
         })
     }
 
@@ -89,80 +172,140 @@ impl Client {
         url: &str,
         accept: Option<&str>,
         what: &str,
-    ) -> Result<Response<Body>, PullError> {
+    ) -> Result<Response<ureq::Body>, PullError> {
+        let mut req = Request::new(method, url);
+        req.accept = accept;
+        let resp = self.exchange(&req, what)?;
+        self.check(resp, what)
+    }
+
+    /// Sends a request, answering an authentication challenge once and retrying what is
+    /// worth retrying, and returns the response whatever its status (a 401 that survives
+    /// a fresh challenge is an error here). Callers that expect a 404 or a 202 look at the
+    /// status themselves and hand the rest to [`Client::check`].
+    pub fn exchange(&self, req: &Request, what: &str) -> Result<Response<ureq::Body>, PullError> {
         let mut answered_challenge = false;
         loop {
             let used = self.auth.lock().expect("auth lock").clone();
-            let (mut resp, attempts) = self.call_with_retry(what, || {
-                let mut req = match method {
-                    Method::Get => self.agent.get(url),
-                    Method::Head => self.agent.head(url),
+            let (mut resp, _) = self.call_with_retry(what, || self.call(req, &used))?;
+            if resp.status().as_u16() != 401 {
+                return Ok(resp);
+            }
+            if answered_challenge {
+                return Err(PullError::Unauthorized {
+                    reference: self.reference.clone(),
+                    registry: self.registry(),
+                    status: 401,
+                    detail: error_detail(&mut resp),
+                    hint: self.login_hint(),
+                });
+            }
+            answered_challenge = true;
+            self.answer_challenge(&resp, &used)?;
+        }
+    }
+
+    /// One attempt of `req` with `auth`.
+    fn call(
+        &self,
+        req: &Request,
+        auth: &Authorization,
+    ) -> Result<Response<ureq::Body>, ureq::Error> {
+        let mut b = ureq::http::Request::builder()
+            .method(req.method.as_str())
+            .uri(req.url);
+        if let Some(a) = req.accept {
+            b = b.header("Accept", a);
+        }
+        if let Some(h) = auth.header() {
+            b = b.header("Authorization", h);
+        }
+        for (k, v) in &req.headers {
+            b = b.header(*k, v.as_str());
+        }
+        let has_body = matches!(req.method, Method::Post | Method::Put | Method::Patch);
+        match &req.body {
+            ReqBody::None if !has_body => self.agent.run(b.body(()).map_err(http_err)?),
+            ReqBody::None => self.agent.run(
+                b.header("Content-Length", "0")
+                    .body(&[][..])
+                    .map_err(http_err)?,
+            ),
+            ReqBody::Bytes(bytes) => self.agent.run(
+                b.header("Content-Length", bytes.len().to_string())
+                    .body(*bytes)
+                    .map_err(http_err)?,
+            ),
+            ReqBody::Stream { len, open } => {
+                let mut r = open().map_err(ureq::Error::Io)?;
+                let body = ureq::SendBody::from_reader(&mut r);
+                self.agent.run(
+                    b.header("Content-Length", len.to_string())
+                        .body(body)
+                        .map_err(http_err)?,
+                )
+            }
+        }
+    }
+
+    /// A 2xx response as is; any other status as the `PullError` that explains it.
+    pub fn check(
+        &self,
+        mut resp: Response<ureq::Body>,
+        what: &str,
+    ) -> Result<Response<ureq::Body>, PullError> {
+        let status = resp.status().as_u16();
+        match status {
+            200..=299 => Ok(resp),
+            401 => Err(PullError::Unauthorized {
+                reference: self.reference.clone(),
+                registry: self.registry(),
+                status,
+                detail: error_detail(&mut resp),
+                hint: self.login_hint(),
+            }),
+            403 => Err(PullError::Denied {
+                reference: self.reference.clone(),
+                registry: self.registry(),
+                action: match self.access {
+                    Access::Pull => "pull from",
+                    Access::Push => "push to",
+                },
+            }),
+            404 => {
+                let hint = if self.endpoint.mirror_of.is_some() {
+                    format!(
+                        "; the mirror lacks it: copy it to {}/{} first",
+                        self.endpoint.host, self.endpoint.repository
+                    )
+                } else {
+                    "; check the repository name, tag and digest".to_string()
                 };
-                if let Some(a) = accept {
-                    req = req.header("Accept", a);
+                Err(PullError::NotFound {
+                    reference: self.reference.clone(),
+                    registry: self.registry(),
+                    what: what.to_string(),
+                    hint,
+                })
+            }
+            _ => {
+                let mut detail = error_detail(&mut resp);
+                if status == 429 || status >= 500 {
+                    detail.push_str("; the registry is overloaded or failing, try again later");
+                } else if status == 400 && self.endpoint.scheme == "http" {
+                    detail.push_str(&format!(
+                        "; if {} serves HTTPS, drop --insecure-registry {0}",
+                        self.endpoint.host
+                    ));
                 }
-                if let Some(h) = used.header() {
-                    req = req.header("Authorization", h);
-                }
-                req.call()
-            })?;
-            let status = resp.status().as_u16();
-            match status {
-                200..=299 => return Ok(resp),
-                401 if !answered_challenge => {
-                    answered_challenge = true;
-                    self.answer_challenge(&resp, &used)?;
-                }
-                401 => {
-                    return Err(PullError::Unauthorized {
-                        reference: self.reference.clone(),
-                        registry: self.registry(),
-                        status,
-                        detail: error_detail(&mut resp),
-                        hint: self.login_hint(),
-                    })
-                }
-                403 => {
-                    return Err(PullError::Denied {
-                        reference: self.reference.clone(),
-                        registry: self.registry(),
-                    })
-                }
-                404 => {
-                    let hint = if self.endpoint.mirror_of.is_some() {
-                        format!(
-                            "; the mirror lacks it: copy it to {}/{} first",
-                            self.endpoint.host, self.endpoint.repository
-                        )
-                    } else {
-                        "; check the repository name, tag and digest".to_string()
-                    };
-                    return Err(PullError::NotFound {
-                        reference: self.reference.clone(),
-                        registry: self.registry(),
-                        what: what.to_string(),
-                        hint,
-                    });
-                }
-                _ => {
-                    let mut detail = error_detail(&mut resp);
-                    if status == 429 || status >= 500 {
-                        detail.push_str("; the registry is overloaded or failing, try again later");
-                    } else if status == 400 && self.endpoint.scheme == "http" {
-                        detail.push_str(&format!(
-                            "; if {} serves HTTPS, drop --insecure-registry {0}",
-                            self.endpoint.host
-                        ));
-                    }
-                    return Err(PullError::Status {
-                        reference: self.reference.clone(),
-                        registry: self.registry(),
-                        what: what.to_string(),
-                        status,
-                        attempts,
-                        detail,
-                    });
-                }
+                Err(PullError::Status {
+                    reference: self.reference.clone(),
+                    registry: self.registry(),
+                    what: what.to_string(),
+                    status,
+                    attempts: self.attempts,
+                    detail,
+                })
             }
         }
     }
@@ -173,8 +316,8 @@ impl Client {
     fn call_with_retry(
         &self,
         what: &str,
-        call: impl Fn() -> Result<Response<Body>, ureq::Error>,
-    ) -> Result<(Response<Body>, u32), PullError> {
+        call: impl Fn() -> Result<Response<ureq::Body>, ureq::Error>,
+    ) -> Result<(Response<ureq::Body>, u32), PullError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -213,7 +356,7 @@ impl Client {
     /// already replaced the one that failed, that newer one is simply tried.
     fn answer_challenge(
         &self,
-        resp: &Response<Body>,
+        resp: &Response<ureq::Body>,
         used: &Authorization,
     ) -> Result<(), PullError> {
         let mut current = self.auth.lock().expect("auth lock");
@@ -262,7 +405,11 @@ impl Client {
             detail,
             hint: self.login_hint(),
         };
-        let url = auth::token_url(challenge, &self.endpoint.pull_scope())
+        let scope = match self.access {
+            Access::Pull => self.endpoint.pull_scope(),
+            Access::Push => self.endpoint.push_scope(),
+        };
+        let url = auth::token_url(challenge, &scope)
             .ok_or_else(|| fail("the challenge has no realm".into()))?;
         let realm_host = url
             .split_once("://")
@@ -352,13 +499,15 @@ pub(crate) fn agent(connect: Duration, read: Duration) -> ureq::Agent {
         .timeout_connect(Some(connect))
         .timeout_recv_response(Some(read))
         .timeout_per_read(Some(read))
+        // Uploads (`ferry push`) write bodies: a stalled write is retried, not waited on.
+        .timeout_per_write(Some(read))
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
         .build()
         .new_agent()
 }
 
 /// A response header's value, trimmed.
-pub(crate) fn header(resp: &Response<Body>, name: &str) -> Option<String> {
+pub fn header(resp: &Response<ureq::Body>, name: &str) -> Option<String> {
     resp.headers()
         .get(name)
         .and_then(|v| v.to_str().ok())
@@ -377,14 +526,14 @@ pub(crate) fn transient(e: &ureq::Error) -> bool {
 }
 
 /// `Retry-After: <seconds>` (the HTTP-date form is rare from registries and ignored).
-pub(crate) fn retry_after(resp: &Response<Body>) -> Option<Duration> {
+pub(crate) fn retry_after(resp: &Response<ureq::Body>) -> Option<Duration> {
     let v = resp.headers().get("retry-after")?.to_str().ok()?;
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
 /// A short description of an error body: the Distribution spec's `errors[].code/message`
 /// if it has them, else its first line; `: …` prefixed, or empty.
-fn error_detail(resp: &mut Response<Body>) -> String {
+pub(crate) fn error_detail(resp: &mut Response<ureq::Body>) -> String {
     let mut buf = Vec::new();
     let _ = resp.body_mut().as_reader().take(4096).read_to_end(&mut buf);
     describe_error_body(&buf)

@@ -86,6 +86,28 @@ impl Endpoint {
         format!("repository:{}:pull", self.repository)
     }
 
+    /// The token scope for pushing to this repository (pushing reads too: HEAD first).
+    pub fn push_scope(&self) -> String {
+        format!("repository:{}:pull,push", self.repository)
+    }
+
+    /// `<scheme>://<host>/v2/<repository>/blobs/uploads/`: where a blob upload starts.
+    pub fn upload_url(&self) -> String {
+        format!(
+            "{}://{}/v2/{}/blobs/uploads/",
+            self.scheme, self.host, self.repository
+        )
+    }
+
+    /// An absolute URL for a `Location` a registry answered (which may be a path).
+    pub fn absolute(&self, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}://{}{}", self.scheme, self.host, location)
+        }
+    }
+
     /// How the registry is named in messages: `localhost:5000 (mirror of docker.io)`.
     pub fn display_host(&self) -> String {
         match &self.mirror_of {

@@ -19,10 +19,15 @@ pub enum PullError {
     },
 
     #[error(
-        "{reference}: 403 from {registry}: the credentials are valid but may not pull this \
-         repository; ask the registry's administrator for pull access"
+        "{reference}: 403 from {registry}: the credentials are valid but may not {action} \
+         this repository; ask the registry's administrator for that access"
     )]
-    Denied { reference: String, registry: String },
+    Denied {
+        reference: String,
+        registry: String,
+        /// `pull from` or `push to`.
+        action: &'static str,
+    },
 
     #[error("{reference}: {what} not found on {registry} (404){hint}")]
     NotFound {

@@ -28,15 +28,16 @@
 //! few hundred lines here, written against the spec and unit-tested, in exchange for not
 //! pulling an async runtime into the builder. Module map: [`endpoint`] (reference → URL,
 //! mirrors, insecure hosts), [`dockerconfig`] (credentials), [`auth`] (challenges,
-//! tokens), `client` (requests, retries, status → error), [`manifest`] (platform
+//! tokens), [`client`] (requests, retries, status → error), [`manifest`] (platform
 //! selection), `fetch` (verified transfers into the cache), [`cache`], `probe` (does a
-//! manifest exist: candidate verification). Media types,
+//! manifest exist: candidate verification), and [`upload`] (the push side: blobs and
+//! manifests into a registry, used by `ferry push`). Media types,
 //! descriptors and the manifest parser are the bundle crate's OCI model
 //! ([`ferry_bundle::oci`]), the same the installer's registry reads them with.
 
 pub mod auth;
 pub mod cache;
-pub(crate) mod client;
+pub mod client;
 pub mod dockerconfig;
 pub mod endpoint;
 pub mod error;
@@ -45,6 +46,7 @@ pub mod manifest;
 pub mod options;
 mod probe;
 pub mod stats;
+pub mod upload;
 
 pub use cache::{BlobWriter, CacheError, ContentCache};
 pub use dockerconfig::{Credentials, DockerConfig};
@@ -54,6 +56,7 @@ pub use options::{Mirror, MirrorError, Platform, PullOptions};
 pub use probe::{probe, Probe};
 pub use stats::PullStats;
 
+pub use client::Access;
 use client::Client;
 use ferry_bundle::oci::{self, Manifest, OciError};
 use ferry_bundle::reference::Reference;

@@ -29,14 +29,18 @@ macro_rules! serde_as_string {
     };
 }
 
+pub mod artifact;
+pub mod auth;
 pub mod delta;
 pub mod digest;
 pub mod error;
 pub mod extract;
 pub mod footer;
+pub mod graph;
 pub mod manifest;
 pub mod marker;
 pub mod oci;
+pub mod packages;
 pub mod paths;
 pub mod reader;
 pub mod reference;

@@ -3,6 +3,13 @@
 //! Unknown fields are ignored and every collection defaults to empty, so an older installer
 //! can still `--info` a newer bundle of the same format version.
 //!
+//! A bundle built `FROM` another records that base ([`BaseRecord`]) and marks every item
+//! it took from it (`inherited: true` on images, apps, files, payloads and hooks), so
+//! `ferry images`, the build report and `--info` can say what came from where. Both are
+//! left out of the JSON when absent, so a bundle built `FROM scratch` writes the same
+//! bytes as before and older installers read layered bundles (unknown fields are
+//! ignored).
+//!
 //! The fields are typed ([`Reference`], [`Sha256Digest`], [`HostPath`]), so bundle.json
 //! is parsed — and every name, digest and destination validated — once, when the bundle
 //! opens; code after that never re-parses a string. The JSON on disk is format v1's:
@@ -47,6 +54,15 @@ pub struct BundleManifest {
     pub payloads: Vec<PayloadRecord>,
     #[serde(default)]
     pub hooks: Vec<HookRecord>,
+    /// The release `packages` were resolved for (`OS` in the Kubefile).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub os: Option<crate::packages::OsRecord>,
+    /// OS packages (`PACKAGE deb`), in install order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<crate::packages::PackageRecord>,
+    /// The bundle this one was built `FROM`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<BaseRecord>,
     /// Every tar entry of the payload except bundle.json itself, in payload order.
     pub entries: Vec<EntryRecord>,
     /// Set when this bundle is a delta: it carries only what its base lacks.
@@ -65,6 +81,28 @@ pub struct DeltaRecord {
     /// Entries of the complete bundle that the delta does not carry: the base holds them
     /// at the same path with the same size and sha256 (`offset` is the base's).
     pub inherited: Vec<EntryRecord>,
+}
+
+/// `FROM <bundle>`: which bundle this one was layered on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BaseRecord {
+    /// As written after `FROM`: a `.run` path or a registry reference.
+    pub source: String,
+    /// The base's `name` and `version`.
+    pub name: String,
+    #[serde(default)]
+    pub version: String,
+    /// The base's identity: the sha256 of its payload, as its `--check` and `--info`
+    /// show it.
+    pub digest: Sha256Digest,
+    /// When the base was pulled from a registry: the digest of the index its reference
+    /// resolved to (what `ferry pull <source>@<digest>` fetches again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_digest: Option<Sha256Digest>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -99,6 +137,9 @@ pub struct ImageRecord {
     /// `os/arch` of each platform carried.
     #[serde(default)]
     pub platforms: Vec<String>,
+    /// Taken from the base bundle (`FROM`) unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -114,6 +155,9 @@ pub struct AppRecord {
     pub set: Vec<String>,
     #[serde(default)]
     pub images: Vec<String>,
+    /// Taken from the base bundle (`FROM`) unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited: bool,
 }
 
 /// A `COPY` into the host's filesystem.
@@ -125,6 +169,9 @@ pub struct FileRecord {
     /// Absolute, normalised destination on the host (under `--root`).
     pub dest: HostPath,
     pub mode: u32,
+    /// Taken from the base bundle (`FROM`) unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited: bool,
 }
 
 /// A [`FileRecord`] as it is on disk, before its destination is checked.
@@ -133,6 +180,8 @@ struct RawFileRecord {
     entry: String,
     dest: String,
     mode: u32,
+    #[serde(default)]
+    inherited: bool,
 }
 
 /// A `files[]` destination that could leave `--root` or is not a plain absolute path.
@@ -153,6 +202,7 @@ impl TryFrom<RawFileRecord> for FileRecord {
                     entry: r.entry,
                     dest,
                     mode: r.mode,
+                    inherited: r.inherited,
                 })
             }
             Ok(_) => PathError::Root,
@@ -179,11 +229,17 @@ pub struct PayloadRecord {
     pub platform: String,
     /// Entry paths of the payload's files, keyed by their role (e.g. `bin/containerd`).
     pub files: BTreeMap<String, String>,
+    /// Taken from the base bundle (`FROM`) unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct HookRecord {
     pub command: String,
+    /// Taken from the base bundle (`FROM`) unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub inherited: bool,
 }
 
 /// One tar entry with the facts needed to check and serve it without reading the tar.

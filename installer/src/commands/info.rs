@@ -30,6 +30,9 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 "files": m.files,
                 "payloads": m.payloads,
                 "hooks": m.hooks,
+                "os": m.os,
+                "packages": m.packages,
+                "base": m.base,
                 "entries": m.entries.len() + 1,
                 "delta": m.delta.as_ref().map(|d| serde_json::json!({
                     "base": d.base,
@@ -52,6 +55,15 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 Some(c) => outln!("cluster:   {} {}", c.distribution, c.version)?,
                 None => outln!("cluster:   none (container runtime only)")?,
             }
+            if let Some(base) = &m.base {
+                outln!(
+                    "base:      FROM {} ({} {}, payload {}); items marked (from base) are inherited",
+                    base.source,
+                    base.name,
+                    base.version,
+                    base.digest
+                )?;
+            }
             for (k, v) in &m.labels {
                 outln!("label:     {k}={v}")?;
             }
@@ -73,19 +85,53 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                 )?;
             }
             outln!("images ({}):", m.images.len())?;
+            let from_base = |inherited: bool| if inherited { "  (from base)" } else { "" };
             for i in &m.images {
-                outln!("  {}  {}  {}", i.name, i.digest, human(i.size))?;
+                outln!(
+                    "  {}  {}  {}{}",
+                    i.name,
+                    i.digest,
+                    human(i.size),
+                    from_base(i.inherited)
+                )?;
             }
             for a in &m.apps {
                 outln!(
-                    "app:       {} ({}, {} images)",
+                    "app:       {} ({}, {} images){}",
                     a.name,
                     a.kind,
-                    a.images.len()
+                    a.images.len(),
+                    from_base(a.inherited)
                 )?;
             }
             for f in &m.files {
-                outln!("file:      {} -> {}", f.entry, f.dest)?;
+                outln!(
+                    "file:      {} -> {}{}",
+                    f.entry,
+                    f.dest,
+                    from_base(f.inherited)
+                )?;
+            }
+            for p in m.payloads.iter().filter(|p| p.inherited) {
+                outln!("payload:   {} {}{}", p.name, p.version, from_base(true))?;
+            }
+            if !m.packages.is_empty() {
+                let os = m
+                    .os
+                    .as_ref()
+                    .map(|o| format!(" for {} {} {}", o.distribution, o.release, o.architecture))
+                    .unwrap_or_default();
+                outln!("packages ({}{os}):", m.packages.len())?;
+                for p in &m.packages {
+                    outln!(
+                        "  {} {} {}  {}  {}",
+                        p.name,
+                        p.version,
+                        p.architecture,
+                        p.sha256,
+                        human(p.size)
+                    )?;
+                }
             }
         }
     }

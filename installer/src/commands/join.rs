@@ -39,7 +39,7 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         .and_then(|(jf, _)| node::plan(&host, &jf.journal, &m.info, &js).ok())
         .map(|p| p.written(stub_bytes(), false))
         .unwrap_or_default();
-    let checks = preflight::run(&preflight::Inputs {
+    let mut checks = preflight::run(&preflight::Inputs {
         host: &host,
         writes,
         platform: &m.info.platform,
@@ -51,6 +51,10 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         invocation: &settings::invocation(),
         skip: &cli.host.skip_preflight,
     });
+    let mut pkg =
+        crate::install::packages::preflight_of(&host, m.info.os.as_ref(), &m.info.packages);
+    preflight::skip(&mut pkg, &cli.host.skip_preflight);
+    checks.extend(pkg);
     if !quiet {
         eprint!("{}", preflight::table(&checks));
     }
@@ -76,6 +80,12 @@ pub fn run(cli: &Cli, master: &str) -> Result<ExitCode> {
         j.role = NodeRole::Join;
         j.node_ip = js.node_ip.to_string();
         j.registry_url = m.info.registry.clone();
+        j.site_registry = m
+            .info
+            .site_registry
+            .as_ref()
+            .map(|x| x.url())
+            .unwrap_or_default();
         j.join_info = serde_json::to_value(&m.info).ok();
     }
     crate::engine::claim_trees(&host, &mut jf)?;

@@ -24,7 +24,7 @@ pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
     let writes = crate::install::plan(s, b, &journal)
         .map(|p| p.written(0, staged))
         .unwrap_or_default();
-    preflight::run(&preflight::Inputs {
+    let mut checks = preflight::run(&preflight::Inputs {
         host: &s.host,
         writes,
         platform: &b.manifest.platform,
@@ -35,7 +35,11 @@ pub fn checks(s: &InstallSettings, b: &Bundle) -> Vec<preflight::Check> {
         role: NodeRole::Server,
         invocation: &s.invocation,
         skip: &s.skip_preflight,
-    })
+    });
+    let mut pkg = crate::install::packages::preflight(&s.host, &b.manifest);
+    preflight::skip(&mut pkg, &s.skip_preflight);
+    checks.extend(pkg);
+    checks
 }
 
 pub fn run(cli: &Cli) -> Result<ExitCode> {

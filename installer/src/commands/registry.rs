@@ -41,6 +41,15 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
                 .clone()
                 .or_else(|| args.tls_listen.clone())
                 .unwrap_or_default(),
+            site: match &args.site_registry_config {
+                Some(p) => Some(
+                    serde_json::from_slice(
+                        &std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+                    )
+                    .with_context(|| format!("{}", p.display()))?,
+                ),
+                None => None,
+            },
         };
         store = store.with_extension(js.into_extension());
     }

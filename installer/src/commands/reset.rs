@@ -31,6 +31,12 @@ pub fn run(cli: &Cli) -> Result<ExitCode> {
                 r.removed,
                 r.restored.len()
             )?;
+            if !r.packages_removed.is_empty() {
+                outln!(
+                    "reset: removed the packages ferry installed: {}",
+                    r.packages_removed.join(" ")
+                )?;
+            }
             for f in &r.failures {
                 outln!("  could not: {f}")?;
             }

@@ -5,6 +5,7 @@
 use crate::cli::{Cli, HostArgs};
 use crate::host::Host;
 use crate::install::InstallSettings;
+use crate::site::SiteConfig;
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, IsTerminal};
 use std::net::IpAddr;
@@ -43,7 +44,66 @@ pub fn install(cli: &Cli) -> Result<InstallSettings> {
         invocation: invocation(),
         host_containerd: crate::install::runtime::detect_host_containerd(&host_for_detect),
         serve_also: None,
+        site: site(cli, &host_for_detect)?,
     })
+}
+
+/// `--site-registry` and its options as the site's config (CA read, password read from
+/// stdin). Without `--site-registry`, a host installed with one keeps it (its
+/// `site.json`), so an upgrade or a resumed install goes on pulling from the site.
+pub fn site(cli: &Cli, host: &Host) -> Result<Option<SiteConfig>> {
+    let a = &cli.site;
+    let Some(spec) = &a.site_registry else {
+        if a.site_registry_ca.is_some()
+            || a.site_registry_user.is_some()
+            || a.site_registry_password_stdin
+            || a.site_registry_insecure
+        {
+            bail!("the --site-registry-* options need --site-registry <host[:port]/path>");
+        }
+        let p = host.path(&crate::site::config_path());
+        return match std::fs::read(&p) {
+            Ok(b) => Ok(Some(
+                serde_json::from_slice(&b).with_context(|| format!("{}", p.display()))?,
+            )),
+            Err(_) => Ok(None),
+        };
+    };
+    let mut site = SiteConfig::parse(spec)?;
+    site.plain_http = a.site_registry_insecure;
+    if let Some(ca) = &a.site_registry_ca {
+        if site.plain_http {
+            bail!("--site-registry-ca and --site-registry-insecure contradict each other: a plain-HTTP registry has no certificate");
+        }
+        let pem = std::fs::read_to_string(ca)
+            .with_context(|| format!("--site-registry-ca {}", ca.display()))?;
+        crate::join::tls::pinned_client(pem.as_bytes())
+            .map_err(|e| anyhow::anyhow!("--site-registry-ca {}: {e}", ca.display()))?;
+        site.ca_pem = Some(pem);
+    }
+    match (&a.site_registry_user, a.site_registry_password_stdin) {
+        (Some(user), true) => {
+            let mut password = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut password)
+                .context("reading the site registry password from stdin")?;
+            let password = password.trim_end_matches(['\n', '\r']).to_string();
+            if password.is_empty() {
+                bail!("--site-registry-password-stdin: stdin gave an empty password");
+            }
+            site.login = Some(crate::site::Login {
+                username: user.clone(),
+                password,
+            });
+        }
+        (Some(_), false) => bail!(
+            "--site-registry-user needs --site-registry-password-stdin (the password is read from stdin, never from the command line)"
+        ),
+        (None, true) => bail!("--site-registry-password-stdin needs --site-registry-user"),
+        (None, false) => {}
+    }
+    Ok(Some(site))
 }
 
 /// Asks `question` on a terminal; `--yes` answers for the operator. Without a terminal

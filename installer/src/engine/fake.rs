@@ -17,6 +17,8 @@ pub enum Call {
     Restart(String),
     Probe(String),
     Random(usize),
+    /// An image pushed to the site registry, and whether a login came with it.
+    Push(String, bool),
 }
 
 #[derive(Default)]
@@ -69,7 +71,7 @@ impl RecordingSystem {
             .insert(needle.to_string(), (service.to_string(), why.to_string()));
         self
     }
-    /// Commands whose program is `program` fail.
+    /// Commands whose program is `program`, or one of whose arguments contains it, fail.
     pub fn fail_command(self, program: &str, stderr: &str) -> Self {
         self.state.lock().unwrap().failing_commands.insert(
             program.to_string(),
@@ -93,7 +95,17 @@ impl System for RecordingSystem {
         let mut s = self.state.lock().unwrap();
         s.calls.push(Call::Run(cmd.argv.clone()));
         let prog = cmd.argv.first().cloned().unwrap_or_default();
-        Ok(match s.failing_commands.get(&prog) {
+        let failing = s.failing_commands.get(&prog).or_else(|| {
+            s.failing_commands
+                .iter()
+                .find(|(k, _)| {
+                    cmd.argv[1.min(cmd.argv.len())..]
+                        .iter()
+                        .any(|a| a.contains(k.as_str()))
+                })
+                .map(|(_, v)| v)
+        });
+        Ok(match failing {
             Some((status, stderr)) => CommandOutput {
                 success: false,
                 status: status.clone(),
@@ -167,6 +179,34 @@ impl System for RecordingSystem {
     }
     fn release_host(&self, _host: &Host) -> (usize, usize) {
         (0, 0)
+    }
+    /// Reads every blob and manifest of the step through `entries` (so a bundle that
+    /// does not hold them fails as the real push would) and records the push.
+    fn push_image(
+        &self,
+        push: &super::plan::PushStep,
+        login: Option<&crate::site::Login>,
+        entries: &dyn super::source::EntrySource,
+    ) -> Result<String, SysError> {
+        let mut bytes = 0;
+        let refs = push
+            .blobs
+            .iter()
+            .map(|b| &b.entry)
+            .chain(push.manifests.iter().filter_map(|m| m.entry.as_ref()));
+        for e in refs {
+            let mut r = entries
+                .open(e)
+                .map_err(|err| SysError::Other(err.to_string()))?;
+            bytes += std::io::copy(&mut r, &mut std::io::sink())
+                .map_err(|err| SysError::Other(err.to_string()))?;
+        }
+        self.state
+            .lock()
+            .unwrap()
+            .calls
+            .push(Call::Push(push.image.clone(), login.is_some()));
+        Ok(format!("read {bytes} bytes"))
     }
     fn checkpoint(&self, at: &str) -> Result<(), Crash> {
         let mut s = self.state.lock().unwrap();

@@ -57,6 +57,10 @@ pub struct Journal {
     /// The revision each service was last started with (see `ServiceSpec::revision`).
     #[serde(default)]
     pub revisions: BTreeMap<String, String>,
+    /// OS packages ferry installed (not those it upgraded), in install order: `reset`
+    /// removes them, newest first. Recorded before dpkg runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
     #[serde(default)]
     pub node_ip: String,
     #[serde(default)]
@@ -68,6 +72,10 @@ pub struct Journal {
     /// Registry this node's runtime pulls from (joined nodes: the master's, over TLS).
     #[serde(default)]
     pub registry_url: String,
+    /// The site's registry the runtime pulls every image through (`--site-registry`),
+    /// as `scheme://host[:port]/path`; empty when ferry's registry serves them.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub site_registry: String,
     /// The changes of a phase that has not finished; rolled back by the next run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending: Option<PendingTx>,

@@ -33,8 +33,8 @@ pub mod transaction;
 
 pub use journal::{Journal, JournalFile, NodeRole};
 pub use plan::{
-    CommandSpec, Content, EntryRef, Existing, FileStep, HealthCheck, Phase, PhaseName, Plan,
-    PlanKind, Secret, ServiceManager, ServiceSpec, Step,
+    CommandSpec, Content, DpkgStep, EntryRef, Existing, FileStep, HealthCheck, Phase, PhaseName,
+    Plan, PlanKind, PushBlob, PushManifest, PushStep, Secret, ServiceManager, ServiceSpec, Step,
 };
 pub use report::Reporter;
 pub use run::{Engine, EngineError, Resources, StepError};

@@ -44,10 +44,14 @@ pub struct Plan {
 pub enum PhaseName {
     /// verify every byte of the bundle while copying it to the data directory.
     Stage,
+    /// OS packages (`PACKAGE deb`) the host lacks, installed with dpkg.
+    Packages,
     /// `COPY` destinations, and on joined nodes what the master hands out.
     Files,
     /// The cluster CA, the registry's certificate, the join token, the registry service.
     Registry,
+    /// `--site-registry`: every image pushed into the site's own registry.
+    SiteRegistry,
     /// containerd with a `hosts.toml` per upstream registry host.
     Runtime,
     /// k3s: config, registries.yaml, apps in the auto-deploy directory, the service.
@@ -62,8 +66,10 @@ impl PhaseName {
     pub fn as_str(self) -> &'static str {
         match self {
             PhaseName::Stage => "stage",
+            PhaseName::Packages => "packages",
             PhaseName::Files => "files",
             PhaseName::Registry => "registry",
+            PhaseName::SiteRegistry => "site_registry",
             PhaseName::Runtime => "runtime",
             PhaseName::Cluster => "cluster",
             PhaseName::Health => "health",
@@ -159,6 +165,76 @@ pub enum Step {
     Run(CommandSpec),
     /// Wait until a check passes, or fail the phase when the wait times out.
     Wait(HealthCheck),
+    /// Install OS packages with dpkg (see `crate::install::packages`).
+    Dpkg(DpkgStep),
+    /// Push one image of the bundle into the site's registry (skipping what it has).
+    Push(PushStep),
+}
+
+/// One `dpkg -i` of packages that install together (a group of the bundle's closure).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DpkgStep {
+    /// `dpkg [--root <root>] … -i <spooled .deb>…`, with a non-interactive environment.
+    pub command: CommandSpec,
+    /// Packages the host does not have: journaled before dpkg runs, removed by `reset`.
+    pub install: Vec<String>,
+    /// Packages the host has at an older version: upgraded, and left in place by `reset`
+    /// (the host's own packages; the older version is not carried).
+    pub upgrade: Vec<String>,
+}
+
+/// One image into the site's registry: its blobs, then its manifests (each after what it
+/// references), then its tag. Everything is read from the bundle and verified on the way;
+/// the registry checks each digest again.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushStep {
+    /// The image's name on the cluster, unchanged (`docker.io/library/nginx:1.27`).
+    pub image: String,
+    /// Where it goes, for people (`site:5000/ferry/docker.io/library/nginx:1.27`).
+    pub target: String,
+    /// The site (without credentials: those come from the secrets at run time).
+    pub site: crate::site::SiteConfig,
+    /// Repository on the site.
+    pub repository: String,
+    /// The tag to set (none for an image named by digest only).
+    pub tag: Option<String>,
+    /// What the tag names.
+    pub digest: Sha256Digest,
+    /// Configs and layers.
+    pub blobs: Vec<PushBlob>,
+    /// Manifests and indexes, children first, the one the tag names last.
+    pub manifests: Vec<PushManifest>,
+}
+
+impl PushStep {
+    /// Bytes of blob content the step may send.
+    pub fn bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.entry.size).sum()
+    }
+}
+
+/// A blob to push, and a site repository an earlier step pushed it to (mounted from
+/// there rather than sent again).
+#[derive(Debug, Clone, Serialize)]
+pub struct PushBlob {
+    pub entry: EntryRef,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mount_from: Option<String>,
+}
+
+/// A manifest to push: a bundle entry, or bytes made at plan time (an index reduced to
+/// the platforms the bundle carries).
+#[derive(Debug, Clone, Serialize)]
+pub struct PushManifest {
+    pub digest: Sha256Digest,
+    pub media_type: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entry: Option<EntryRef>,
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        serialize_with = "bytes_for_people"
+    )]
+    pub bytes: Vec<u8>,
 }
 
 /// A file to write.
@@ -200,6 +276,13 @@ pub enum Content {
     Secret { secret: Secret },
     /// This program without its payload: the bare installer joined nodes run services with.
     InstallerStub,
+    /// Bytes known when planning that hold a credential (the site registry's password):
+    /// written as they are, printed as `shown`.
+    Private {
+        #[serde(skip)]
+        bytes: Vec<u8>,
+        shown: String,
+    },
 }
 
 impl Content {
@@ -210,12 +293,13 @@ impl Content {
             Content::Entry(e) => e.sha256,
             Content::Secret { secret } => Sha256Digest::of(format!("secret {secret:?}").as_bytes()),
             Content::InstallerStub => Sha256Digest::of(b"installer stub"),
+            Content::Private { bytes, .. } => Sha256Digest::of(bytes),
         }
     }
     /// Bytes this content puts on the host (see [`Plan::written`]).
     pub fn written_bytes(&self, stub_bytes: u64) -> u64 {
         match self {
-            Content::Bytes { bytes } => bytes.len() as u64,
+            Content::Bytes { bytes } | Content::Private { bytes, .. } => bytes.len() as u64,
             Content::Entry(e) => e.unpacked,
             Content::Secret { .. } => SECRET_BYTES,
             Content::InstallerStub => stub_bytes,
@@ -275,6 +359,8 @@ pub enum Secret {
     JoinToken,
     /// The token's secret alone, which k3s reads as its cluster token (`token-file`).
     ClusterSecret,
+    /// The site registry's user and password (JSON), given at install (stdin).
+    SiteLogin,
 }
 
 impl Secret {
@@ -286,6 +372,7 @@ impl Secret {
             Secret::ServerKey => "registry key, made at install",
             Secret::JoinToken => "join token K10<sha256 of the CA>::<32 random bytes, hex>",
             Secret::ClusterSecret => "the join token's secret (k3s cluster token)",
+            Secret::SiteLogin => "the site registry's user and password, given at install",
         }
     }
 }

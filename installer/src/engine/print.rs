@@ -57,6 +57,7 @@ pub fn plan_text(plan: &Plan) -> String {
                         Content::InstallerStub => {
                             "(this installer without its payload)".to_string()
                         }
+                        Content::Private { shown, .. } => shown.clone(),
                     };
                     for l in body.lines() {
                         let _ = writeln!(s, "    | {l}");
@@ -90,6 +91,41 @@ pub fn plan_text(plan: &Plan) -> String {
                 }
                 Step::Wait(check) => {
                     let _ = writeln!(s, "==> [{p}] wait for {}", check.what());
+                }
+                Step::Dpkg(d) => {
+                    let mut what = Vec::new();
+                    if !d.install.is_empty() {
+                        what.push(format!("install {}", d.install.join(" ")));
+                    }
+                    if !d.upgrade.is_empty() {
+                        what.push(format!(
+                            "upgrade the host's {} (reset leaves them)",
+                            d.upgrade.join(" ")
+                        ));
+                    }
+                    let env: String = d
+                        .command
+                        .env
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v} "))
+                        .collect();
+                    let _ = writeln!(
+                        s,
+                        "==> [{p}] {}: run {env}{}",
+                        what.join("; "),
+                        d.command.argv.join(" ")
+                    );
+                }
+                Step::Push(push) => {
+                    let _ = writeln!(
+                        s,
+                        "==> [{p}] push {} to {} ({} blobs, {} bytes, {} manifests; what the site has is skipped)",
+                        push.image,
+                        push.target,
+                        push.blobs.len(),
+                        push.bytes(),
+                        push.manifests.len()
+                    );
                 }
             }
         }

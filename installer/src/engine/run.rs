@@ -8,7 +8,9 @@
 //! crash leaves the phase pending in the journal and the next run undoes it first.
 
 use super::journal::JournalFile;
-use super::plan::{Content, FileStep, HealthCheck, Phase, Plan, ServiceSpec, Step};
+use super::plan::{
+    CommandSpec, Content, FileStep, HealthCheck, Phase, Plan, PushStep, Secret, ServiceSpec, Step,
+};
 use super::report::Reporter;
 use super::source::{EntrySource, SecretSource, SourceError};
 use super::system::{Crash, SysError, System};
@@ -67,6 +69,8 @@ pub enum StepError {
     NoSpace { path: HostPath, detail: String },
     #[error("staging the bundle: {0}")]
     Stage(String),
+    #[error("{0}")]
+    Packages(String),
     #[error("{0}")]
     Rollback(#[from] TxError),
 }
@@ -261,30 +265,64 @@ impl Engine<'_> {
                 }
                 Ok(self.converge(svc, tx.journal())?)
             }
-            Step::Run(cmd) => {
-                self.report
-                    .log_only(&format!("running {}", cmd.argv.join(" ")));
-                let out = self.sys.run(cmd)?;
-                for l in out.stdout.lines().chain(out.stderr.lines()) {
-                    self.report.say(&format!("    {l}"));
-                }
-                if out.success {
-                    Ok(())
-                } else {
-                    let err = out.stderr.trim();
-                    Err(StepError::Command {
-                        argv: cmd.argv.join(" "),
-                        status: out.status,
-                        stderr: if err.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {err}")
-                        },
-                    })
-                }
+            Step::Run(cmd) => self.command(cmd),
+            Step::Dpkg(d) => {
+                tx.note(|j| {
+                    for p in &d.install {
+                        if !j.packages.contains(p) {
+                            j.packages.push(p.clone());
+                        }
+                    }
+                })?;
+                self.command(&d.command)
+                    .map_err(|e| crate::install::packages::dpkg_failed(d, e))
             }
             Step::Wait(check) => self.wait(check),
+            Step::Push(push) => self.push(push),
         }
+    }
+
+    /// Runs a command, showing what it prints; a non-zero exit is an error with its stderr.
+    fn command(&self, cmd: &CommandSpec) -> Result<(), StepError> {
+        self.report
+            .log_only(&format!("running {}", cmd.argv.join(" ")));
+        let out = self.sys.run(cmd)?;
+        for l in out.stdout.lines().chain(out.stderr.lines()) {
+            self.report.say(&format!("    {l}"));
+        }
+        if out.success {
+            Ok(())
+        } else {
+            let err = out.stderr.trim();
+            Err(StepError::Command {
+                argv: cmd.argv.join(" "),
+                status: out.status,
+                stderr: if err.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {err}")
+                },
+            })
+        }
+    }
+
+    /// Pushes one image into the site's registry, with the site login from the secrets.
+    fn push(&self, push: &PushStep) -> Result<(), StepError> {
+        let login = match self.res.secrets.secret(Secret::SiteLogin) {
+            Ok(b) if !b.is_empty() => Some(
+                serde_json::from_slice(&b)
+                    .map_err(|e| StepError::Stage(format!("the site registry login: {e}")))?,
+            ),
+            _ => None,
+        };
+        self.report
+            .log_only(&format!("pushing {} to {}", push.image, push.target));
+        let done = self
+            .sys
+            .push_image(push, login.as_ref(), self.res.entries)?;
+        self.report
+            .say(&format!("    {} -> {}: {done}", push.image, push.target));
+        Ok(())
     }
 
     fn write(&self, f: &FileStep, tx: &mut Transaction) -> Result<(), StepError> {
@@ -317,6 +355,7 @@ impl Engine<'_> {
             Content::InstallerStub => {
                 Box::new(std::io::Cursor::new(bare_installer(&self.res.self_exe)?))
             }
+            Content::Private { bytes, .. } => Box::new(&bytes[..]),
         };
         let stub = std::fs::metadata(&self.res.self_exe).map_or(0, |m| m.len());
         tx.write(&f.path, f.mode, &mut reader)

@@ -8,7 +8,8 @@
 //! File writes are the transaction's job ([`super::transaction`]); they work the same in
 //! tests, under a temporary `--root`.
 
-use super::plan::{CommandSpec, HealthCheck, ServiceManager, ServiceSpec};
+use super::plan::{CommandSpec, HealthCheck, PushStep, ServiceManager, ServiceSpec};
+use super::source::EntrySource;
 use crate::host::Host;
 use std::time::Duration;
 
@@ -81,6 +82,14 @@ pub trait System {
     /// Kills stray processes started from ferry's paths (containerd shims, k3s children)
     /// and detaches mounts below ferry's trees, for `reset`. Returns (killed, unmounted).
     fn release_host(&self, host: &Host) -> (usize, usize);
+    /// Pushes one image into the site's registry (bytes from `entries`); returns what it
+    /// did, for the progress line.
+    fn push_image(
+        &self,
+        push: &PushStep,
+        login: Option<&crate::site::Login>,
+        entries: &dyn EntrySource,
+    ) -> Result<String, SysError>;
     /// A point where a test may make the process "die". The real system never does.
     fn checkpoint(&self, _at: &str) -> Result<(), Crash> {
         Ok(())
@@ -158,5 +167,17 @@ impl System for RealSystem {
             crate::install::reset::kill_strays(host),
             crate::install::reset::unmount_under(host),
         )
+    }
+
+    fn push_image(
+        &self,
+        push: &PushStep,
+        login: Option<&crate::site::Login>,
+        entries: &dyn EntrySource,
+    ) -> Result<String, SysError> {
+        let c = crate::site::push::Client::new(&push.site, login).map_err(SysError::Other)?;
+        c.push(push, entries)
+            .map(|p| p.to_string())
+            .map_err(SysError::Other)
     }
 }

@@ -117,6 +117,13 @@ impl<'a> Transaction<'a> {
         })
     }
 
+    /// Records a fact in the journal and saves it at once: for effects outside the
+    /// transaction (packages dpkg installs) that must be known even after a crash.
+    pub fn note(&mut self, f: impl FnOnce(&mut super::journal::Journal)) -> Result<(), TxError> {
+        f(&mut self.jf.journal);
+        self.jf.save().map_err(TxError::Journal)
+    }
+
     /// Records `dirs` (found missing before the transaction began, shortest first) as
     /// created by it, creating those still missing. The journal's own directory is made
     /// by the first save, before any transaction can record it: this adopts it.

@@ -106,6 +106,8 @@ pub struct ClusterInputs<'a> {
     pub node_ip: &'a str,
     pub registry_endpoint: &'a str,
     pub registry_ca_file: Option<HostPath>,
+    /// The site's registry, when images are pulled from there instead.
+    pub site: Option<&'a crate::site::SiteConfig>,
     pub upstream_hosts: Vec<String>,
     pub apps: Vec<App>,
     /// The k3s binary (a bundle entry, fetched from the master on joined nodes).
@@ -134,6 +136,18 @@ pub fn phase(i: &ClusterInputs, role: ClusterRole) -> Result<Phase, PlanError> {
         .registry_ca_file
         .as_ref()
         .map(|c| host.path(c).display().to_string());
+    if let Some(site) = i.site {
+        p.registry_endpoint = site.base_url();
+        p.registry_ca_file = site
+            .ca_pem
+            .as_ref()
+            .map(|_| host.path(&crate::site::ca_path()).display().to_string());
+        p.site_prefix = Some(site.prefix.clone());
+        p.registry_auth = site
+            .login
+            .as_ref()
+            .map(|l| (l.username.clone(), l.password.clone()));
+    }
     p.upstream_hosts = i.upstream_hosts.clone();
     p.apps = i.apps.clone();
     p.k3s_binary = host.path(&bin_path).display().to_string();
@@ -150,15 +164,23 @@ pub fn phase(i: &ClusterInputs, role: ClusterRole) -> Result<Phase, PlanError> {
             .steps
             .push(file(host, i.journal, bin_path, 0o755, c.clone()));
     }
+    let password = i.site.and_then(|s| s.login.as_ref()).map(|l| &l.password);
     for f in kp.files {
         let path = HostPath::new(f.path).map_err(|e| PlanError::K3s(e.to_string()))?;
-        phase.steps.push(file(
-            host,
-            i.journal,
-            path,
-            f.mode,
-            Content::bytes(f.content),
-        ));
+        let content = match password {
+            // registries.yaml holds the site login: written as is, never printed.
+            Some(pw) if path.as_str() == k3s::REGISTRIES_PATH => Content::Private {
+                shown: String::from_utf8_lossy(&f.content).replace(
+                    &crate::k3s::yaml::quote(pw),
+                    "\"<the site registry password>\"",
+                ),
+                bytes: f.content,
+            },
+            _ => Content::bytes(f.content),
+        };
+        phase
+            .steps
+            .push(file(host, i.journal, path, f.mode, content));
     }
     for l in kp.links {
         let bad = |e: crate::host::HostPathError| PlanError::K3s(e.to_string());

@@ -10,10 +10,12 @@
 pub mod cluster;
 pub mod health;
 pub mod netinfo;
+pub mod packages;
 pub mod preflight;
 pub mod reset;
 pub mod runtime;
 pub mod secrets;
+pub mod site;
 pub mod stage;
 pub mod status;
 pub mod upgrade;
@@ -50,6 +52,8 @@ pub struct InstallSettings {
     /// During an upgrade: the staged bundle of the version being left, whose images the
     /// registry keeps serving until the upgrade commits.
     pub serve_also: Option<HostPath>,
+    /// `--site-registry`: images go to the site's registry and every node pulls from it.
+    pub site: Option<crate::site::SiteConfig>,
 }
 
 impl InstallSettings {
@@ -68,6 +72,7 @@ impl InstallSettings {
             invocation: "./delivery.run".into(),
             host_containerd: None,
             serve_also: None,
+            site: None,
         }
     }
     pub fn registry_addr(&self) -> String {
@@ -160,11 +165,14 @@ pub fn plan(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Result<Plan, 
         )));
     }
     let mut notes = Vec::new();
-    let mut phases = vec![
-        stage_phase(s, b),
-        files_phase(s, b, journal)?,
-        registry_phase(s, b, journal),
-    ];
+    let mut phases = vec![stage_phase(s, b)];
+    if let Some((phase, n)) = packages::phase(&s.host, journal, b)? {
+        notes.extend(n);
+        phases.push(phase);
+    }
+    phases.push(files_phase(s, b, journal)?);
+    phases.push(registry_phase(s, b, journal));
+    phases.extend(site_phase(s, b, &mut notes)?);
     let (runtime, health) = runtime_phase(s, b, journal, &mut notes)?;
     phases.push(runtime);
     phases.push(health);
@@ -264,7 +272,14 @@ fn registry_phase(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Phase {
         advertise: Some(s.advertise()),
         serve_also: s.serve_also.iter().map(|p| host.path(p)).collect(),
         misses_file: Some(host.path(&host.registry_misses())),
+        site_registry_config: s
+            .site
+            .as_ref()
+            .map(|_| host.path(&crate::site::config_path())),
     };
+    if let Some(site) = &s.site {
+        registry.steps.extend(site::files(host, journal, site));
+    }
     let mut argv = vec![exe.clone()];
     argv.extend(registry_args.to_argv());
     argv.extend(["--bundle".to_string(), exe.clone()]);
@@ -280,6 +295,23 @@ fn registry_phase(s: &InstallSettings, b: &Bundle, journal: &Journal) -> Phase {
     registry.seal()
 }
 
+/// site_registry (`--site-registry`): every image pushed into the site's registry.
+fn site_phase(
+    s: &InstallSettings,
+    b: &Bundle,
+    notes: &mut Vec<String>,
+) -> Result<Option<Phase>, PlanError> {
+    let Some(site) = &s.site else {
+        return Ok(None);
+    };
+    let phase = site::phase(site, b, notes)?;
+    notes.push(format!(
+        "images are pushed to the site registry {} (under <path>/<host>/<repository>) and every node pulls them from there by their original names; ferry's registry service stays for the join channel",
+        site.url()
+    ));
+    Ok(Some(phase))
+}
+
 /// runtime or cluster: containerd (the bundle's, or the host's own for a bundle without
 /// one) or k3s, mirrored to ferry's registry; and the health checks that go with it.
 fn runtime_phase(
@@ -291,7 +323,14 @@ fn runtime_phase(
     let host = &s.host;
     let exe = supervisor(s, b);
     let upstream: Vec<String> = runtime::upstream_hosts(b).into_iter().collect();
-    let mirror = format!("http://{}", s.registry_addr());
+    let ferry_url = format!("http://{}", s.registry_addr());
+    let mirror = match &s.site {
+        Some(site) => runtime::Mirror::Site(site),
+        None => runtime::Mirror::Ferry {
+            url: &ferry_url,
+            ca: None,
+        },
+    };
     let mut health = Phase::new(PhaseName::Health);
     health.steps.push(Step::Wait(HealthCheck::Registry {
         addr: s.registry_addr(),
@@ -320,7 +359,7 @@ fn runtime_phase(
                 socket: c.socket.clone(),
                 service: "containerd".into(),
             }));
-            runtime::host_phase(host, journal, c, &upstream, &mirror)
+            runtime::host_phase(host, journal, c, &upstream, mirror)
         }
         None => {
             health.steps.push(Step::Wait(HealthCheck::Containerd {
@@ -329,9 +368,7 @@ fn runtime_phase(
                 service: "containerd".into(),
             }));
             let payload = runtime::payload_files(b)?;
-            runtime::phase(
-                host, journal, s.systemd, &exe, payload, &upstream, &mirror, None,
-            )
+            runtime::phase(host, journal, s.systemd, &exe, payload, &upstream, mirror)
         }
         Some(c) if c.distribution == ferry_bundle::roles::PAYLOAD_K3S => {
             let mut phase = cluster::phase(
@@ -339,8 +376,9 @@ fn runtime_phase(
                     host,
                     journal,
                     node_ip: &s.node_ip.to_string(),
-                    registry_endpoint: &mirror,
+                    registry_endpoint: &ferry_url,
                     registry_ca_file: None,
+                    site: s.site.as_ref(),
                     upstream_hosts: upstream,
                     apps: cluster::apps(b)?,
                     k3s_binary: Some(Content::Entry(cluster::k3s_binary(b)?)),
@@ -398,7 +436,8 @@ pub fn with_engine<T>(
     let host = &s.host;
     let staged =
         crate::engine::StagedBundle::new(host.path(&host.staged_version(&b.footer.payload_sha256)));
-    let secrets = secrets::InstallSecrets::new(host, sys, s.node_ip.to_string());
+    let secrets = secrets::InstallSecrets::new(host, sys, s.node_ip.to_string())
+        .with_site_login(s.site.as_ref().and_then(|x| x.login.clone()));
     let engine = crate::engine::Engine {
         sys,
         host,
@@ -436,6 +475,7 @@ pub fn claim(journal: &mut Journal, s: &InstallSettings, b: &Bundle) {
     journal.registry_port = s.registry_port;
     journal.join_port = s.join_port;
     journal.staged = s.host.staged_version(&b.footer.payload_sha256).to_string();
+    journal.site_registry = s.site.as_ref().map(|x| x.url()).unwrap_or_default();
 }
 
 /// k3s's admin kubeconfig (a host path).
@@ -458,6 +498,8 @@ pub fn hook_env(s: &InstallSettings, b: &Bundle) -> Vec<(String, String)> {
     env
 }
 
+#[cfg(test)]
+mod site_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

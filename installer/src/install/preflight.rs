@@ -44,7 +44,7 @@ pub struct Inputs<'a> {
 }
 
 /// Every check's name, as `--skip-preflight` takes it.
-pub const CHECKS: [&str; 12] = [
+pub const CHECKS: [&str; 14] = [
     "root",
     "arch",
     "kernel",
@@ -57,6 +57,9 @@ pub const CHECKS: [&str; 12] = [
     "ports",
     "default_route",
     "earlier_install",
+    // Only for bundles with OS packages (`super::packages::preflight`).
+    "dpkg",
+    "os_release",
 ];
 
 fn check(name: &'static str, ok: bool, fail_status: Status, detail: String, fix: &str) -> Check {
@@ -268,12 +271,17 @@ pub fn run(i: &Inputs) -> Vec<Check> {
         fix,
     });
 
-    for c in &mut out {
-        if c.status == Status::Fail && i.skip.iter().any(|s| s == c.name) {
+    skip(&mut out, i.skip);
+    out
+}
+
+/// Turns the failing checks named in `--skip-preflight` into skipped ones.
+pub fn skip(checks: &mut [Check], names: &[String]) {
+    for c in checks {
+        if c.status == Status::Fail && names.iter().any(|s| s == c.name) {
             c.status = Status::Skipped;
         }
     }
-    out
 }
 
 /// Room the runtime needs in the data directory beyond what the plan writes: its image

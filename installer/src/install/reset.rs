@@ -11,6 +11,8 @@ use crate::host::{Host, HostPath};
 #[derive(Debug, Default, serde::Serialize)]
 pub struct ResetReport {
     pub services_stopped: Vec<String>,
+    /// OS packages ferry installed, removed with `dpkg -r`.
+    pub packages_removed: Vec<String>,
     pub unmounted: usize,
     pub removed: usize,
     /// Host files put back as they were before ferry replaced them.
@@ -52,6 +54,7 @@ pub fn reset(host: &Host, sys: &dyn System) -> anyhow::Result<ResetReport> {
     }
     let (_, unmounted) = sys.release_host(host);
     report.unmounted = unmounted;
+    report.packages_removed = crate::install::packages::remove(host, sys, &j, &mut report.failures);
 
     for (path, backup) in &j.replaced {
         let (Ok(p), Ok(b)) = (HostPath::new(path.clone()), HostPath::new(backup.clone())) else {

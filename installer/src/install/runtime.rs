@@ -4,10 +4,15 @@
 //!
 //! Used by the first node (mirror: the local registry) and by joined nodes (mirror: the
 //! master's TLS registry, trusting the pinned CA): one function, two sources of bytes.
+//! With `--site-registry` the mirror is the site's registry instead ([`Mirror::Site`]):
+//! each upstream host's entry points at `<site>/v2/<path>/<host>` with `override_path`
+//! (see `crate::site` for why), and a site login reaches containerd's CRI plugin through
+//! an imported, root-only auth file rather than the printable config.
 
 use super::{file, PlanError};
 use crate::engine::{Content, EntryRef, Journal, Phase, PhaseName};
 use crate::host::{Host, HostPath};
+use crate::site::SiteConfig;
 use ferry_bundle::Bundle;
 use std::collections::BTreeSet;
 
@@ -48,21 +53,52 @@ pub fn host_phase(
     journal: &Journal,
     c: &HostContainerd,
     upstream: &[String],
-    mirror_url: &str,
+    mirror: Mirror,
 ) -> Phase {
     let mut p = Phase::new(PhaseName::Runtime);
-    p.steps = mirror_files(host, journal, &c.certs_dir, upstream, mirror_url, None);
+    p.steps = mirror_files(host, journal, &c.certs_dir, upstream, mirror);
     p
 }
 
-/// One `hosts.toml` per upstream host in `dir`, each mirrored by `mirror_url`.
+/// Where a node's runtime pulls each upstream host's images from.
+#[derive(Debug, Clone, Copy)]
+pub enum Mirror<'a> {
+    /// ferry's registry: `http://127.0.0.1:<port>` on the first node, the master's TLS
+    /// registry (trusting the pinned CA, a host path) on joined nodes.
+    Ferry {
+        url: &'a str,
+        ca: Option<&'a HostPath>,
+    },
+    /// The site's registry, each host under `<path>/<host>`.
+    Site(&'a SiteConfig),
+}
+
+impl Mirror<'_> {
+    /// The `hosts.toml` of `upstream` (host paths mapped under `host`'s root).
+    pub fn hosts_toml(&self, host: &Host, upstream: &str) -> String {
+        let ca = |p: &HostPath| host.path(p).display().to_string();
+        match self {
+            Mirror::Ferry { url, ca: c } => hosts_toml(upstream, url, c.map(ca).as_deref(), false),
+            Mirror::Site(site) => hosts_toml(
+                upstream,
+                &site.mirror_url(upstream),
+                site.ca_pem
+                    .as_ref()
+                    .map(|_| ca(&crate::site::ca_path()))
+                    .as_deref(),
+                true,
+            ),
+        }
+    }
+}
+
+/// One `hosts.toml` per upstream host in `dir`, each mirrored by `mirror`.
 fn mirror_files(
     host: &Host,
     journal: &Journal,
     dir: &HostPath,
     upstream: &[String],
-    mirror_url: &str,
-    ca: Option<&str>,
+    mirror: Mirror,
 ) -> Vec<crate::engine::Step> {
     upstream
         .iter()
@@ -73,7 +109,7 @@ fn mirror_files(
                 journal,
                 path,
                 0o644,
-                Content::text(hosts_toml(h, mirror_url, ca)),
+                Content::text(mirror.hosts_toml(host, h)),
             ))
         })
         .collect()
@@ -104,27 +140,63 @@ pub fn toml_string(s: &str) -> String {
     out
 }
 
-/// `hosts.toml` for one upstream host (containerd's registry host configuration).
-pub fn hosts_toml(upstream: &str, mirror_url: &str, ca_file: Option<&str>) -> String {
+/// `hosts.toml` for one upstream host (containerd's registry host configuration). With
+/// `override_path` the mirror URL's path is the registry API root (a site registry's
+/// `/v2/<path>/<host>`).
+pub fn hosts_toml(
+    upstream: &str,
+    mirror_url: &str,
+    ca_file: Option<&str>,
+    override_path: bool,
+) -> String {
     let server = ferry_bundle::reference::upstream_server(upstream);
+    let by = if override_path {
+        "the site's registry under <path>/<host>"
+    } else {
+        "the bundle's registry"
+    };
     let mut s = format!(
-        "# Written by ferry: {upstream} images are served by the bundle's registry under their\n\
+        "# Written by ferry: {upstream} images are served by {by}, pulled by their\n\
          # original names (containerd adds ?ns={upstream}). The upstream is never contacted\n\
          # for pulls that the mirror can answer.\nserver = {}\n\n[host.{}]\n  capabilities = [\"pull\", \"resolve\"]\n",
         toml_string(&server),
         toml_string(mirror_url),
     );
+    if override_path {
+        s.push_str("  override_path = true\n");
+    }
     if let Some(ca) = ca_file {
         s.push_str(&format!("  ca = {}\n", toml_string(ca)));
     }
     s
 }
 
-pub fn containerd_config(host: &Host) -> String {
+/// containerd's CRI credentials for the site's registry (an `imports` file: the login
+/// must not be in the config that `plan` prints).
+pub fn site_auth_toml(site: &SiteConfig, login: &crate::site::Login) -> String {
+    format!(
+        "# Written by ferry: the site registry's login for the CRI plugin (root only).\nversion = 2\n\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".registry.configs.{}.auth]\n  username = {}\n  password = {}\n",
+        toml_string(&site.registry),
+        toml_string(&login.username),
+        toml_string(&login.password),
+    )
+}
+
+/// Where [`site_auth_toml`] goes.
+pub fn site_auth_path() -> HostPath {
+    HostPath::new("/etc/ferry/containerd/site-registry-auth.toml").expect("fixed path")
+}
+
+/// containerd's config; `imports` names the site login's auth file, when there is one.
+pub fn containerd_config(host: &Host, imports: Option<&HostPath>) -> String {
     let p = |x: &HostPath| toml_string(&host.path(x).display().to_string());
+    let imports = imports
+        .map(|i| format!("imports = [{}]\n", p(i)))
+        .unwrap_or_default();
     format!(
         "# Written by ferry. containerd for the bundle's workloads; registry mirrors in config_path.\n\
-         version = 2\nroot = {root}\nstate = {state}\n\n[grpc]\n  address = {sock}\n\n\
+         version = 2\n{imports}root = {root}\nstate = {state}\n\n[grpc]\n  address = {sock}\n\n\
          [plugins.\"io.containerd.grpc.v1.cri\".registry]\n  config_path = {hosts}\n\n\
          [plugins.\"io.containerd.grpc.v1.cri\".cni]\n  bin_dir = {cni}\n  conf_dir = {cniconf}\n",
         root = p(&host.containerd_root()),
@@ -160,11 +232,10 @@ pub fn role_path(host: &Host, role: &str) -> Option<HostPath> {
     dir.join(name).ok()
 }
 
-/// Files and the containerd service for the runtime phase. `mirror_url` is the local
+/// Files and the containerd service for the runtime phase. `mirror` is the local
 /// registry (`http://127.0.0.1:<port>`) on the first node, the master's over TLS on others
-/// (then `ca_file` is the pinned CA, as a host path). `supervisor` is the program that
+/// (with the pinned CA), or the site's registry. `supervisor` is the program that
 /// supervises services on this node.
-#[allow(clippy::too_many_arguments)]
 pub fn phase(
     host: &Host,
     journal: &Journal,
@@ -172,8 +243,7 @@ pub fn phase(
     supervisor: &str,
     payload: Vec<(String, EntryRef)>,
     upstream: &[String],
-    mirror_url: &str,
-    ca_file: Option<&HostPath>,
+    mirror: Mirror,
 ) -> Phase {
     let mut p = Phase::new(PhaseName::Runtime);
     for (role, e) in payload {
@@ -182,21 +252,40 @@ pub fn phase(
                 .push(file(host, journal, path, 0o755, Content::Entry(e)));
         }
     }
+    let login = match mirror {
+        Mirror::Site(site) => site.login.as_ref().map(|l| (site, l)),
+        Mirror::Ferry { .. } => None,
+    };
+    if let Some((site, l)) = login {
+        let text = site_auth_toml(site, l);
+        p.steps.push(file(
+            host,
+            journal,
+            site_auth_path(),
+            0o600,
+            Content::Private {
+                shown: text.replace(
+                    &toml_string(&l.password),
+                    "\"<the site registry password>\"",
+                ),
+                bytes: text.into_bytes(),
+            },
+        ));
+    }
+    let imports = login.map(|_| site_auth_path());
     p.steps.push(file(
         host,
         journal,
         host.containerd_config(),
         0o644,
-        Content::text(containerd_config(host)),
+        Content::text(containerd_config(host, imports.as_ref())),
     ));
-    let ca = ca_file.map(|c| host.path(c).display().to_string());
     p.steps.extend(mirror_files(
         host,
         journal,
         &host.hosts_dir(),
         upstream,
-        mirror_url,
-        ca.as_deref(),
+        mirror,
     ));
     let bin = host.path(&host.bin_dir()).display().to_string();
     p.steps.extend(crate::service::steps(
@@ -224,7 +313,7 @@ mod tests {
 
     #[test]
     fn hosts_toml_points_at_the_mirror_with_pull_and_resolve() {
-        let t = hosts_toml("quay.io", "http://127.0.0.1:5050", None);
+        let t = hosts_toml("quay.io", "http://127.0.0.1:5050", None, false);
         assert!(t.contains("server = \"https://quay.io\""));
         assert!(t.contains("[host.\"http://127.0.0.1:5050\"]"));
         assert!(t.contains("capabilities = [\"pull\", \"resolve\"]"));
@@ -232,16 +321,52 @@ mod tests {
             "docker.io",
             "https://10.0.0.1:5443",
             Some("/etc/ferry/ca.pem"),
+            false,
         );
+        assert!(!d.contains("override_path"));
         assert!(d.contains("registry-1.docker.io") && d.contains("ca = \"/etc/ferry/ca.pem\""));
     }
 
     #[test]
     fn toml_strings_cannot_be_escaped_from() {
         assert_eq!(toml_string("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
-        let t = hosts_toml("x.io", "http://h\"]\n[evil]", Some("/c\"a"));
+        let t = hosts_toml("x.io", "http://h\"]\n[evil]", Some("/c\"a"), false);
         let v: toml_check::Doc = toml_check::parse(&t);
         assert_eq!(v.tables, ["host.\"http://h\\\"]\\n[evil]\""]);
+    }
+
+    #[test]
+    fn a_site_mirror_is_the_api_root_of_its_host_path() {
+        let site = SiteConfig {
+            ca_pem: Some("-----BEGIN CERTIFICATE-----".into()),
+            login: Some(crate::site::Login {
+                username: "robot".into(),
+                password: "pa\"ss".into(),
+            }),
+            ..SiteConfig::parse("harbor.site:8443/proj/ferry").unwrap()
+        };
+        let host = Host::new(std::path::Path::new("/r"), None).unwrap();
+        let t = Mirror::Site(&site).hosts_toml(&host, "quay.io");
+        assert!(
+            t.contains("[host.\"https://harbor.site:8443/v2/proj/ferry/quay.io\"]"),
+            "{t}"
+        );
+        assert!(t.contains("override_path = true"), "{t}");
+        assert!(
+            t.contains("ca = \"/r/etc/ferry/site-registry/ca.pem\""),
+            "{t}"
+        );
+        assert!(t.contains("server = \"https://quay.io\""), "{t}");
+        let auth = site_auth_toml(&site, site.login.as_ref().unwrap());
+        assert!(
+            auth.contains("configs.\"harbor.site:8443\".auth]") && auth.contains("\"pa\\\"ss\""),
+            "{auth}"
+        );
+        let cfg = containerd_config(&host, Some(&site_auth_path()));
+        assert!(
+            cfg.contains("imports = [\"/r/etc/ferry/containerd/site-registry-auth.toml\"]"),
+            "{cfg}"
+        );
     }
 
     /// Just enough TOML reading to see which tables a text declares.

@@ -14,6 +14,8 @@ pub struct InstallSecrets<'a> {
     sys: &'a dyn System,
     node_ip: String,
     made: Mutex<Option<HashMap<Secret, Vec<u8>>>>,
+    /// The site registry's login, given by the operator (not made, not kept here).
+    site_login: Option<crate::site::Login>,
 }
 
 impl<'a> InstallSecrets<'a> {
@@ -23,7 +25,14 @@ impl<'a> InstallSecrets<'a> {
             sys,
             node_ip,
             made: Mutex::new(None),
+            site_login: None,
         }
+    }
+
+    /// With the site registry's login (for `Secret::SiteLogin`).
+    pub fn with_site_login(mut self, login: Option<crate::site::Login>) -> Self {
+        self.site_login = login;
+        self
     }
 
     fn existing(&self) -> Option<HashMap<Secret, Vec<u8>>> {
@@ -64,6 +73,13 @@ impl<'a> InstallSecrets<'a> {
 
 impl SecretSource for InstallSecrets<'_> {
     fn secret(&self, s: Secret) -> Result<Vec<u8>, SourceError> {
+        if s == Secret::SiteLogin {
+            return Ok(self
+                .site_login
+                .as_ref()
+                .map(|l| serde_json::to_vec(l).expect("a login serialises"))
+                .unwrap_or_default());
+        }
         let mut made = self.made.lock().expect("secrets lock");
         if made.is_none() {
             *made = Some(match self.existing() {

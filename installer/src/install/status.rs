@@ -49,6 +49,16 @@ pub struct MissingImages {
     pub error: Option<String>,
 }
 
+/// Which registry this node's runtime pulls the bundle's images from.
+#[derive(Debug, Serialize)]
+pub struct ImagesFrom {
+    /// `site` (`--site-registry`), `ferry` (this node's registry) or `master` (a joined
+    /// node pulling from its master's).
+    pub kind: String,
+    pub url: String,
+    pub healthy: bool,
+}
+
 #[derive(Debug, Serialize)]
 pub struct ContainerdStatus {
     /// Socket path.
@@ -71,6 +81,8 @@ pub struct Status {
     pub registry: RegistryStatus,
     /// What clients asked the registry for and the bundle does not have.
     pub missing_images: MissingImages,
+    /// Where the runtime pulls images from (the site's registry, or ferry's).
+    pub images_from: ImagesFrom,
     pub containerd: ContainerdStatus,
     pub services: Vec<ServiceStatus>,
     pub join_command: String,
@@ -123,8 +135,40 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
             healthy: j.registry_port != 0 && crate::install::health::registry_ok(&addr).is_ok(),
         }
     };
+    let images_from = if j.site_registry.is_empty() {
+        ImagesFrom {
+            kind: if j.role == NodeRole::Join {
+                "master"
+            } else {
+                "ferry"
+            }
+            .into(),
+            url: registry.url.clone(),
+            healthy: registry.healthy,
+        }
+    } else {
+        let site: Option<crate::site::SiteConfig> =
+            std::fs::read(host.path(&crate::site::config_path()))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
+        let healthy = site
+            .as_ref()
+            .and_then(|s| crate::site::push::Client::new(s, s.login.as_ref()).ok())
+            .is_some_and(|c| c.ping().is_ok());
+        ImagesFrom {
+            kind: "site".into(),
+            url: j.site_registry.clone(),
+            healthy,
+        }
+    };
     let mut problems = Vec::new();
     if installed {
+        if images_from.kind == "site" && !images_from.healthy {
+            problems.push(format!(
+                "the site registry {} does not answer (nodes cannot pull new images)",
+                images_from.url
+            ));
+        }
         for p in j.phases.iter().filter(|p| p.state != "done") {
             problems.push(format!("phase {} {}: {}", p.name, p.state, p.error));
         }
@@ -172,6 +216,7 @@ pub fn status(host: &Host) -> anyhow::Result<Status> {
         phases: j.phases.clone(),
         registry,
         missing_images,
+        images_from,
         containerd: ContainerdStatus {
             address: host.path(&host.containerd_socket()).display().to_string(),
             hosts_dir: host.path(&host.hosts_dir()).display().to_string(),
@@ -200,6 +245,20 @@ pub fn text(s: &Status) -> String {
         "registry:   {} ({})\n",
         s.registry.url,
         if s.registry.healthy {
+            "answering"
+        } else {
+            "NOT answering"
+        }
+    ));
+    out.push_str(&format!(
+        "images:     pulled from {} {} ({})\n",
+        match s.images_from.kind.as_str() {
+            "site" => "the site registry",
+            "master" => "the master's registry",
+            _ => "ferry's registry",
+        },
+        s.images_from.url,
+        if s.images_from.healthy {
             "answering"
         } else {
             "NOT answering"

@@ -12,6 +12,8 @@ use ferry_bundle::BundleManifest;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+mod packages;
+
 /// Incompressible, non-UTF-8 bytes (a real gzip stream is like that).
 pub(super) fn noise(len: usize, seed: u8) -> Vec<u8> {
     let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
@@ -38,6 +40,8 @@ pub(super) struct Version {
     pub(super) copies: Vec<(&'static str, &'static str)>,
     pub(super) bin_seed: u8,
     pub(super) chart: Option<usize>,
+    /// Images (full names), each a manifest with its own config and a layer they share.
+    pub(super) images: Vec<&'static str>,
 }
 
 impl Default for Version {
@@ -46,6 +50,7 @@ impl Default for Version {
             copies: vec![("/etc/hosts", "10.0.0.1 site\n")],
             bin_seed: 0,
             chart: None,
+            images: Vec::new(),
         }
     }
 }
@@ -79,8 +84,10 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
             entry: e.path,
             dest: dest.parse().unwrap(),
             mode: 0o644,
+            inherited: false,
         });
     }
+    add_images(&mut w, &mut m, &v.images);
     let mut files = BTreeMap::new();
     match v.chart {
         None => {
@@ -107,6 +114,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
                 platform: String::new(),
                 version: String::new(),
                 files,
+                inherited: false,
             });
         }
         Some(len) => {
@@ -120,6 +128,7 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
                 platform: String::new(),
                 version: "v1.31.4+k3s1".into(),
                 files,
+                inherited: false,
             });
             m.cluster = Some(ClusterRecord {
                 distribution: "k3s".into(),
@@ -136,10 +145,39 @@ pub(super) fn write_bundle_on(out: &Path, v: &Version, base: Option<&Path>) {
                 values: vec![],
                 set: vec!["replicas=2".into()],
                 images: vec![],
+                inherited: false,
             });
         }
     }
     w.finish(m).unwrap();
+}
+
+/// Adds `names` as images (see [`Version::images`]).
+fn add_images(w: &mut BundleWriter, m: &mut BundleManifest, names: &[&str]) {
+    use ferry_bundle::oci::{Descriptor, Manifest, OCI_CONFIG, OCI_LAYER_GZIP, OCI_MANIFEST};
+    let mut blob = |bytes: &[u8], mt: &str| {
+        let d = ferry_bundle::Sha256Digest::of(bytes);
+        w.add_blob(&d, bytes.len() as u64, bytes).unwrap();
+        Descriptor::new(mt, d, bytes.len() as u64)
+    };
+    let layer = blob(&noise(2000, 7), OCI_LAYER_GZIP);
+    for name in names {
+        let config = blob(
+            format!(r#"{{"os":"linux","architecture":"amd64","name":"{name}"}}"#).as_bytes(),
+            OCI_CONFIG,
+        );
+        let man = Manifest::image(config, vec![layer.clone()]).to_json();
+        let root = blob(&man, OCI_MANIFEST);
+        m.images.push(ferry_bundle::ImageRecord {
+            name: ferry_bundle::Reference::parse(name).unwrap(),
+            digest: root.digest,
+            media_type: OCI_MANIFEST.into(),
+            size: root.size + 2000,
+            source: (*name).into(),
+            platforms: vec!["linux/amd64".into()],
+            inherited: false,
+        });
+    }
 }
 
 /// A bundle of the default version (k3s with a chart of `chart` bytes, if given).
@@ -167,19 +205,33 @@ pub(super) fn settings(root: &Path) -> InstallSettings {
     }
 }
 
+/// The journal as `install` opens it for `b`: the host claimed, ferry's trees too.
+pub(super) fn open_journal(s: &InstallSettings, b: &Bundle) -> JournalFile {
+    let host = &s.host;
+    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
+    claim(&mut jf.journal, s, b);
+    crate::engine::claim_trees(host, &mut jf).unwrap();
+    jf
+}
+
 /// One install run, as the `install` command does it (minus preflight and the lock).
 pub(super) fn install_with(
     f: &Fixture,
     sys: &dyn System,
 ) -> Result<(), crate::engine::EngineError> {
-    let s = settings(&f.root);
+    install_as(&settings(&f.root), f, sys)
+}
+
+/// [`install_with`] with these settings.
+pub(super) fn install_as(
+    s: &InstallSettings,
+    f: &Fixture,
+    sys: &dyn System,
+) -> Result<(), crate::engine::EngineError> {
     let b = Bundle::open(&f.bundle).unwrap();
-    let host = &s.host;
-    let (mut jf, _) = JournalFile::open(host.path(&host.journal())).unwrap();
-    claim(&mut jf.journal, &s, &b);
-    crate::engine::claim_trees(host, &mut jf).unwrap();
-    let plan = plan(&s, &b, &jf.journal).unwrap();
-    run(&s, &b, &plan, &mut jf, sys, &Reporter::console(true))
+    let mut jf = open_journal(s, &b);
+    let plan = plan(s, &b, &jf.journal).unwrap();
+    run(s, &b, &plan, &mut jf, sys, &Reporter::console(true))
 }
 
 /// Every file under `root` (relative path → sha256 of its bytes, with the root's own

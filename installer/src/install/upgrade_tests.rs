@@ -28,7 +28,7 @@ fn versions() -> (Version, Version) {
             ("/etc/motd", "welcome to v2\n"),
         ],
         bin_seed: 7,
-        chart: None,
+        ..Default::default()
     };
     (v1, v2)
 }

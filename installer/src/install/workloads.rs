@@ -278,6 +278,7 @@ mod tests {
             size: 1,
             source: String::new(),
             platforms: vec![],
+            inherited: false,
         };
         let carried = Carried::new(&[record("docker.io/library/web:1")]);
         let digest = ferry_bundle::Sha256Digest::of(b"docker.io/library/web:1");

@@ -235,6 +235,28 @@ pub fn plan(
     ));
     // The token stays with the node (root only): `upgrade` contacts the master again.
     files.steps.push(crate::install::token_file(host, journal));
+    if let Some(site) = &info.site_registry {
+        // The site's registry serves this node too: its CA, and its settings for `status`.
+        if let Some(ca) = &site.ca_pem {
+            files.steps.push(file(
+                host,
+                journal,
+                crate::site::ca_path(),
+                0o644,
+                Content::text(ca.clone()),
+            ));
+        }
+        files.steps.push(file(
+            host,
+            journal,
+            crate::site::config_path(),
+            0o600,
+            Content::Private {
+                bytes: site.to_json(),
+                shown: String::from_utf8_lossy(&site.public().to_json()).into_owned(),
+            },
+        ));
+    }
     let mut health = Phase::new(PhaseName::Health);
     let is_k3s = info
         .cluster
@@ -259,6 +281,7 @@ pub fn plan(
             node_ip: &s.node_ip.to_string(),
             registry_endpoint: &info.registry,
             registry_ca_file: Some(host.pki("ca.pem")),
+            site: info.site_registry.as_ref(),
             upstream_hosts: info.upstream_hosts.clone(),
             apps: vec![],
             k3s_binary: Some(Content::Entry(k3s_binary)),
@@ -295,6 +318,14 @@ pub fn plan(
             socket: host.containerd_socket(),
             service: "containerd".into(),
         }));
+        let ca = host.pki("ca.pem");
+        let mirror = match &info.site_registry {
+            Some(site) => runtime::Mirror::Site(site),
+            None => runtime::Mirror::Ferry {
+                url: &info.registry,
+                ca: Some(&ca),
+            },
+        };
         runtime::phase(
             host,
             journal,
@@ -302,19 +333,38 @@ pub fn plan(
             &supervisor,
             payload,
             &info.upstream_hosts,
-            &info.registry,
-            Some(&host.pki("ca.pem")),
+            mirror,
         )
     };
     health.steps.push(Step::Wait(HealthCheck::MasterRegistry {
         url: info.registry.clone(),
     }));
+    // OS packages first, as on the master: every node needs them (nfs-common for NFS
+    // volumes…); the .debs come from the master like the runtime's files.
+    let mut phases = Vec::new();
+    let mut notes = Vec::new();
+    if let Some((p, n)) = crate::install::packages::phase_of(
+        host,
+        journal,
+        info.os.as_ref(),
+        &info.packages,
+        |rec| {
+            entry(&format!("package/{}", rec.name)).ok_or_else(|| PlanError::MissingEntry {
+                what: format!("package {} {}", rec.name, rec.version),
+                entry: rec.entry.clone(),
+            })
+        },
+    )? {
+        phases.push(p);
+        notes.extend(n);
+    }
+    phases.extend([files, runtime_phase, health]);
     Ok(Plan {
         kind: PlanKind::Join,
         bundle: info.bundle_name.clone(),
         bundle_sha256: info.bundle_sha256,
-        notes: vec![],
-        phases: vec![files, runtime_phase, health],
+        notes,
+        phases,
     })
 }
 

@@ -26,8 +26,18 @@ pub struct JoinInfo {
     pub upstream_hosts: Vec<String>,
     /// The master's TLS registry, e.g. `https://10.0.0.1:5443`.
     pub registry: String,
-    /// Runtime files the node needs.
+    /// Runtime files the node needs (and the `.deb`s of `packages`, role `package/<name>`).
     pub files: Vec<JoinFile>,
+    /// The release of `packages` (a bundle with `PACKAGE deb`).
+    #[serde(default)]
+    pub os: Option<ferry_bundle::packages::OsRecord>,
+    /// OS packages every node installs, as in bundle.json.
+    #[serde(default)]
+    pub packages: Vec<ferry_bundle::packages::PackageRecord>,
+    /// `--site-registry`: the site's registry (with its CA and login) every node pulls
+    /// from instead of the master's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub site_registry: Option<crate::site::SiteConfig>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -89,14 +99,20 @@ pub fn join_info(
             })
         }
     };
+    // The bundle's OS packages travel too: a joining node installs them as the master did.
+    let debs = m
+        .packages
+        .iter()
+        .map(|p| (format!("package/{}", p.name), p.entry.clone()));
     let files = record
         .into_iter()
-        .flat_map(|p| p.files.iter())
+        .flat_map(|p| p.files.iter().map(|(r, e)| (r.clone(), e.clone())))
+        .chain(debs)
         .filter_map(|(role, entry)| {
-            let l = b.locate(entry)?;
+            let l = b.locate(&entry)?;
             let e = l.entry;
             Some(JoinFile {
-                role: role.clone(),
+                role,
                 entry: e.path.clone(),
                 compression: e.compression.clone(),
                 size: e.size,
@@ -116,5 +132,8 @@ pub fn join_info(
         upstream_hosts: hosts,
         registry: registry.to_string(),
         files,
+        os: m.os.clone(),
+        packages: m.packages.clone(),
+        site_registry: None,
     })
 }

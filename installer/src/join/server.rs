@@ -13,6 +13,8 @@ pub struct JoinServer {
     pub secret: String,
     /// `ip:port` nodes reach the TLS registry at.
     pub advertise: String,
+    /// The site's registry nodes pull from (`--site-registry` installs).
+    pub site: Option<crate::site::SiteConfig>,
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -50,7 +52,10 @@ impl JoinServer {
                     &format!("https://{}", self.advertise),
                     platform.as_deref(),
                 ) {
-                    Ok(info) => Response::json(200, serde_json::to_vec(&info).expect("json")),
+                    Ok(mut info) => {
+                        info.site_registry = self.site.clone();
+                        Response::json(200, serde_json::to_vec(&info).expect("json"))
+                    }
                     Err(e) => Response::json(
                         404,
                         serde_json::to_vec(&serde_json::json!({ "error": e.to_string() }))

@@ -33,12 +33,29 @@ pub fn pinned_client(ca_pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
             .add(c.map_err(|e| format!("CA: {e}"))?)
             .map_err(|e| format!("CA: {e}"))?;
     }
+    client_trusting(roots)
+}
+
+fn client_trusting(roots: RootCertStore) -> Result<Arc<ClientConfig>, String> {
     let cfg = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(Arc::new(cfg))
+}
+
+/// Trusts every certificate of a CA bundle (the host's `ca-certificates.crt`) that parses;
+/// a bundle without one usable certificate is an error.
+pub fn trusting(bundle_pem: &[u8]) -> Result<Arc<ClientConfig>, String> {
+    let mut roots = RootCertStore::empty();
+    let (added, _) = roots.add_parsable_certificates(
+        CertificateDer::pem_slice_iter(bundle_pem).filter_map(Result::ok),
+    );
+    if added == 0 {
+        return Err("no usable CA certificate".into());
+    }
+    client_trusting(roots)
 }
 
 /// Accepts any server certificate. Used for exactly one request — fetching the CA whose

@@ -78,6 +78,11 @@ pub struct K3sParams {
     pub registry_endpoint: String,
     /// CA file (host path) the registry's certificate must chain to; `https` only.
     pub registry_ca_file: Option<String>,
+    /// The site's registry (`--site-registry`): each host's images live under
+    /// `<prefix>/<host>` there (a `rewrite` per mirror); `None` for ferry's registry.
+    pub site_prefix: Option<String>,
+    /// User and password for the registry endpoint.
+    pub registry_auth: Option<(String, String)>,
     /// Registry hosts of the images the bundle carries (`docker.io`, `quay.io`, …);
     /// [`K3S_IMAGE_HOSTS`] are added.
     pub upstream_hosts: Vec<String>,
@@ -105,6 +110,8 @@ impl K3sParams {
             kubeconfig_mode: 0o600,
             registry_endpoint: registry_endpoint.to_string(),
             registry_ca_file: None,
+            site_prefix: None,
+            registry_auth: None,
             upstream_hosts: Vec::new(),
             apps: Vec::new(),
             k3s_binary: DEFAULT_K3S_BINARY.to_string(),
@@ -250,15 +257,29 @@ fn registries_file(p: &K3sParams) -> PlannedFile {
     let mirrors: Vec<MirrorSpec> = hosts
         .into_iter()
         .map(|host| MirrorSpec {
+            rewrite_prefix: p.site_prefix.as_ref().map(|pre| {
+                let h = crate::site::host_component(&host);
+                if pre.is_empty() {
+                    h
+                } else {
+                    format!("{pre}/{h}")
+                }
+            }),
             host,
             endpoint: p.registry_endpoint.trim_end_matches('/').to_string(),
             ca_file: p.registry_ca_file.clone(),
+            auth: p.registry_auth.clone(),
         })
         .collect();
     PlannedFile {
         path: REGISTRIES_PATH.to_string(),
         content: registries_yaml(&mirrors).into_bytes(),
-        mode: 0o644,
+        // A site login makes it a secret.
+        mode: if p.registry_auth.is_some() {
+            0o600
+        } else {
+            0o644
+        },
     }
 }
 

@@ -17,6 +17,12 @@
 //! docs' examples are bare `scheme://host:port`. `http://` must be spelled out ("otherwise
 //! it will default to https").
 //!
+//! The site's registry (`--site-registry`) is the one case for `rewrite`: its images live
+//! under `<path>/<host>/<repository>` (see `crate::site`), so each host's mirror is the
+//! site with `rewrite: {"^(.*)$": "<path>/<host>/$1"}` (the "Rewrites" section: the pulled
+//! name changes, the name the node records does not). Its login, if any, goes into the
+//! endpoint's `configs:` entry as `auth: {username, password}` ("Configs").
+//!
 //! Not used: the `"*"` wildcard mirror (k3s ≥ 1.26). It would send pulls for hosts the
 //! bundle does not carry to ferry's registry too; naming each host keeps any registry the
 //! site runs itself reachable exactly as before.
@@ -36,6 +42,11 @@ pub struct MirrorSpec {
     /// CA certificate (PEM file path on the host) that the endpoint's TLS certificate must
     /// chain to; only meaningful for an `https` endpoint.
     pub ca_file: Option<String>,
+    /// Repository prefix the endpoint keeps this host's images under (`<path>/<host>`),
+    /// written as a `rewrite` of every name.
+    pub rewrite_prefix: Option<String>,
+    /// User and password for the endpoint.
+    pub auth: Option<(String, String)>,
 }
 
 /// The `host[:port]` part of an endpoint URL, which is how `configs:` entries are keyed.
@@ -52,15 +63,19 @@ pub fn endpoint_authority(endpoint: &str) -> &str {
 /// written per distinct `https` endpoint that has a CA file (if two mirrors give different
 /// CA files for one endpoint, the first wins: [`super::plan`] never builds such input).
 pub fn registries_yaml(mirrors: &[MirrorSpec]) -> String {
-    let mut hosts: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut hosts: BTreeMap<&str, &MirrorSpec> = BTreeMap::new();
     let mut tls: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut auth: BTreeMap<&str, &(String, String)> = BTreeMap::new();
     for m in mirrors {
-        hosts.entry(m.host.as_str()).or_insert(m.endpoint.as_str());
+        hosts.entry(m.host.as_str()).or_insert(m);
         if let Some(ca) = &m.ca_file {
             if m.endpoint.starts_with("https://") {
                 tls.entry(endpoint_authority(&m.endpoint))
                     .or_insert(ca.as_str());
             }
+        }
+        if let Some(a) = &m.auth {
+            auth.entry(endpoint_authority(&m.endpoint)).or_insert(a);
         }
     }
     let mut out = String::from(
@@ -69,21 +84,36 @@ pub fn registries_yaml(mirrors: &[MirrorSpec]) -> String {
          # Format: https://docs.k3s.io/installation/private-registry\n",
     );
     out.push_str("mirrors:\n");
-    for (host, endpoint) in &hosts {
+    for (host, m) in &hosts {
         out.push_str(&format!(
             "  {}:\n    endpoint:\n      - {}\n",
             quote(host),
-            quote(endpoint)
+            quote(&m.endpoint)
         ));
-    }
-    if !tls.is_empty() {
-        out.push_str("configs:\n");
-        for (authority, ca) in &tls {
+        if let Some(prefix) = &m.rewrite_prefix {
             out.push_str(&format!(
-                "  {}:\n    tls:\n      ca_file: {}\n",
-                quote(authority),
-                quote(ca)
+                "    rewrite:\n      {}: {}\n",
+                quote("^(.*)$"),
+                quote(&format!("{prefix}/$1"))
             ));
+        }
+    }
+    let authorities: std::collections::BTreeSet<&str> =
+        tls.keys().chain(auth.keys()).copied().collect();
+    if !authorities.is_empty() {
+        out.push_str("configs:\n");
+        for a in authorities {
+            out.push_str(&format!("  {}:\n", quote(a)));
+            if let Some((u, p)) = auth.get(a) {
+                out.push_str(&format!(
+                    "    auth:\n      username: {}\n      password: {}\n",
+                    quote(u),
+                    quote(p)
+                ));
+            }
+            if let Some(ca) = tls.get(a) {
+                out.push_str(&format!("    tls:\n      ca_file: {}\n", quote(ca)));
+            }
         }
     }
     out
@@ -99,7 +129,43 @@ mod tests {
             host: host.into(),
             endpoint: endpoint.into(),
             ca_file: ca.map(String::from),
+            rewrite_prefix: None,
+            auth: None,
         }
+    }
+
+    #[test]
+    fn a_site_registry_is_each_hosts_endpoint_with_a_rewrite_and_its_login() {
+        let site = |host: &str, prefix: &str| MirrorSpec {
+            rewrite_prefix: Some(prefix.into()),
+            auth: Some(("robot".into(), "p\"w: x".into())),
+            ..spec(
+                host,
+                "https://harbor.site:8443",
+                Some("/etc/ferry/site-registry/ca.pem"),
+            )
+        };
+        let doc = registries_yaml(&[
+            site("docker.io", "ferry/docker.io"),
+            site("registry.local:5000", "ferry/registry.local_5000"),
+        ]);
+        let v = parse(&doc);
+        assert_eq!(
+            v["mirrors"]["docker.io"]["rewrite"]["^(.*)$"].as_str(),
+            Some("ferry/docker.io/$1"),
+            "{doc}"
+        );
+        assert_eq!(
+            v["mirrors"]["registry.local:5000"]["rewrite"]["^(.*)$"].as_str(),
+            Some("ferry/registry.local_5000/$1")
+        );
+        let c = &v["configs"]["harbor.site:8443"];
+        assert_eq!(c["auth"]["username"].as_str(), Some("robot"));
+        assert_eq!(c["auth"]["password"].as_str(), Some("p\"w: x"));
+        assert_eq!(
+            c["tls"]["ca_file"].as_str(),
+            Some("/etc/ferry/site-registry/ca.pem")
+        );
     }
 
     #[test]
