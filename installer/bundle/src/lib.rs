@@ -37,12 +37,15 @@ pub mod footer;
 pub mod manifest;
 pub mod marker;
 pub mod oci;
+pub mod parts;
 pub mod paths;
 pub mod reader;
 pub mod reference;
 pub mod roles;
+pub mod signature;
 pub mod subfile;
 pub mod tarscan;
+pub mod trust;
 pub mod verify;
 pub mod writer;
 
