@@ -1,7 +1,8 @@
 //! Finds the bundle to work on: `--bundle FILE` if given, else this very program, which is
 //! the bundle when run as `./delivery.run`. It is opened through `/proc/self/exe` (the
 //! file we were started from, even if renamed since) but named by its real path in every
-//! message, so an operator reads `/media/usb/delivery.run`, not `/proc/self/exe`.
+//! message, so an operator reads `/media/usb/delivery.run`, not `/proc/self/exe`. That
+//! real path is also where the other parts of a split bundle are looked for.
 
 use anyhow::{Context, Result};
 use ferry_bundle::{Bundle, BundleError};
@@ -58,7 +59,7 @@ pub fn open(explicit: Option<&Path>) -> Result<Bundle> {
     let path = explicit
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-    match Bundle::open(&path) {
+    match Bundle::open_named(&path, &shown) {
         Ok(mut b) => {
             b.path = shown;
             Ok(b)

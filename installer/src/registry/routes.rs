@@ -14,7 +14,6 @@ use ferry_bundle::oci::{LayoutIndex, OCI_INDEX};
 use ferry_bundle::reference::normalise_host;
 use ferry_bundle::Sha256Digest;
 use serde::Serialize;
-use std::fs::File;
 
 /// Answers one request.
 pub fn handle(store: &ImageStore, req: &Request) -> Response {
@@ -129,24 +128,17 @@ fn blob(
         BlobRef::Manifest(m) => {
             Body::Bytes(m.bytes[start as usize..(start + len) as usize].to_vec())
         }
-        BlobRef::File(b) => {
-            let file = File::open(&b.location.path).map_err(|e| {
-                ApiError::new(
-                    500,
-                    ErrorCode::BlobUnknown,
-                    format!(
-                        "blob {} cannot be opened at {}: {e}",
-                        digest,
-                        b.location.path.display()
-                    ),
-                )
-            })?;
-            Body::File {
-                file,
-                offset: b.location.offset + start,
-                len,
-            }
-        }
+        BlobRef::File(b) => Body::open(&b.location.slice(start, len)).map_err(|e| {
+            ApiError::new(
+                500,
+                ErrorCode::BlobUnknown,
+                format!(
+                    "blob {} cannot be opened ({}): {e}",
+                    digest,
+                    b.location.describe()
+                ),
+            )
+        })?,
     };
     let mut resp = Response::new(status, body)
         .header("Content-Type", "application/octet-stream")
