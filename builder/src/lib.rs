@@ -9,3 +9,5 @@ pub mod kubefile;
 pub mod lock;
 pub mod pull;
 pub mod release;
+pub mod sbom;
+pub mod sign;

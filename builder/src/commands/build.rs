@@ -44,31 +44,50 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             ..Default::default()
         },
         locked: args.locked,
+        sign: args.sign.clone(),
+        split: args.split.map(|s| s.0),
+        sbom: args.sbom.clone(),
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
     match output {
         OutputFormat::Json => print_json(&r)?,
-        OutputFormat::Text if !quiet => outln!(
-            "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s\n\
-             {} recorded in {} (at the site: sha256sum -c {}); {} {}",
-            r.output.display(),
-            r.size,
-            r.images,
-            r.blobs_written,
-            r.blobs_shared,
-            r.pulled.blobs_fetched,
-            r.pulled.blobs_reused,
-            started.elapsed().as_secs_f64(),
-            r.file_sha256,
-            r.checksum_file.display(),
-            r.checksum_file
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            if args.locked { "held to" } else { "wrote" },
-            r.lock.display()
-        )?,
+        OutputFormat::Text if !quiet => {
+            outln!(
+                "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s",
+                r.output.display(),
+                r.size,
+                r.images,
+                r.blobs_written,
+                r.blobs_shared,
+                r.pulled.blobs_fetched,
+                r.pulled.blobs_reused,
+                started.elapsed().as_secs_f64()
+            )?;
+            if r.parts.len() > 1 {
+                outln!(
+                    "in {} parts: {} … {} (copy them all into one directory and run {})",
+                    r.parts.len(),
+                    r.parts[0].display(),
+                    r.parts[r.parts.len() - 1].display(),
+                    r.parts[0].display()
+                )?;
+            }
+            outln!(
+                "{} recorded in {} (at the site: sha256sum -c {}); {} {}",
+                r.file_sha256,
+                r.checksum_file.display(),
+                r.checksum_file
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                if args.locked { "held to" } else { "wrote" },
+                r.lock.display()
+            )?;
+            if let Some(fp) = &r.signed_by {
+                outln!("signed by key {fp} (sites check it with --trust-key <pub.pem> or --trust-fingerprint {fp})")?;
+            }
+        }
         OutputFormat::Text => {}
     }
     if let (Some(d), OutputFormat::Text, false) = (&r.delta, output, quiet) {

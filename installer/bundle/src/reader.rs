@@ -102,7 +102,11 @@ impl Bundle {
             footer.payload_len,
         )?;
         if let Some(sbom) = &manifest.sbom {
-            if !index.contains_key(sbom) {
+            let inherited = manifest
+                .delta
+                .as_ref()
+                .is_some_and(|d| d.inherited.iter().any(|e| &e.path == sbom));
+            if !index.contains_key(sbom) && !inherited {
                 return Err(BundleError::BadManifest {
                     reason: format!("sbom names entry {sbom:?}, which is not in entries[]"),
                 });

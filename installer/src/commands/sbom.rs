@@ -8,6 +8,13 @@ use std::process::ExitCode;
 pub fn run(bundle: Option<&Path>) -> Result<ExitCode> {
     let b = crate::locate::open(bundle)?;
     let Some(entry) = b.manifest.sbom.as_deref().and_then(|p| b.entry(p)) else {
+        if b.is_delta() && b.manifest.sbom.is_some() {
+            bail!(
+                "{}: this delta inherits its SBOM from its base bundle; run --sbom on the installed \
+                 (staged) bundle after the upgrade, or on the complete bundle",
+                b.path.display()
+            );
+        }
         bail!(
             "{} carries no SBOM (it was built by a ferry older than format 2); rebuild it with a current ferry",
             b.path.display()
