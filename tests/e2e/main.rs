@@ -12,4 +12,5 @@ mod novice;
 mod pull;
 mod registry_serve;
 mod releases;
+mod trust;
 mod upgrade;

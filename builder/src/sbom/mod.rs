@@ -94,9 +94,11 @@ fn platform_images(img: &ResolvedImage) -> Result<Vec<PlatformImage<'_>>> {
     };
     let one = |b: &Blob, platform: Option<String>| -> Result<PlatformImage<'_>> {
         let m = read(b)?;
+        // Filesystem layers only (an artifact's blobs, a chart or a signature, are not tars).
         let layers = m
             .layers
             .iter()
+            .filter(|d| d.media_type.is_empty() || d.media_type.contains("tar"))
             .filter_map(|d| by_digest.get(&d.digest).copied())
             .collect();
         let platform = platform.or_else(|| {
