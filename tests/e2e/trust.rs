@@ -229,6 +229,21 @@ fn split_into_4_mib_parts_checks_serves_installs_and_names_a_damaged_part() {
     }
     let out = run_ok(Command::new(&bundle).arg("--check"));
     assert!(out.contains(&format!("in {} parts", parts.len())), "{out}");
+    // sha256sum checks every part at the site.
+    run_ok(
+        Command::new("sha256sum")
+            .args(["-c", "delivery.run.sha256"])
+            .current_dir(dir),
+    );
+    // Part 1 alone knows it is complete and says what is missing.
+    let alone = dir.join("alone");
+    std::fs::create_dir_all(&alone).unwrap();
+    std::fs::copy(&parts[0], alone.join("delivery.run")).unwrap();
+    let e = run_fail(Command::new(alone.join("delivery.run")).arg("--info"));
+    assert!(
+        e.contains("first part of a split bundle") && e.contains("delivery.run.002"),
+        "{e}"
+    );
 
     // `cat` joins the parts into a valid single-file bundle.
     let whole = dir.join("whole.run");

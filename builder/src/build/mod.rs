@@ -254,8 +254,10 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         &copies,
         &payload_files,
         &planned_apps,
-        scratch.path(),
-        key.as_ref(),
+        Writing {
+            tmp_dir: scratch.path(),
+            key: key.as_ref(),
+        },
     )?;
     report.pulled = pulled;
     let (sha, file) = output::write_checksum(&opts.output, &report.parts)?;
@@ -537,6 +539,12 @@ fn resolve_images(
     Ok((by_name.into_values().collect(), stats))
 }
 
+/// Where temporary files go while writing, and the key that signs bundle.json.
+struct Writing<'a> {
+    tmp_dir: &'a Path,
+    key: Option<&'a crate::sign::SigningKey>,
+}
+
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
@@ -544,8 +552,7 @@ fn write(
     copies: &[files::PlannedFile],
     payloads: &[(String, String, Vec<payload::PayloadFile>)],
     planned_apps: &[apps::PlannedApp],
-    tmp_dir: &Path,
-    key: Option<&crate::sign::SigningKey>,
+    Writing { tmp_dir, key }: Writing<'_>,
 ) -> Result<BuildReport> {
     let platforms = if opts.pull.platforms.is_empty() {
         std::slice::from_ref(&opts.platform)
