@@ -44,6 +44,13 @@ if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ" ]; then
   echo "deps: installing cargo-fuzz $CARGO_FUZZ (crates.io)"
   cargo install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ"
 fi
+# The SBOM tests validate ferry's SPDX documents with the reference SPDX tools (PyPI).
+SPDX_TOOLS=0.8.5
+if [ "$(python3 -c 'import importlib.metadata as m; print(m.version("spdx-tools"))' 2>/dev/null)" != "$SPDX_TOOLS" ] ||
+   ! command -v pyspdxtools >/dev/null 2>&1; then
+  echo "deps: installing spdx-tools $SPDX_TOOLS (PyPI)"
+  python3 -m pip install --quiet "spdx-tools==$SPDX_TOOLS"
+fi
 if [ -x scripts/install-helm.sh ]; then
   bash scripts/install-helm.sh
 fi

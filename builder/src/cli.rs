@@ -32,7 +32,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build a delivery.run from a Kubefile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// List the images a Kubefile needs: IMAGE lines and what discovery finds in its APPs.
     Images(ImagesArgs),
     /// List the OS packages a Kubefile's PACKAGE lines carry: the dependency closure for
@@ -43,6 +43,9 @@ pub enum Command {
     Push(PushArgs),
     /// Pull a pushed bundle back into one file, identical to the one pushed.
     Pull(PullArgs),
+    /// Bundle signing keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +106,61 @@ pub struct PullArgs {
 
 fn parse_reference(s: &str) -> Result<Reference, String> {
     Reference::parse(s).map_err(|e| e.to_string())
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Make an ECDSA P-256 key pair: <prefix>.key.pem (PKCS#8, mode 0600; keep it secret,
+    /// give it to `ferry build --sign`) and <prefix>.pub.pem (give it to the sites:
+    /// `delivery.run --trust-key`, or /etc/ferry/trust/).
+    Generate {
+        /// Path prefix of the two files.
+        #[arg(short = 'o', long = "out", value_name = "PREFIX")]
+        out: PathBuf,
+    },
+}
+
+/// `--split <size>`: bytes, or with a binary unit `K`, `M`, `G`, `T` (`4480M`, `4G`).
+/// `4G` means FAT32's largest file, 4 GiB − 1 byte, since a part of exactly 4 GiB does
+/// not fit there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SplitSize(pub u64);
+
+impl std::str::FromStr for SplitSize {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let t = s.trim();
+        let t = t
+            .strip_suffix("iB")
+            .or_else(|| t.strip_suffix('B'))
+            .unwrap_or(t);
+        let (digits, shift) = match t.char_indices().last() {
+            Some((i, c)) if c.is_ascii_alphabetic() => {
+                let shift = match c.to_ascii_uppercase() {
+                    'K' => 10,
+                    'M' => 20,
+                    'G' => 30,
+                    'T' => 40,
+                    _ => return Err(format!("{s:?}: unknown unit {c:?} (use K, M, G or T)")),
+                };
+                (&t[..i], shift)
+            }
+            _ => (t, 0),
+        };
+        let n: u64 = digits
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not a size: expected e.g. 4G or 4480M"))?;
+        let bytes = n
+            .checked_mul(1 << shift)
+            .ok_or_else(|| format!("{s:?} is too large"))?;
+        let min = ferry_bundle::writer::MIN_PART_SIZE;
+        if bytes < min {
+            return Err(format!("{s:?} is smaller than the smallest part, 1M"));
+        }
+        // FAT32 holds files of at most 4 GiB − 1 byte.
+        Ok(SplitSize(if bytes == 4 << 30 { bytes - 1 } else { bytes }))
+    }
 }
 
 #[derive(Debug, Args)]
@@ -227,6 +285,17 @@ pub struct BuildArgs {
     /// --candidates none.
     #[arg(long)]
     pub strict: bool,
+    /// Sign bundle.json with this ECDSA P-256 private key (PKCS#8 PEM, as `ferry key
+    /// generate` writes): sites check it with `delivery.run --trust-key <pub.pem>`.
+    #[arg(long, value_name = "KEY.PEM")]
+    pub sign: Option<PathBuf>,
+    /// Cut the bundle into parts of at most SIZE for FAT32 sticks or DVDs (`4G`, `4480M`):
+    /// OUT, OUT.002, OUT.003, … Copy them all into one directory; run OUT.
+    #[arg(long, value_name = "SIZE")]
+    pub split: Option<SplitSize>,
+    /// Also write the bundle's SBOM (SPDX 2.3 JSON, always inside the bundle) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub sbom: Option<PathBuf>,
     /// Directory relative paths in the Kubefile are taken from (default: the Kubefile's).
     pub context: Option<PathBuf>,
 }
@@ -239,7 +308,7 @@ mod tests {
         let mut argv = vec!["ferry", "build"];
         argv.extend(args);
         match Cli::try_parse_from(argv)?.command {
-            Command::Build(b) => Ok(b),
+            Command::Build(b) => Ok(*b),
             other => panic!("{other:?}"),
         }
     }
@@ -309,12 +378,26 @@ mod tests {
     }
 
     #[test]
+    fn split_sizes() {
+        let size = |s: &str| s.parse::<SplitSize>().map(|x| x.0);
+        assert_eq!(size("4480M"), Ok(4480 << 20));
+        assert_eq!(size("4G"), Ok((4 << 30) - 1), "FAT32's largest file");
+        assert_eq!(size("8g"), Ok(8 << 30));
+        assert_eq!(size("2GiB"), Ok(2 << 30));
+        assert_eq!(size("1048576"), Ok(1 << 20));
+        assert!(size("4X").is_err());
+        assert!(size("512K").unwrap_err().contains("smallest"));
+        assert!(size("lots").is_err());
+    }
+
+    #[test]
     fn bad_values_are_usage_errors_naming_the_flag() {
         for (args, flag) in [
             (["--platform", "linux"], "--platform"),
             (["--registry-mirror", "docker.io"], "--registry-mirror"),
             (["--payload", "containerd"], "--payload"),
             (["--release-mirror", "github.com=x"], "--release-mirror"),
+            (["--split", "100K"], "--split"),
         ] {
             let e = build_args(&args).unwrap_err();
             assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);

@@ -11,3 +11,5 @@ pub mod packages;
 pub mod pull;
 pub mod push;
 pub mod release;
+pub mod sbom;
+pub mod sign;

@@ -68,6 +68,8 @@ fn reseal(data: &[u8]) -> Option<Vec<u8>> {
         manifest_len: ml as u64,
         manifest_sha256: Sha256Digest::of(json),
         gaps_sha256: Sha256Digest(gaps.finalize().into()),
+        signature: None,
+        part_count: 0,
     };
     let mut out = data[..len - FOOTER_LEN].to_vec();
     out.extend_from_slice(&footer.encode());

@@ -11,17 +11,18 @@
 mod common;
 
 use ferry_bundle::footer::{Footer, FORMAT_VERSION};
+use ferry_bundle::parts::BundleFile;
 use ferry_bundle::reader::check_layout;
 use ferry_bundle::{Bundle, BundleManifest, Sha256Digest};
 use libfuzzer_sys::fuzz_target;
 use std::sync::{Arc, OnceLock};
 
-fn file() -> &'static (tempfile::NamedTempFile, Arc<std::fs::File>) {
-    static F: OnceLock<(tempfile::NamedTempFile, Arc<std::fs::File>)> = OnceLock::new();
+fn file() -> &'static (tempfile::NamedTempFile, Arc<BundleFile>) {
+    static F: OnceLock<(tempfile::NamedTempFile, Arc<BundleFile>)> = OnceLock::new();
     F.get_or_init(|| {
         let f = tempfile::NamedTempFile::new().unwrap();
-        let h = Arc::new(f.reopen().unwrap());
-        (f, h)
+        let h = BundleFile::new(vec![(f.path().to_path_buf(), f.reopen().unwrap())]).unwrap();
+        (f, Arc::new(h))
     })
 }
 
@@ -54,6 +55,8 @@ fuzz_target!(|data: &[u8]| {
         manifest_len: json.len() as u64,
         manifest_sha256: Sha256Digest::of(json),
         gaps_sha256: Sha256Digest::of(b""),
+        signature: None,
+        part_count: 0,
     };
     let b = Bundle::from_parts(
         f.path().to_path_buf(),

@@ -39,9 +39,14 @@ pub struct Cli {
     /// Verify every byte: footer, installer, bundle.json, every entry and the whole payload.
     #[arg(long, group = "action")]
     pub check: bool,
-    /// Extract the payload's entries (as stored) into DIR, after checking its structure.
+    /// Extract the payload's entries (as stored) into DIR, after checking its structure
+    /// (a signed bundle's signature too, as DIR/bundle.json.sig).
     #[arg(long, value_name = "DIR", group = "action")]
     pub extract: Option<PathBuf>,
+    /// Print the bundle's SBOM (SPDX 2.3 JSON): images with their OS packages, payload
+    /// binaries, charts, carried packages.
+    #[arg(long, group = "action")]
+    pub sbom: bool,
     /// Output format of reports (text, or one JSON document for scripts).
     #[arg(long, value_enum, default_value_t = OutputFormat::Text, global = true)]
     pub output: OutputFormat,
@@ -53,6 +58,8 @@ pub struct Cli {
     pub quiet: bool,
     #[command(flatten)]
     pub host: HostArgs,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Same as the `join` command: join the cluster of this master (`ip:port`).
     #[arg(long, value_name = "MASTER")]
     pub join: Option<String>,
@@ -117,6 +124,22 @@ pub struct SiteArgs {
     /// The site registry speaks plain HTTP (no TLS).
     #[arg(long, global = true)]
     pub site_registry_insecure: bool,
+}
+
+/// Which signers this host accepts. With any of these, or any `*.pem` in the site trust
+/// directory (`/etc/ferry/trust` under `--root`), a bundle must be signed by one of the
+/// pinned keys: unsigned and foreign-signed bundles are refused before anything is
+/// staged or written.
+#[derive(Debug, Args, Clone, Default)]
+pub struct TrustArgs {
+    /// Accept only bundles signed by this public key (PEM, as `ferry key generate` writes
+    /// to <prefix>.pub.pem); repeatable.
+    #[arg(long, global = true, value_name = "PUB.PEM")]
+    pub trust_key: Vec<PathBuf>,
+    /// Accept only bundles signed by the key with this fingerprint (`sha256:<hex>`, as
+    /// `--info` and `ferry key generate` print); repeatable.
+    #[arg(long, global = true, value_name = "SHA256:HEX")]
+    pub trust_fingerprint: Vec<ferry_bundle::signature::Fingerprint>,
 }
 
 /// Options of joining (with `join`, or `--join` / `plan --join`).

@@ -128,6 +128,10 @@ impl Host {
     pub fn pki(&self, name: &str) -> HostPath {
         fixed(&format!("{ETC_DIR}/pki/{name}"))
     }
+    /// The site's trust directory: public keys (`*.pem`) of the signers this host accepts.
+    pub fn trust_dir(&self) -> HostPath {
+        fixed(&format!("{ETC_DIR}/trust"))
+    }
     /// A bare copy of the installer (no payload) that joined nodes run services with.
     pub fn installer_copy(&self) -> HostPath {
         self.data("ferry-installer")

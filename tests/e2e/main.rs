@@ -19,4 +19,5 @@ mod push;
 mod registry_serve;
 mod releases;
 mod site;
+mod trust;
 mod upgrade;

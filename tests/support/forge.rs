@@ -131,6 +131,8 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
         manifest_len: json.len() as u64,
         manifest_sha256: Sha256Digest::of(&json),
         gaps_sha256: Sha256Digest::of(&gap_bytes),
+        signature: None,
+        part_count: 0,
     };
     let mut out = stub.to_vec();
     out.extend_from_slice(&payload);

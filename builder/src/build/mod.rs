@@ -72,6 +72,12 @@ pub struct BuildOptions {
     pub strict: bool,
     /// Where `PACKAGE deb` packages come from (`--apt-mirror`).
     pub apt: crate::packages::AptOptions,
+    /// Sign bundle.json with this private key (`--sign`).
+    pub sign: Option<PathBuf>,
+    /// Cut the bundle into parts of at most this many bytes (`--split`).
+    pub split: Option<u64>,
+    /// Also write the SBOM to this file (`--sbom`).
+    pub sbom: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -89,6 +95,12 @@ pub struct BuildReport {
     pub file_sha256: String,
     /// `<bundle>.sha256`, for `sha256sum -c` at the site.
     pub checksum_file: PathBuf,
+    /// The files written: the bundle, or its parts in order (`--split`).
+    pub parts: Vec<PathBuf>,
+    /// Fingerprint of the key that signed bundle.json (`--sign`).
+    pub signed_by: Option<String>,
+    /// Time spent making the SBOM (reading every layer's package database).
+    pub sbom_seconds: f64,
     /// A delta's base, and the bytes taken from it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta: Option<DeltaReport>,
@@ -124,6 +136,12 @@ pub struct Inherited {
 }
 
 pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
+    // A key that cannot sign is found before anything is pulled or written.
+    let key = opts
+        .sign
+        .as_deref()
+        .map(crate::sign::SigningKey::load)
+        .transpose()?;
     let recipe = Recipe::read(&opts.kubefile, &opts.context)?;
     let base = match &recipe.base {
         Some((spec, at)) => Some(base::open(spec, at, opts)?),
@@ -349,11 +367,19 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         inherited_images: &inherited_images,
         base: base.as_ref(),
     };
-    let mut report = write(opts, manifest, &planned, scratch.path())?;
+    let mut report = write(
+        opts,
+        manifest,
+        &planned,
+        Writing {
+            tmp_dir: scratch.path(),
+            key: key.as_ref(),
+        },
+    )?;
     report.pulled = pulled;
     report.discovery = selection.summary();
     report.discovered = selection.entries;
-    let (sha, file) = output::write_checksum(&opts.output)?;
+    let (sha, file) = output::write_checksum(&opts.output, &report.parts)?;
     report.file_sha256 = sha.to_string();
     report.checksum_file = file;
     report.lock = lock_path.clone();
@@ -662,11 +688,17 @@ struct Planned<'a> {
     base: Option<&'a base::Base>,
 }
 
+/// Where temporary files go while writing, and the key that signs bundle.json.
+struct Writing<'a> {
+    tmp_dir: &'a Path,
+    key: Option<&'a crate::sign::SigningKey>,
+}
+
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
     planned: &Planned,
-    tmp_dir: &Path,
+    Writing { tmp_dir, key }: Writing<'_>,
 ) -> Result<BuildReport> {
     let Planned {
         images,
@@ -705,7 +737,21 @@ fn write(
     )
     .context("the bundle's parts add up to more than 2^64 bytes")?;
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
-    let mut w = BundleWriter::create(&opts.output, stub)?;
+    let mut w = BundleWriter::create_with(
+        &opts.output,
+        stub,
+        ferry_bundle::writer::WriterOptions { split: opts.split },
+    )?;
+    if let Some(size) = opts.split {
+        // Ctrl-C removes the partial parts too.
+        let most = (total / size + 3).min(ferry_bundle::parts::MAX_PARTS as u64) as usize;
+        let parts: Vec<PathBuf> = (2..=most)
+            .map(|i| {
+                ferry_bundle::writer::partial_path(&ferry_bundle::parts::part_path(&opts.output, i))
+            })
+            .collect();
+        output::clean_up_on_interrupt(&parts);
+    }
     if let Some(old) = &opts.delta_from {
         let base = ferry_bundle::Bundle::open(old)
             .with_context(|| format!("--delta-from {}", old.display()))?;
@@ -785,8 +831,11 @@ fn write(
             inherited.files += 1;
         }
     }
+    let mut charts = Vec::new();
     for app in planned_apps {
-        manifest.apps.push(write_app(&mut w, app, tmp_dir)?);
+        let (rec, chart) = write_app(&mut w, app, tmp_dir)?;
+        manifest.apps.push(rec);
+        charts.extend(chart);
     }
     if let Some(base) = base {
         let bm = &base.bundle.manifest;
@@ -814,6 +863,7 @@ fn write(
             inherited.apps += 1;
         }
     }
+    let mut payload_items = Vec::new();
     for (name, version, pfiles) in payloads {
         let mut rec = ferry_bundle::manifest::PayloadRecord {
             name: name.clone(),
@@ -826,6 +876,14 @@ fn write(
             let entry = paths::payload_entry(name, &f.role);
             let r = add_maybe_compressed(&mut w, &entry, &f.src, f.size, f.mode, tmp_dir)?;
             rec.files.insert(f.role.clone(), r.path);
+            let file = std::fs::File::open(&f.src)
+                .with_context(|| format!("reading {}", f.src.display()))?;
+            payload_items.push(crate::sbom::PayloadItem {
+                payload: name.clone(),
+                role: f.role.clone(),
+                sha256: ferry_bundle::digest::hash_reader(file)?.0,
+                url: f.url.clone(),
+            });
             bar.inc(f.size);
         }
         manifest.payloads.push(rec);
@@ -867,14 +925,33 @@ fn write(
         _ => {}
     }
     let inherited_bytes = w.inherited_bytes();
-    let (footer, manifest): (Footer, _) = w.finish(manifest)?;
+    // The SBOM goes in last before bundle.json, which pins (and signs) it like any entry.
+    let started = std::time::Instant::now();
+    let sbom = crate::sbom::document(&crate::sbom::Input {
+        manifest: &manifest,
+        images,
+        payloads: payload_items,
+        charts,
+        packages: Vec::new(),
+    })?;
+    let sbom_seconds = started.elapsed().as_secs_f64();
+    w.add_entry(crate::sbom::SBOM_ENTRY, sbom.len() as u64, 0o644, &sbom[..])?;
+    manifest.sbom = Some(crate::sbom::SBOM_ENTRY.to_string());
+    if let Some(path) = &opts.sbom {
+        std::fs::write(path, &sbom).with_context(|| format!("--sbom {}", path.display()))?;
+    }
+    manifest.signer = key.map(|k| k.signer_record());
+    let sign = |json: &[u8]| key.expect("a signer only with a key").sign(json);
+    let done = w.finish_with(manifest, key.map(|_| &sign as ferry_bundle::writer::Signer))?;
+    let footer: Footer = done.footer;
+    let manifest = done.manifest;
     bar.finish_and_clear();
     let delta = manifest.delta.as_ref().map(|d| DeltaReport {
         base: format!("{} {} ({})", d.base_name, d.base_version, d.base),
         inherited_bytes,
     });
     Ok(BuildReport {
-        size: footer.payload_offset + footer.payload_len + ferry_bundle::footer::FOOTER_LEN as u64,
+        size: done.size,
         output: opts.output.clone(),
         images: images.len(),
         blobs_written: written,
@@ -889,6 +966,9 @@ fn write(
         discovery: Summary::default(),
         base: base.map(|b| b.record.clone()),
         inherited,
+        parts: done.parts,
+        signed_by: key.map(|k| k.public_key().fingerprint().to_string()),
+        sbom_seconds,
     })
 }
 
@@ -943,8 +1023,13 @@ fn add_maybe_compressed(
 }
 
 /// Carries one app: its chart as a `.tgz` (packed here from a directory) or its manifest
-/// files, plus its values files; records it with the images carried for it.
-fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Result<AppRecord> {
+/// files, plus its values files; records it with the images carried for it. A chart is
+/// also returned for the SBOM.
+fn write_app(
+    w: &mut BundleWriter,
+    app: &apps::PlannedApp,
+    tmp_dir: &Path,
+) -> Result<(AppRecord, Option<crate::sbom::ChartItem>)> {
     use crate::discover::AppKind;
     let name = &app.spec.name;
     let entry = |rel: &str| paths::app_entry(name, rel);
@@ -954,15 +1039,32 @@ fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Re
             .with_context(|| format!("APP {name}: reading {}", src.display()))?;
         Ok(w.add_entry(entry, size, 0o644, f)?.path)
     };
+    let mut chart = None;
+    let mut add_chart = |w: &mut BundleWriter, src: &Path| -> Result<String> {
+        let size = std::fs::metadata(src)?.len();
+        let f = std::fs::File::open(src)
+            .with_context(|| format!("APP {name}: reading {}", src.display()))?;
+        let rec = w.add_entry(&entry("chart.tgz"), size, 0o644, f)?;
+        let meta = crate::discover::chart_meta(&app.spec.path, app.kind)
+            .with_context(|| format!("APP {name}: reading Chart.yaml"))?;
+        chart = Some(crate::sbom::ChartItem {
+            app: name.clone(),
+            name: meta.name,
+            version: meta.version,
+            app_version: meta.app_version,
+            sha256: rec.sha256,
+        });
+        Ok(rec.path)
+    };
     let (kind, path) = match app.kind {
         AppKind::ChartDir => {
             let tmp = tempfile::Builder::new()
                 .suffix(".tgz")
                 .tempfile_in(tmp_dir)?;
             apps::pack_chart(&app.spec.path, tmp.path())?;
-            ("chart", add_file(w, &entry("chart.tgz"), tmp.path())?)
+            ("chart", add_chart(w, tmp.path())?)
         }
-        AppKind::ChartArchive => ("chart", add_file(w, &entry("chart.tgz"), &app.spec.path)?),
+        AppKind::ChartArchive => ("chart", add_chart(w, &app.spec.path)?),
         AppKind::ManifestFile => {
             let fname = app
                 .spec
@@ -991,13 +1093,16 @@ fn write_app(w: &mut BundleWriter, app: &apps::PlannedApp, tmp_dir: &Path) -> Re
     for (i, v) in app.spec.values.iter().enumerate() {
         values.push(add_file(w, &entry(&format!("values-{i}.yaml")), v)?);
     }
-    Ok(AppRecord {
-        name: name.clone(),
-        kind: kind.into(),
-        path,
-        values,
-        set: app.spec.set.clone(),
-        images: app.carried.clone(),
-        inherited: false,
-    })
+    Ok((
+        AppRecord {
+            name: name.clone(),
+            kind: kind.into(),
+            path,
+            values,
+            set: app.spec.set.clone(),
+            images: app.carried.clone(),
+            inherited: false,
+        },
+        chart,
+    ))
 }

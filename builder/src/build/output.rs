@@ -59,20 +59,28 @@ impl Drop for Scratch {
     }
 }
 
-/// Writes `<out>.sha256` (`<hex>  <file name>`) and returns the digest.
-pub fn write_checksum(out: &Path) -> Result<(Sha256Digest, PathBuf)> {
-    let f = std::fs::File::open(out).with_context(|| format!("reading {}", out.display()))?;
-    let (digest, _) = hash_reader(f).with_context(|| format!("reading {}", out.display()))?;
+/// Writes `<out>.sha256` (`<hex>  <file name>`, one line per part of a split bundle) and
+/// returns the digest of `out` itself (part 1).
+pub fn write_checksum(out: &Path, parts: &[PathBuf]) -> Result<(Sha256Digest, PathBuf)> {
+    let one = [out.to_path_buf()];
+    let files = if parts.len() > 1 { parts } else { &one[..] };
+    let mut text = String::new();
+    let mut first = None;
+    for f in files {
+        let file = std::fs::File::open(f).with_context(|| format!("reading {}", f.display()))?;
+        let (digest, _) = hash_reader(file).with_context(|| format!("reading {}", f.display()))?;
+        let name = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        text.push_str(&format!("{}  {name}\n", digest.hex()));
+        first.get_or_insert(digest);
+    }
     let mut p = out.as_os_str().to_owned();
     p.push(".sha256");
     let sum = PathBuf::from(p);
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    std::fs::write(&sum, format!("{}  {name}\n", digest.hex()))
-        .with_context(|| format!("writing {}", sum.display()))?;
-    Ok((digest, sum))
+    std::fs::write(&sum, text).with_context(|| format!("writing {}", sum.display()))?;
+    Ok((first.expect("at least one file"), sum))
 }
 
 #[cfg(test)]
@@ -84,7 +92,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("delivery.run");
         std::fs::write(&out, b"abc").unwrap();
-        let (digest, sum) = write_checksum(&out).unwrap();
+        let (digest, sum) = write_checksum(&out, &[]).unwrap();
         assert_eq!(
             std::fs::read_to_string(&sum).unwrap(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad  delivery.run\n"

@@ -48,6 +48,9 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
             mirrors: args.apt_mirrors.clone(),
             etc_apt: None,
         },
+        sign: args.sign.clone(),
+        split: args.split.map(|s| s.0),
+        sbom: args.sbom.clone(),
     };
     let started = std::time::Instant::now();
     let r = build(&opts)?;
@@ -55,8 +58,7 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
         OutputFormat::Json => print_json(&r)?,
         OutputFormat::Text if !quiet => {
             outln!(
-                "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s\n\
-                 {} recorded in {} (at the site: sha256sum -c {}); {} {}",
+                "wrote {} ({} bytes, {} images, {} blobs stored, {} shared blobs stored once; pulled {} blobs, {} from cache) in {:.1}s",
                 r.output.display(),
                 r.size,
                 r.images,
@@ -64,7 +66,19 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 r.blobs_shared,
                 r.pulled.blobs_fetched,
                 r.pulled.blobs_reused,
-                started.elapsed().as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            )?;
+            if r.parts.len() > 1 {
+                outln!(
+                    "in {} parts: {} … {} (copy them all into one directory and run {})",
+                    r.parts.len(),
+                    r.parts[0].display(),
+                    r.parts[r.parts.len() - 1].display(),
+                    r.parts[0].display()
+                )?;
+            }
+            outln!(
+                "{} recorded in {} (at the site: sha256sum -c {}); {} {}",
                 r.file_sha256,
                 r.checksum_file.display(),
                 r.checksum_file
@@ -90,6 +104,9 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 )?;
             }
             discovery_text(&r)?;
+            if let Some(fp) = &r.signed_by {
+                outln!("signed by key {fp} (sites check it with --trust-key <pub.pem> or --trust-fingerprint {fp})")?;
+            }
         }
         OutputFormat::Text => {}
     }

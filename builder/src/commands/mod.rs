@@ -2,10 +2,11 @@
 
 mod build;
 mod images;
+mod key;
 mod packages;
 mod push;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, KeyCommand};
 use std::path::{Path, PathBuf};
 
 /// The build context: as given, else the Kubefile's directory.
@@ -26,5 +27,6 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Packages(args) => packages::run(&args, cli.output, cli.quiet),
         Command::Push(args) => push::push(&args, cli.output, cli.quiet),
         Command::Pull(args) => push::pull(&args, cli.output, cli.quiet),
+        Command::Key(KeyCommand::Generate { out }) => key::generate(&out, cli.output),
     }
 }

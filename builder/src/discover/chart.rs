@@ -18,6 +18,8 @@ pub(crate) struct ChartFiles {
     /// Where its values file is, for reporting (`dir/values.yaml`, `x.tgz:chart/values.yaml`).
     pub values_label: String,
     pub name: String,
+    /// `version` of `Chart.yaml` (for the SBOM).
+    pub version: Option<String>,
     pub app_version: Option<String>,
     /// `values.yaml` (an empty map when absent).
     pub values: Node,
@@ -269,6 +271,7 @@ fn from_files(
                     .unwrap_or("")
                     .to_string()
             }),
+        version: meta.get("version").and_then(Node::scalar_text),
         app_version: meta.get("appVersion").and_then(Node::scalar_text),
         values,
         dependencies: deps,

@@ -274,6 +274,27 @@ pub enum AppKind {
 }
 
 /// Tells charts, chart archives and manifests apart.
+/// A chart's `Chart.yaml` identity: name, version, appVersion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartMeta {
+    pub name: String,
+    pub version: Option<String>,
+    pub app_version: Option<String>,
+}
+
+/// The identity of the chart at `path` (a chart directory or a packaged `.tgz`).
+pub fn chart_meta(path: &Path, kind: AppKind) -> Result<ChartMeta, DiscoverError> {
+    let c = match kind {
+        AppKind::ChartArchive => chart::load_archive(path)?,
+        _ => chart::load_dir(path)?,
+    };
+    Ok(ChartMeta {
+        name: c.name,
+        version: c.version,
+        app_version: c.app_version,
+    })
+}
+
 pub fn classify(path: &Path) -> Result<AppKind, DiscoverError> {
     let meta = std::fs::metadata(path).map_err(|e| DiscoverError::io(path, e))?;
     if meta.is_dir() {

@@ -23,9 +23,7 @@ use crate::error::BundleError;
 use crate::manifest::EntryRecord;
 use crate::reader::Bundle;
 use serde::{Deserialize, Serialize};
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 /// `artifactType` of the artifact manifest (and of its descriptor in the index).
@@ -199,7 +197,7 @@ pub fn frame_len(spans: &[Span]) -> u64 {
 
 /// The frame's bytes, read from the bundle file in place.
 pub struct FrameReader {
-    file: Arc<File>,
+    file: Arc<crate::parts::BundleFile>,
     ranges: Vec<(u64, u64)>,
     next: usize,
     pos: u64,

@@ -44,6 +44,12 @@ pub enum BundleError {
         expected: Box<Sha256Digest>,
         found: Box<Sha256Digest>,
     },
+    /// A part of a split bundle is missing, cut short or damaged.
+    #[error("{part} {problem}")]
+    Part { part: String, problem: String },
+    /// The signature is missing where bundle.json names a signer, or does not verify.
+    #[error("{0}")]
+    Signature(String),
     #[error("{0}")]
     Other(String),
 }
@@ -53,6 +59,23 @@ impl BundleError {
         BundleError::Io {
             path: path.into(),
             source,
+        }
+    }
+    /// Part `index` (1-based) of `count` at `path`; `problem` ends with what to do.
+    pub fn part(
+        index: usize,
+        count: usize,
+        path: &std::path::Path,
+        problem: impl Into<String>,
+    ) -> Self {
+        let of = if count > 0 {
+            format!(" of {count}")
+        } else {
+            String::new()
+        };
+        BundleError::Part {
+            part: format!("part {index}{of} ({})", path.display()),
+            problem: problem.into(),
         }
     }
     pub fn entry(entry: impl Into<String>, reason: impl std::fmt::Display) -> Self {

@@ -7,6 +7,10 @@
 //! even a symlink already planted inside the target cannot redirect a write outside it;
 //! files are created with `O_EXCL`, never overwritten. Every entry is hashed as it is
 //! written; on any mismatch everything this extraction created is removed again.
+//!
+//! A signed bundle's `bundle.json.sig` is extracted beside `bundle.json` (DER, as
+//! `openssl dgst -verify` reads it), after the signature was checked against the key
+//! bundle.json names.
 
 use crate::error::{BundleError, Result};
 use crate::reader::Bundle;
@@ -25,6 +29,7 @@ pub struct ExtractReport {
 
 pub fn extract(b: &Bundle, target: &Path, progress: &dyn Fn(u64)) -> Result<ExtractReport> {
     let entries = check_structure(b)?;
+    b.signature()?;
     std::fs::create_dir_all(target).map_err(|e| BundleError::io(target, e))?;
     let root = openat(
         CWD,
@@ -42,9 +47,12 @@ pub fn extract(b: &Bundle, target: &Path, progress: &dyn Fn(u64)) -> Result<Extr
                     .map_err(|e| BundleError::entry(&t.path, e.to_string()))?;
                 continue;
             }
-            // check_structure proved every file but bundle.json is in the entry table.
+            // check_structure proved every file but bundle.json and its signature is in
+            // the entry table; the signature was verified above.
             let expected = if t.path == crate::MANIFEST_PATH {
                 Some(b.footer.manifest_sha256)
+            } else if t.path == crate::signature::SIGNATURE_PATH {
+                None
             } else {
                 b.entry(&t.path).map(|e| e.sha256)
             };
@@ -84,6 +92,7 @@ pub fn extract(b: &Bundle, target: &Path, progress: &dyn Fn(u64)) -> Result<Extr
             io::copy(&mut src, &mut out).map_err(|e| BundleError::entry(&t.path, e.to_string()))?;
             let (got, n) = src.finish();
             match expected {
+                None if t.path == crate::signature::SIGNATURE_PATH => {}
                 Some(expected) if got == expected => {}
                 Some(expected) => {
                     return Err(BundleError::EntryChecksum {

@@ -10,7 +10,7 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `FERRYBDL` |
-//! | 8 | 4 | format version (1) |
+//! | 8 | 4 | format version (2; 1 is still read) |
 //! | 12 | 4 | footer length (192) |
 //! | 16 | 8 | payload offset (absolute, bytes from start of file) |
 //! | 24 | 8 | payload length |
@@ -19,8 +19,16 @@
 //! | 72 | 8 | bundle.json length |
 //! | 80 | 32 | sha256 of bundle.json |
 //! | 112 | 32 | sha256 of the gaps: every payload byte outside entry data, in order |
-//! | 144 | 16 | reserved, zero |
+//! | 144 | 8 | v2: payload offset of the signature's data (`bundle.json.sig`); 0 = unsigned |
+//! | 152 | 4 | v2: signature length; 0 = unsigned |
+//! | 156 | 4 | v2: number of rows in the part table before the footer; 0 = none |
 //! | 160 | 32 | sha256 of footer bytes 0..160 |
+//!
+//! In format 1 bytes 144..160 are reserved and zero. Format 2 uses them and keeps the
+//! footer 192 bytes with the magic in the same place and the self-checksum over the same
+//! bytes, so a format-1 installer reads a v2 footer far enough to say "unsupported bundle
+//! format version 2" instead of "truncated" or "damaged". Between the payload and the
+//! footer a split bundle has its part table ([`crate::parts`]).
 //!
 //! Why a gaps hash: entries are hashed for themselves (bundle.json pins them), and the
 //! gaps (tar headers, padding, end marker) by this one hash, so every byte has one range
@@ -30,8 +38,26 @@
 use crate::digest::Sha256Digest;
 
 pub const MAGIC: &[u8; 8] = b"FERRYBDL";
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this code writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this code reads (v1 bundles are staged on hosts being upgraded).
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const FOOTER_LEN: usize = 192;
+/// Largest signature accepted: a DER ECDSA P-256 signature is at most 72 bytes.
+pub const MAX_SIGNATURE_LEN: u32 = 1024;
+
+/// Where the signature's bytes lie: `len` bytes at `offset` from the payload start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SignatureRange {
+    pub offset: u64,
+    pub len: u32,
+}
+
+impl SignatureRange {
+    pub fn end(&self) -> u64 {
+        self.offset + self.len as u64
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Footer {
@@ -43,6 +69,10 @@ pub struct Footer {
     pub manifest_len: u64,
     pub manifest_sha256: Sha256Digest,
     pub gaps_sha256: Sha256Digest,
+    /// v2: the signature of bundle.json (the tar entry `bundle.json.sig`), if signed.
+    pub signature: Option<SignatureRange>,
+    /// v2: rows of the part table in front of the footer (0: the bundle was not split).
+    pub part_count: u32,
 }
 
 /// Why a footer could not be decoded; the caller adds the file name.
@@ -69,16 +99,70 @@ impl Footer {
         b[72..80].copy_from_slice(&self.manifest_len.to_le_bytes());
         b[80..112].copy_from_slice(&self.manifest_sha256.0);
         b[112..144].copy_from_slice(&self.gaps_sha256.0);
+        if let Some(sig) = self.signature {
+            b[144..152].copy_from_slice(&sig.offset.to_le_bytes());
+            b[152..156].copy_from_slice(&sig.len.to_le_bytes());
+        }
+        b[156..160].copy_from_slice(&self.part_count.to_le_bytes());
         let check = Sha256Digest::of(&b[0..160]);
         b[160..192].copy_from_slice(&check.0);
         b
     }
 
-    /// Decodes and validates a footer read from the end of a file of `file_len` bytes.
+    /// Bytes between the payload's end and the footer: the part table, if any.
+    pub fn trailer_len(&self) -> u64 {
+        crate::parts::PartTable::encoded_len(self.part_count)
+    }
+
+    /// Decodes and validates a footer read from the end of a bundle of `file_len` bytes
+    /// (all parts together, for a split bundle).
     pub fn decode(b: &[u8], file_len: u64) -> Result<Footer, FooterProblem> {
         if b.len() != FOOTER_LEN {
             return Err(FooterProblem::Missing(format!(
                 "file is only {file_len} bytes"
+            )));
+        }
+        let f = Footer::decode_fields(b)?;
+        // `file_len` comes from the caller: a length shorter than a footer is no file this
+        // footer can end (the fuzzer found the subtraction below underflowing).
+        let footer_start = file_len
+            .checked_sub(FOOTER_LEN as u64)
+            .ok_or_else(|| FooterProblem::Missing(format!("file is only {file_len} bytes")))?;
+        let payload_end = f.payload_offset.checked_add(f.payload_len);
+        let trailer_start = footer_start.checked_sub(f.trailer_len());
+        if payload_end.is_none() || payload_end != trailer_start {
+            let what = if f.part_count > 0 {
+                format!(
+                    "where the part table starts (byte {})",
+                    trailer_start.map_or("-".into(), |t| t.to_string())
+                )
+            } else {
+                format!("where the footer starts (byte {footer_start})")
+            };
+            return Err(FooterProblem::Damaged(format!(
+                "payload offset {} + length {} does not end {what}; the file was truncated or extended",
+                f.payload_offset, f.payload_len,
+            )));
+        }
+        Ok(f)
+    }
+
+    /// The bundle length this footer describes (`None` if it overflows).
+    pub fn implied_len(&self) -> Option<u64> {
+        self.payload_offset
+            .checked_add(self.payload_len)?
+            .checked_add(self.trailer_len())?
+            .checked_add(FOOTER_LEN as u64)
+    }
+
+    /// Decodes and checks a footer's own fields (magic, checksum, version, ranges), but not
+    /// that it fits the file it ends: a split bundle with a short part still names its
+    /// parts' sizes.
+    pub fn decode_fields(b: &[u8]) -> Result<Footer, FooterProblem> {
+        if b.len() != FOOTER_LEN {
+            return Err(FooterProblem::Missing(format!(
+                "a footer is {FOOTER_LEN} bytes, not {}",
+                b.len()
             )));
         }
         if &b[0..8] != MAGIC {
@@ -94,7 +178,7 @@ impl Footer {
             ));
         }
         let version = u32_at(8);
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(FooterProblem::Version(version));
         }
         if u32_at(12) as usize != FOOTER_LEN {
@@ -103,8 +187,27 @@ impl Footer {
                 u32_at(12)
             )));
         }
-        if b[144..160].iter().any(|&x| x != 0) {
+        if version == 1 && b[144..160].iter().any(|&x| x != 0) {
             return Err(FooterProblem::Damaged("reserved bytes are not zero".into()));
+        }
+        let (sig_offset, sig_len) = (u64_at(144), u32_at(152));
+        let signature = match (sig_offset, sig_len) {
+            (0, 0) => None,
+            (offset, len) if offset > 0 && len > 0 && len <= MAX_SIGNATURE_LEN => {
+                Some(SignatureRange { offset, len })
+            }
+            (offset, len) => {
+                return Err(FooterProblem::Damaged(format!(
+                    "signature range {offset}+{len} is not a signature (1 to {MAX_SIGNATURE_LEN} bytes at a non-zero offset)"
+                )))
+            }
+        };
+        let part_count = u32_at(156);
+        if part_count > crate::parts::MAX_PARTS {
+            return Err(FooterProblem::Damaged(format!(
+                "it names {part_count} parts; at most {} are allowed",
+                crate::parts::MAX_PARTS
+            )));
         }
         let f = Footer {
             version,
@@ -115,26 +218,23 @@ impl Footer {
             manifest_len: u64_at(72),
             manifest_sha256: digest_at(80),
             gaps_sha256: digest_at(112),
+            signature,
+            part_count,
         };
-        // `file_len` comes from the caller: a length shorter than a footer is no file this
-        // footer can end (the fuzzer found the subtraction below underflowing).
-        let footer_start = file_len
-            .checked_sub(FOOTER_LEN as u64)
-            .ok_or_else(|| FooterProblem::Missing(format!("file is only {file_len} bytes")))?;
-        let payload_end = f.payload_offset.checked_add(f.payload_len);
-        if payload_end != Some(footer_start) {
-            return Err(FooterProblem::Damaged(format!(
-                "payload offset {} + length {} does not end where the footer starts (byte {footer_start}); the file was truncated or extended",
-                f.payload_offset,
-                f.payload_len,
-            )));
-        }
         let manifest_end = f.manifest_offset.checked_add(f.manifest_len);
         if manifest_end.is_none_or(|e| e > f.payload_len) {
             return Err(FooterProblem::Damaged(format!(
                 "bundle.json range {}+{} lies outside the payload ({} bytes)",
                 f.manifest_offset, f.manifest_len, f.payload_len
             )));
+        }
+        if let Some(sig) = f.signature {
+            if sig.offset < manifest_end.unwrap_or(u64::MAX) || sig.end() > f.payload_len {
+                return Err(FooterProblem::Damaged(format!(
+                    "signature range {}+{} is not between bundle.json's end and the payload's end ({} bytes)",
+                    sig.offset, sig.len, f.payload_len
+                )));
+            }
         }
         Ok(f)
     }
@@ -154,6 +254,8 @@ mod tests {
             manifest_len: 100,
             manifest_sha256: Sha256Digest::of(b"m"),
             gaps_sha256: Sha256Digest::of(b"g"),
+            signature: None,
+            part_count: 0,
         }
     }
 
@@ -162,6 +264,45 @@ mod tests {
         let f = sample();
         let b = f.encode();
         assert_eq!(Footer::decode(&b, 1000 + 4096 + 192), Ok(f));
+    }
+
+    #[test]
+    fn v2_fields_round_trip_and_v1_footers_still_read() {
+        let mut f = sample();
+        f.signature = Some(SignatureRange {
+            offset: 2048 + 100 + 12 + 512,
+            len: 71,
+        });
+        f.part_count = 3;
+        let len = 1000 + 4096 + f.trailer_len() + 192;
+        assert_eq!(Footer::decode(&f.encode(), len), Ok(f.clone()));
+        // Without room for the part table the footer does not fit the file.
+        assert!(Footer::decode(&f.encode(), 1000 + 4096 + 192).is_err());
+        let mut v1 = sample();
+        v1.version = 1;
+        assert_eq!(Footer::decode(&v1.encode(), 1000 + 4096 + 192), Ok(v1));
+    }
+
+    #[test]
+    fn newer_versions_are_refused_as_versions() {
+        let mut f = sample();
+        f.version = 3;
+        assert_eq!(
+            Footer::decode(&f.encode(), 1000 + 4096 + 192),
+            Err(FooterProblem::Version(3))
+        );
+    }
+
+    #[test]
+    fn signature_must_follow_bundle_json_inside_the_payload() {
+        for (offset, len) in [(10, 64), (4090, 64), (2200, 0), (0, 64), (2200, 5000)] {
+            let mut f = sample();
+            f.signature = Some(SignatureRange { offset, len });
+            assert!(
+                Footer::decode(&f.encode(), 1000 + 4096 + 192).is_err(),
+                "{offset}+{len}"
+            );
+        }
     }
 
     #[test]

@@ -21,7 +21,6 @@
 
 use crate::oci::{self, Descriptor, Manifest, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES};
 use crate::reader::Bundle;
-use crate::subfile::read_exact_at;
 use crate::Sha256Digest;
 use std::collections::HashSet;
 
@@ -104,8 +103,11 @@ pub fn read_document(b: &Bundle, d: &Descriptor) -> Result<Vec<u8>, GraphError> 
             e.size
         )));
     }
-    let bytes =
-        read_exact_at(&at.bundle.file, at.absolute_offset(), e.size as usize).map_err(|err| {
+    let mut bytes = vec![0u8; e.size as usize];
+    at.bundle
+        .file
+        .read_exact_at(&mut bytes, at.absolute_offset())
+        .map_err(|err| {
             fail(format!(
                 "reading it from {}: {err}",
                 at.bundle.path.display()

@@ -41,12 +41,15 @@ pub mod manifest;
 pub mod marker;
 pub mod oci;
 pub mod packages;
+pub mod parts;
 pub mod paths;
 pub mod reader;
 pub mod reference;
 pub mod roles;
+pub mod signature;
 pub mod subfile;
 pub mod tarscan;
+pub mod trust;
 pub mod verify;
 pub mod writer;
 

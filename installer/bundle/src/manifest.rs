@@ -63,6 +63,13 @@ pub struct BundleManifest {
     /// The bundle this one was built `FROM`, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<BaseRecord>,
+    /// The key that signed this bundle.json (format 2); its signature is the tar entry
+    /// `bundle.json.sig` ([`crate::signature`]). Absent: the bundle is not signed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<crate::signature::SignerRecord>,
+    /// Entry path of the bundle's SPDX 2.3 SBOM (format 2; `sbom.spdx.json`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<String>,
     /// Every tar entry of the payload except bundle.json itself, in payload order.
     pub entries: Vec<EntryRecord>,
     /// Set when this bundle is a delta: it carries only what its base lacks.

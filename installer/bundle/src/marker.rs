@@ -9,6 +9,10 @@
 //! own expected size, and the installer can say "this copy has 30 000 000 of
 //! 731 842 560 bytes — copy it again" instead of "no bundle here".
 //!
+//! The size is that of the *file the stub is in*: the whole bundle, or part 1 of a split
+//! one ([`crate::parts`]), so part 1 checks its own length like any bundle file, and a
+//! complete part 1 without its footer is known to be waiting for its other parts.
+//!
 //! The magic must occur exactly once in a stub. The scanner keeps its copy of the magic
 //! reversed (and un-reverses it at run time behind `black_box`), so the scanning code does
 //! not put a second copy of the magic into the binary.

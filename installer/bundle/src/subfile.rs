@@ -1,6 +1,8 @@
 //! A byte range of a file as its own `Read + Seek` stream. Bundles are read in place:
-//! entries, blobs and the payload are ranges of `delivery.run`, never copies.
+//! entries, blobs and the payload are ranges of `delivery.run`, never copies. The range
+//! may be of a plain file or of a split bundle's parts ([`crate::parts::BundleFile`]).
 
+use crate::parts::ReadAt;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -8,14 +10,14 @@ use std::sync::Arc;
 
 #[derive(Debug, Clone)]
 pub struct SubFile {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     start: u64,
     len: u64,
     pos: u64,
 }
 
 impl SubFile {
-    pub fn new(file: Arc<File>, start: u64, len: u64) -> Self {
+    pub fn new(file: Arc<dyn ReadAt>, start: u64, len: u64) -> Self {
         SubFile {
             file,
             start,

@@ -11,6 +11,13 @@
 //! added, a bundle whose footer carried another bundle's payload sha256 passed `--check`.)
 //! The cost is a second sha256 stream on the second core; `docs/reliability.md` has the
 //! measurement.
+//!
+//! The signature's bytes (`bundle.json.sig`) are in no hash: they are checked by
+//! verifying the signature of bundle.json with the key bundle.json names. A split
+//! bundle is read through its parts in the same single pass; when something does not
+//! match, the damage is traced to the part that holds it (hashing again only the parts a
+//! damaged range spans), so the operator reads "part 3 of 6 is damaged: copy it again"
+//! rather than the name of a blob that happens to lie there.
 
 use crate::error::{BundleError, Result};
 use crate::reader::Bundle;
@@ -19,7 +26,7 @@ use crate::Sha256Digest;
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::io::Write;
-use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
 use std::sync::mpsc::sync_channel;
 
 const CHUNK: usize = 4 << 20;
@@ -40,9 +47,27 @@ pub fn check_structure(b: &Bundle) -> Result<Vec<TarEntry>> {
         .map(|e| (e.path.as_str(), e))
         .collect();
     let mut saw_manifest = false;
+    let mut saw_signature = false;
     for t in &entries {
         if t.kind == TarKind::Dir {
             continue;
+        }
+        if t.path == crate::signature::SIGNATURE_PATH {
+            match b.footer.signature {
+                Some(sig) if sig.offset == t.data_offset && sig.len as u64 == t.size => {
+                    saw_signature = true;
+                    continue;
+                }
+                _ => {
+                    return Err(BundleError::entry(
+                        &t.path,
+                        format!(
+                            "tar places it at {}+{}, the footer at {:?}",
+                            t.data_offset, t.size, b.footer.signature
+                        ),
+                    ))
+                }
+            }
         }
         if t.path == crate::MANIFEST_PATH {
             if t.data_offset != b.footer.manifest_offset || t.size != b.footer.manifest_len {
@@ -72,6 +97,16 @@ pub fn check_structure(b: &Bundle) -> Result<Vec<TarEntry>> {
                 ),
             ));
         }
+        // The header's mode is what `--extract` restores: bundle.json (signed) pins it.
+        if rec.mode != t.mode {
+            return Err(BundleError::entry(
+                &t.path,
+                format!(
+                    "bundle.json says mode {:o}, the tar header says {:o}",
+                    rec.mode, t.mode
+                ),
+            ));
+        }
     }
     if let Some(missing) = listed.keys().min() {
         return Err(BundleError::entry(
@@ -81,6 +116,12 @@ pub fn check_structure(b: &Bundle) -> Result<Vec<TarEntry>> {
     }
     if !saw_manifest {
         return Err(BundleError::entry(crate::MANIFEST_PATH, "not in the tar"));
+    }
+    if b.footer.signature.is_some() && !saw_signature {
+        return Err(BundleError::entry(
+            crate::signature::SIGNATURE_PATH,
+            "the footer names a signature but the tar has none",
+        ));
     }
     Ok(entries)
 }
@@ -92,12 +133,13 @@ pub fn check(b: &Bundle, progress: &dyn Fn(u64)) -> Result<CheckReport> {
     check_and_copy(b, progress, None)
 }
 
-/// A payload range with its own expected hash.
+/// A payload range with its own expected hash (`None`: the signature, checked by
+/// verifying it, and in no hash).
 struct Range {
     path: String,
     offset: u64,
     size: u64,
-    sha256: Sha256Digest,
+    sha256: Option<Sha256Digest>,
 }
 
 /// [`check`], also writing every byte of the file, in order, to `sink`: staging copies
@@ -109,6 +151,9 @@ pub fn check_and_copy(
     mut sink: Option<&mut dyn Write>,
 ) -> Result<CheckReport> {
     check_structure(b)?;
+    // Cheap (one ECDSA verification of bundle.json), and first: a bundle whose signature
+    // was stripped or does not verify is refused before its bytes are read.
+    b.signature()?;
     let file = b.file.clone();
     let io = |e| BundleError::io(&b.path, e);
     let sink_err = |e: std::io::Error| BundleError::Other(format!("writing the copy: {e}"));
@@ -129,10 +174,11 @@ pub fn check_and_copy(
     }
     let stub = Sha256Digest(h.finalize().into());
     if stub != b.manifest.installer.sha256 {
-        return Err(BundleError::StubChecksum {
+        let e = BundleError::StubChecksum {
             expected: Box::new(b.manifest.installer.sha256),
             found: Box::new(stub),
-        });
+        };
+        return Err(damaged_part(b, &[(0, b.footer.payload_offset)]).unwrap_or(e));
     }
 
     // Payload: this thread reads (and copies); one hasher thread hashes each byte once,
@@ -145,15 +191,23 @@ pub fn check_and_copy(
             path: e.path.clone(),
             offset: e.offset,
             size: e.size,
-            sha256: e.sha256,
+            sha256: Some(e.sha256),
         })
         .collect();
     ranges.push(Range {
         path: crate::MANIFEST_PATH.into(),
         offset: b.footer.manifest_offset,
         size: b.footer.manifest_len,
-        sha256: b.footer.manifest_sha256,
+        sha256: Some(b.footer.manifest_sha256),
     });
+    if let Some(sig) = b.footer.signature {
+        ranges.push(Range {
+            path: crate::signature::SIGNATURE_PATH.into(),
+            offset: sig.offset,
+            size: sig.len as u64,
+            sha256: None,
+        });
+    }
     ranges.sort_by_key(|r| r.offset);
     let (tx, rx) = sync_channel::<(u64, Vec<u8>)>(4);
     // Buffers go back to the reader once hashed: no 4 MiB allocation per chunk.
@@ -184,17 +238,18 @@ pub fn check_and_copy(
     drop(tx);
     let (first_bad, gaps) = hasher.join().expect("hasher thread");
     read?;
-    if let Some(e) = first_bad {
-        return Err(e);
+    if let Some((e, offset, size)) = first_bad {
+        return Err(damaged_part(b, &[(base + offset, size)]).unwrap_or(e));
     }
     let payload = Sha256Digest(whole.finalize().into());
     if gaps != b.footer.gaps_sha256 {
-        return Err(BundleError::Other(format!(
+        let e = BundleError::Other(format!(
             "payload: the bytes between entries (tar headers, padding, end marker) do not match the footer's gaps sha256 \
              (expected {}, found {}); the bundle is damaged — copy it again",
             b.footer.gaps_sha256.hex(),
             gaps.hex()
-        )));
+        ));
+        return Err(damaged_part(b, &[(base, len)]).unwrap_or(e));
     }
     if payload != b.footer.payload_sha256 {
         return Err(BundleError::Other(format!(
@@ -206,9 +261,10 @@ pub fn check_and_copy(
         )));
     }
     if let Some(w) = sink.as_mut() {
-        let footer = crate::subfile::read_exact_at(&file, base + len, crate::footer::FOOTER_LEN)
-            .map_err(io)?;
-        w.write_all(&footer).map_err(sink_err)?;
+        // The part table (of a split bundle) and the footer.
+        let mut tail = vec![0u8; (b.file_len - base - len) as usize];
+        file.read_exact_at(&mut tail, base + len).map_err(io)?;
+        w.write_all(&tail).map_err(sink_err)?;
     }
     progress(b.file_len);
     Ok(CheckReport {
@@ -217,14 +273,17 @@ pub fn check_and_copy(
     })
 }
 
+/// The first range that did not match: the error, and the range's payload offset and size.
+type Mismatch = (BundleError, u64, u64);
+
 /// Hashes chunks `(payload offset, bytes)` arriving in order: bytes inside a range go to
-/// that range's hash, all others to the gaps hash. Returns the first mismatching range
-/// (as an error) and the gaps digest.
+/// that range's hash, all others to the gaps hash (the signature's to none). Returns the
+/// first mismatching range and the gaps digest.
 fn hash_ranges(
     rx: std::sync::mpsc::Receiver<(u64, Vec<u8>)>,
     back: std::sync::mpsc::SyncSender<Vec<u8>>,
     ranges: Vec<Range>,
-) -> (Option<BundleError>, Sha256Digest) {
+) -> (Option<Mismatch>, Sha256Digest) {
     let mut gaps = Sha256::new();
     let mut idx = 0usize;
     let mut cur: Option<Sha256> = None;
@@ -237,16 +296,21 @@ fn hash_ranges(
             match ranges.get(idx) {
                 Some(r) if at >= r.offset => {
                     let stop = (r.offset + r.size).min(end);
-                    cur.get_or_insert_with(Sha256::new).update(slice(at, stop));
+                    if r.sha256.is_some() {
+                        cur.get_or_insert_with(Sha256::new).update(slice(at, stop));
+                    }
                     at = stop;
                     if at == r.offset + r.size {
-                        let got = Sha256Digest(cur.take().unwrap().finalize().into());
-                        if got != r.sha256 && first_bad.is_none() {
-                            first_bad = Some(BundleError::EntryChecksum {
-                                entry: r.path.clone(),
-                                expected: Box::new(r.sha256),
-                                found: Box::new(got),
-                            });
+                        let got = cur.take().map(|h| Sha256Digest(h.finalize().into()));
+                        if let (Some(got), Some(want)) = (got, r.sha256) {
+                            if got != want && first_bad.is_none() {
+                                let e = BundleError::EntryChecksum {
+                                    entry: r.path.clone(),
+                                    expected: Box::new(want),
+                                    found: Box::new(got),
+                                };
+                                first_bad = Some((e, r.offset, r.size));
+                            }
                         }
                         idx += 1;
                     }
@@ -266,4 +330,106 @@ fn hash_ranges(
         let _ = back.try_send(chunk);
     }
     (first_bad, Sha256Digest(gaps.finalize().into()))
+}
+
+/// The bytes each part's sha256 covers, as (bundle offset, length), from the part table:
+/// the whole part, except the last one's part table and footer.
+fn part_extents(b: &Bundle) -> Vec<(u64, u64)> {
+    let Some(t) = &b.part_table else {
+        return Vec::new();
+    };
+    let mut start = 0u64;
+    let n = t.rows.len();
+    t.rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let mut len = r.size;
+            if i + 1 == n {
+                len = len.saturating_sub(b.footer.trailer_len() + crate::footer::FOOTER_LEN as u64);
+            }
+            let e = (start, len);
+            start += r.size;
+            e
+        })
+        .collect()
+}
+
+/// For a bundle built with `--split`: the part(s) holding the damaged `ranges` (bundle
+/// offset, length). One candidate is named at once; several are told apart by hashing
+/// them again against the part table. `None` when the bundle has no part table (or no
+/// part mismatches, which leaves the caller's own error).
+fn damaged_part(b: &Bundle, ranges: &[(u64, u64)]) -> Option<BundleError> {
+    let t = b.part_table.as_ref()?;
+    let extents = part_extents(b);
+    let touches = |(s, l): (u64, u64)| {
+        ranges
+            .iter()
+            .any(|&(o, n)| o < s + l.max(1) && s < o + n.max(1))
+    };
+    let candidates: Vec<usize> = (0..extents.len())
+        .filter(|&i| touches(extents[i]))
+        .collect();
+    let name = |i: usize| -> PathBuf {
+        if b.file.is_split() {
+            b.file.parts()[i].path.clone()
+        } else {
+            PathBuf::from(format!(
+                "bytes {}..{} of {} when split",
+                extents[i].0,
+                extents[i].0 + t.rows[i].size,
+                b.path.display()
+            ))
+        }
+    };
+    let n = t.rows.len();
+    let bad: Vec<(usize, Option<Sha256Digest>)> = if candidates.len() == 1 {
+        vec![(candidates[0], None)]
+    } else {
+        candidates
+            .into_iter()
+            .filter_map(|i| {
+                let got = hash_extent(b, extents[i]).ok()?;
+                (got != t.rows[i].sha256).then_some((i, Some(got)))
+            })
+            .collect()
+    };
+    let (&(first, got), rest) = bad.split_first()?;
+    let others = if rest.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " (parts {} are damaged too)",
+            rest.iter()
+                .map(|(i, _)| (i + 1).to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let detail = match got {
+        Some(got) => format!(
+            "its sha256 is {}, the part table says {}",
+            got, t.rows[first].sha256
+        ),
+        None => "a byte in it differs from what the builder wrote".to_string(),
+    };
+    Some(BundleError::part(
+        first + 1,
+        n,
+        &name(first),
+        format!("is damaged ({detail}){others}: copy it again"),
+    ))
+}
+
+fn hash_extent(b: &Bundle, (start, len): (u64, u64)) -> std::io::Result<Sha256Digest> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut at = start;
+    while at < start + len {
+        let n = ((start + len - at) as usize).min(CHUNK);
+        b.file.read_exact_at(&mut buf[..n], at)?;
+        h.update(&buf[..n]);
+        at += n as u64;
+    }
+    Ok(Sha256Digest(h.finalize().into()))
 }

@@ -11,11 +11,18 @@
 //! Tar headers are GNU and deterministic (mode from the caller, mtime 0, uid/gid 0, no
 //! user names), so the same inputs give the same bytes. Sizes over 8 GiB use base-256;
 //! paths over 100 bytes a GNU `L` long-name record.
+//!
+//! With a signer, [`BundleWriter::finish_with`] signs bundle.json's bytes and writes the
+//! signature as the tar entry `bundle.json.sig` after it ([`crate::signature`]). With
+//! [`WriterOptions::split`], the same byte stream is cut into parts as it is written
+//! (each part hashed on the way) and the part table goes in front of the footer
+//! ([`crate::parts`]); nothing is written twice.
 
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::error::{BundleError, Result};
-use crate::footer::{Footer, FORMAT_VERSION};
+use crate::footer::{Footer, SignatureRange, FOOTER_LEN, FORMAT_VERSION};
 use crate::manifest::{BundleManifest, EntryRecord, StubRecord};
+use crate::parts::{files_named_as_parts, part_path, PartRow, PartTable, MAX_PARTS};
 use crate::paths::check_entry_path;
 use crate::tarscan::padded;
 use crate::MANIFEST_PATH;
@@ -29,9 +36,198 @@ const OUT_BUF: usize = 1 << 20;
 /// Largest installer stub accepted (the real ones are a few MiB).
 const MAX_STUB: u64 = 64 << 20;
 
+/// Smallest part `--split` may ask for: the part table and footer must fit in one.
+pub const MIN_PART_SIZE: u64 = 1 << 20;
+
+/// How to write the bundle.
+#[derive(Debug, Clone, Default)]
+pub struct WriterOptions {
+    /// Cut the bundle into parts of at most this many bytes (part 1 is at least the
+    /// installer stub, which must be whole to run).
+    pub split: Option<u64>,
+}
+
+/// Signs bundle.json's exact bytes; returns the DER signature.
+pub type Signer<'a> = &'a dyn Fn(&[u8]) -> std::result::Result<Vec<u8>, String>;
+
+/// What [`BundleWriter::finish_with`] wrote.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub footer: Footer,
+    pub manifest: BundleManifest,
+    /// The files written: the bundle, or its parts in order.
+    pub parts: Vec<PathBuf>,
+    /// Total bytes (all parts).
+    pub size: u64,
+}
+
+/// The output files: one, or parts cut every `part_size` bytes, each hashed for the part
+/// table as it is written — except part 1, hashed from its file once the stub's size
+/// marker is filled in (its value, part 1's size, is known only near the end).
+struct Sink {
+    dest: PathBuf,
+    part_size: Option<u64>,
+    /// Part 1's size limit: `part_size`, or the stub's size if that is larger.
+    first_limit: u64,
+    /// Partial files written so far (the last is `cur`).
+    partials: Vec<PathBuf>,
+    cur: BufWriter<File>,
+    cur_len: u64,
+    cur_hash: Sha256,
+    rows: Vec<PartRow>,
+    /// While true (the stub), part 1 is not cut: it must hold the whole program.
+    hold: bool,
+}
+
+impl Sink {
+    fn create(dest: &Path, part_size: Option<u64>) -> io::Result<Sink> {
+        let partial = partial_path(dest);
+        Ok(Sink {
+            dest: dest.to_path_buf(),
+            part_size,
+            first_limit: u64::MAX,
+            cur: BufWriter::with_capacity(OUT_BUF, create(&partial)?),
+            partials: vec![partial],
+            cur_len: 0,
+            cur_hash: Sha256::new(),
+            rows: Vec::new(),
+            hold: true,
+        })
+    }
+
+    /// The stub is written: from here on part 1 may end (at `part_size`, or right
+    /// after the stub if that is larger).
+    fn release(&mut self) {
+        self.hold = false;
+        if let Some(s) = self.part_size {
+            self.first_limit = s.max(self.cur_len);
+        }
+    }
+
+    /// Bytes the current part may still take.
+    fn room(&self) -> u64 {
+        match self.part_size {
+            _ if self.hold => u64::MAX,
+            Some(_) if self.rows.is_empty() => self.first_limit.saturating_sub(self.cur_len),
+            Some(limit) => limit.saturating_sub(self.cur_len),
+            None => u64::MAX,
+        }
+    }
+
+    /// The size part 1 will have (the whole bundle's when it stays one file), with `rest`
+    /// more payload bytes to come; [`Sink::finish`] cuts the parts accordingly.
+    fn first_part_len(&self, rest: u64) -> u64 {
+        if let Some(first) = self.rows.first() {
+            return first.size;
+        }
+        let end = self.cur_len + rest;
+        if end + FOOTER_LEN as u64 <= self.first_limit {
+            end + FOOTER_LEN as u64
+        } else {
+            end.min(self.first_limit)
+        }
+    }
+
+    /// Ends the current part (its size and sha256 go into the table) and starts the next.
+    fn next_part(&mut self) -> io::Result<()> {
+        self.cur.flush()?;
+        self.rows.push(PartRow {
+            size: self.cur_len,
+            sha256: Sha256Digest(std::mem::take(&mut self.cur_hash).finalize().into()),
+        });
+        let index = self.partials.len() + 1;
+        if index > MAX_PARTS as usize {
+            return Err(io::Error::other(format!(
+                "the bundle would need more than {MAX_PARTS} parts; choose a larger --split size"
+            )));
+        }
+        let partial = partial_path(&part_path(&self.dest, index));
+        self.cur = BufWriter::with_capacity(OUT_BUF, create(&partial)?);
+        self.partials.push(partial);
+        self.cur_len = 0;
+        Ok(())
+    }
+
+    /// Writes the part table (when split) and the footer, which must be in the last
+    /// part whole: a part that cannot take them ends here and one more holds them. Fills
+    /// in the stub's size marker (`marker`: its offset and bytes) in part 1.
+    fn finish(&mut self, mut footer: Footer, marker: Option<(u64, &[u8])>) -> io::Result<Footer> {
+        use std::os::unix::fs::FileExt;
+        if self.part_size.is_some() {
+            let need = match self.rows.len() {
+                0 => FOOTER_LEN as u64,
+                n => PartTable::encoded_len(n as u32 + 1) + FOOTER_LEN as u64,
+            };
+            if self.room() < need {
+                self.next_part()?;
+            }
+        }
+        if self.rows.is_empty() {
+            // Everything fit in one part: an ordinary bundle.
+            footer.part_count = 0;
+            self.cur.write_all(&footer.encode())?;
+            self.cur.flush()?;
+            if let Some((at, bytes)) = marker {
+                self.cur.get_ref().write_all_at(bytes, at)?;
+            }
+            return Ok(footer);
+        }
+        let n = self.rows.len() as u32 + 1;
+        let trailer = PartTable::encoded_len(n) + FOOTER_LEN as u64;
+        let mut rows = std::mem::take(&mut self.rows);
+        rows.push(PartRow {
+            size: self.cur_len + trailer,
+            sha256: Sha256Digest(std::mem::take(&mut self.cur_hash).finalize().into()),
+        });
+        let first = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&self.partials[0])?;
+        if let Some((at, bytes)) = marker {
+            first.write_all_at(bytes, at)?;
+        }
+        rows[0].sha256 = crate::digest::hash_reader(&first)?.0;
+        footer.part_count = n;
+        self.cur.write_all(&PartTable { rows }.encode())?;
+        self.cur.write_all(&footer.encode())?;
+        self.cur.flush()?;
+        Ok(footer)
+    }
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self.room() == 0 {
+            self.next_part()?;
+        }
+        let n = (buf.len() as u64).min(self.room()) as usize;
+        let n = self.cur.write(&buf[..n])?;
+        // Part 1 is hashed from its file at the end (see the type's doc).
+        if !self.rows.is_empty() {
+            self.cur_hash.update(&buf[..n]);
+        }
+        self.cur_len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.cur.flush()
+    }
+}
+
+fn create(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)
+}
+
 /// The output with the three hashes the format needs.
 struct Out {
-    w: BufWriter<File>,
+    w: Sink,
     payload: Sha256,
     gaps: Sha256,
     pos: u64,
@@ -56,6 +252,7 @@ impl Out {
 pub struct BundleWriter {
     out: Out,
     dest: PathBuf,
+    /// The first part's partial file (named in errors).
     partial: PathBuf,
     stub: StubRecord,
     /// The stub's bytes (a few MiB), kept to write the bundle's size into its marker.
@@ -74,16 +271,23 @@ pub struct BundleWriter {
 impl BundleWriter {
     /// Starts `out` (as `out.partial`) with the installer stub copied from `stub`.
     pub fn create(out: &Path, stub: impl Read) -> Result<Self> {
+        Self::create_with(out, stub, WriterOptions::default())
+    }
+
+    /// [`Self::create`] with options (split into parts).
+    pub fn create_with(out: &Path, stub: impl Read, opts: WriterOptions) -> Result<Self> {
         let partial = partial_path(out);
-        let file = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&partial)
-            .map_err(|e| BundleError::io(&partial, e))?;
+        if let Some(size) = opts.split {
+            if size < MIN_PART_SIZE {
+                return Err(BundleError::Other(format!(
+                    "parts of {size} bytes are too small: the smallest is {MIN_PART_SIZE} bytes (1M)"
+                )));
+            }
+        }
+        let sink = Sink::create(out, opts.split).map_err(|e| BundleError::io(&partial, e))?;
         let mut me = BundleWriter {
             out: Out {
-                w: BufWriter::with_capacity(OUT_BUF, file),
+                w: sink,
                 payload: Sha256::new(),
                 gaps: Sha256::new(),
                 pos: 0,
@@ -112,6 +316,8 @@ impl BundleWriter {
             .w
             .write_all(&me.stub_bytes)
             .map_err(|e| BundleError::io(&partial, e))?;
+        // Part 1 ends no earlier than the stub: it is the program that runs.
+        me.out.w.release();
         let (sha, size) = stub.finish();
         me.stub = StubRecord { size, sha256: sha };
         me.marker = crate::marker::find(&me.stub_bytes);
@@ -317,7 +523,19 @@ impl BundleWriter {
 
     /// Writes bundle.json (with `entries` and `installer` filled in), the tar end marker and
     /// the footer, then renames the file into place. Returns the footer and the final manifest.
-    pub fn finish(mut self, mut manifest: BundleManifest) -> Result<(Footer, BundleManifest)> {
+    pub fn finish(self, manifest: BundleManifest) -> Result<(Footer, BundleManifest)> {
+        let f = self.finish_with(manifest, None)?;
+        Ok((f.footer, f.manifest))
+    }
+
+    /// [`Self::finish`], signing bundle.json with `signer` when given; `manifest.signer`
+    /// must then name the signer's public key (the signature is checked against it
+    /// before anything is renamed into place).
+    pub fn finish_with(
+        mut self,
+        mut manifest: BundleManifest,
+        signer: Option<Signer<'_>>,
+    ) -> Result<Finished> {
         manifest.format = FORMAT_VERSION;
         manifest.installer = self.stub.clone();
         manifest.entries = std::mem::take(&mut self.entries);
@@ -329,15 +547,23 @@ impl BundleWriter {
                 inherited: std::mem::take(&mut self.inherited),
             });
         }
-        // The whole bundle's size goes into the stub's marker, and the stub's sha256 into
-        // bundle.json: bundle.json's length does not depend on that sha256 (fixed-width
-        // hex), so the size is known before the final bundle.json is made.
+        if manifest.signer.is_some() != signer.is_some() {
+            return Err(BundleError::Other(
+                "bundle.json names a signer key but no signer was given, or the other way round"
+                    .into(),
+            ));
+        }
+        // The size of the file the stub is in (the whole bundle, or part 1 of a split one)
+        // goes into the stub's marker, and the stub's sha256 into bundle.json: bundle.json's
+        // length does not depend on that sha256 (fixed-width hex), nor the signature's
+        // padded length on its bytes, so the sizes are known before bundle.json is made.
         let draft = serde_json::to_vec_pretty(&manifest).expect("manifest serialises");
-        let payload_len = self.out.pos + 512 + padded(draft.len() as u64) + 1024;
-        let total = self.stub.size + payload_len + crate::footer::FOOTER_LEN as u64;
+        let sig_blocks = if signer.is_some() { 1024 } else { 0 };
+        let payload_len = self.out.pos + 512 + padded(draft.len() as u64) + sig_blocks + 1024;
+        let first_len = self.out.w.first_part_len(payload_len - self.out.pos);
         if let Some(at) = self.marker {
             self.stub_bytes[at..at + crate::marker::MARKER_LEN]
-                .copy_from_slice(&crate::marker::encode(total));
+                .copy_from_slice(&crate::marker::encode(first_len));
             manifest.installer.sha256 = Sha256Digest::of(&self.stub_bytes);
             self.stub.sha256 = manifest.installer.sha256;
         }
@@ -352,6 +578,27 @@ impl BundleWriter {
         self.out.data(&json).map_err(io_err)?;
         let pad = (padded(json.len() as u64) - json.len() as u64) as usize;
         self.out.gap(&[0u8; 512][..pad]).map_err(io_err)?;
+        let mut signature = None;
+        if let (Some(sign), Some(rec)) = (signer, &manifest.signer) {
+            let sig = sign(&json)
+                .map_err(|e| BundleError::Signature(format!("signing bundle.json: {e}")))?;
+            if !rec.key.verifies(&json, &sig) {
+                return Err(BundleError::Signature(format!(
+                    "the signature made does not verify with the key bundle.json names ({})",
+                    rec.key.fingerprint()
+                )));
+            }
+            self.header(crate::signature::SIGNATURE_PATH, sig.len() as u64, 0o644)
+                .map_err(io_err)?;
+            signature = Some(SignatureRange {
+                offset: self.out.pos,
+                len: sig.len() as u32,
+            });
+            // Checked by verifying it; in no hash but the payload's.
+            self.out.data(&sig).map_err(io_err)?;
+            let pad = (padded(sig.len() as u64) - sig.len() as u64) as usize;
+            self.out.gap(&[0u8; 512][..pad]).map_err(io_err)?;
+        }
         self.out.gap(&[0u8; 1024]).map_err(io_err)?;
         let payload_len = self.out.pos;
         let footer = Footer {
@@ -363,39 +610,66 @@ impl BundleWriter {
             manifest_len: json.len() as u64,
             manifest_sha256: Sha256Digest::of(&json),
             gaps_sha256: Sha256Digest(std::mem::take(&mut self.out.gaps).finalize().into()),
+            signature,
+            part_count: 0,
         };
-        self.out.w.write_all(&footer.encode()).map_err(io_err)?;
-        self.out.w.flush().map_err(io_err)?;
-        let file = self.out.w.get_ref();
         if payload_len != self.out.pos {
             return Err(BundleError::Other(format!(
                 "internal: predicted payload length {payload_len}, wrote {}",
                 self.out.pos
             )));
         }
-        if let Some(at) = self.marker {
-            use std::os::unix::fs::FileExt;
-            file.write_all_at(
-                &self.stub_bytes[at..at + crate::marker::MARKER_LEN],
+        let marker = self.marker.map(|at| {
+            (
                 at as u64,
+                &self.stub_bytes[at..at + crate::marker::MARKER_LEN],
             )
-            .map_err(io_err)?;
-        }
+        });
+        let footer = self.out.w.finish(footer, marker).map_err(io_err)?;
         // The bundle is a program: `./delivery.run` must work straight after the build.
         use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(0o755))
-            .map_err(io_err)?;
-        file.sync_all().map_err(io_err)?;
-        std::fs::rename(&self.partial, &self.dest).map_err(io_err)?;
+        let mut parts = Vec::new();
+        let mut size = 0;
+        for (i, partial) in self.out.w.partials.iter().enumerate() {
+            let f = File::open(partial).map_err(|e| BundleError::io(partial, e))?;
+            if i == 0 {
+                f.set_permissions(std::fs::Permissions::from_mode(0o755))
+                    .map_err(|e| BundleError::io(partial, e))?;
+            }
+            f.sync_all().map_err(|e| BundleError::io(partial, e))?;
+            size += f.metadata().map_err(|e| BundleError::io(partial, e))?.len();
+            parts.push(part_path(&self.dest, i + 1));
+        }
+        for (partial, dest) in self.out.w.partials.iter().zip(&parts) {
+            std::fs::rename(partial, dest).map_err(|e| BundleError::io(partial, e))?;
+        }
         self.finished = true;
-        Ok((footer, manifest))
+        remove_stale_parts(&self.dest, parts.len());
+        Ok(Finished {
+            footer,
+            manifest,
+            parts,
+            size,
+        })
+    }
+}
+
+/// Removes `<dest>.NNN` files beyond this build's `count` parts (left by an earlier build
+/// with the same name), so every part beside the bundle is this build's.
+fn remove_stale_parts(dest: &Path, count: usize) {
+    for (n, path) in files_named_as_parts(dest) {
+        if n > count {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 
 impl Drop for BundleWriter {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = std::fs::remove_file(&self.partial);
+            for p in &self.out.w.partials {
+                let _ = std::fs::remove_file(p);
+            }
         }
     }
 }

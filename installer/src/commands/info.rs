@@ -1,16 +1,38 @@
 //! `--info`: what the bundle carries, from bundle.json alone (two small reads, instant
-//! on any size of bundle; bundle.json itself is checked against the footer's sha256).
+//! on any size of bundle; bundle.json itself is checked against the footer's sha256),
+//! whether it is signed and by which key (the signature is checked: one ECDSA
+//! verification) and whether this host trusts that key, and the parts of a split bundle.
+//! It never refuses a bundle: it is how an operator looks at one that was refused.
 
+use crate::cli::Cli;
 use crate::commands::human;
 use anyhow::Result;
 use ferry_console::{outln, OutputFormat};
 use serde_json::json;
-use std::path::Path;
 use std::process::ExitCode;
 
-pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
-    let b = crate::locate::open(bundle)?;
+pub fn run(cli: &Cli) -> Result<ExitCode> {
+    let output = cli.output;
+    let b = crate::locate::open(cli.bundle.as_deref())?;
     let m = &b.manifest;
+    let admitted = super::trust::admit(cli, &b);
+    let signature = super::trust::json(&admitted, &b);
+    let parts: Vec<serde_json::Value> = match &b.part_table {
+        Some(t) => t
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                json!({
+                    "part": i + 1,
+                    "file": ferry_bundle::parts::part_path(&b.path, i + 1),
+                    "size": r.size,
+                    "sha256": r.sha256.hex(),
+                })
+            })
+            .collect(),
+        None => Vec::new(),
+    };
     match output {
         OutputFormat::Json => {
             let v = json!({
@@ -41,6 +63,10 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
                     "inherited_entries": d.inherited.len(),
                     "inherited_bytes": d.inherited.iter().map(|e| e.size).sum::<u64>(),
                 })),
+                "format": b.footer.version,
+                "signature": signature,
+                "parts": parts,
+                "sbom": m.sbom,
             });
             ferry_console::print_json(&v)?;
         }
@@ -66,6 +92,18 @@ pub fn run(bundle: Option<&Path>, output: OutputFormat) -> Result<ExitCode> {
             }
             for (k, v) in &m.labels {
                 outln!("label:     {k}={v}")?;
+            }
+            match &admitted {
+                Ok(a) => outln!("signature: {}", super::trust::describe(a))?,
+                Err(e) => outln!("signature: REFUSED: {e:#}")?,
+            }
+            if !parts.is_empty() {
+                outln!(
+                    "parts:     {} ({} … {})",
+                    parts.len(),
+                    b.path.display(),
+                    ferry_bundle::parts::part_path(&b.path, parts.len()).display()
+                )?;
             }
             outln!(
                 "size:      {} (installer {}, payload {}, {} entries)",

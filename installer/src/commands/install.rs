@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 pub fn run(cli: &Cli) -> Result<ExitCode> {
     let s = settings::install(cli)?;
-    let b = crate::locate::open(cli.bundle.as_deref())?;
+    // Trust first: a bundle this host does not accept is refused before anything is written.
+    let b = super::trust::open_admitted(cli)?;
     let host = &s.host;
     // The plan first: a bundle this host cannot take is refused before anything changes.
     let journal = crate::engine::Journal::load(&host.path(&host.journal()))?.unwrap_or_default();

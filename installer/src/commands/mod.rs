@@ -12,8 +12,10 @@ mod plan;
 mod preflight;
 pub(crate) mod registry;
 mod reset;
+mod sbom;
 mod settings;
 mod status;
+mod trust;
 mod upgrade;
 
 use crate::cli::{Cli, Command};
@@ -30,16 +32,19 @@ pub mod exit {
 pub fn run(cli: Cli) -> Result<ExitCode> {
     let bundle = cli.bundle.as_deref();
     if cli.info {
-        return info::run(bundle, cli.output);
+        return info::run(&cli);
     }
     if cli.list {
         return list::run(bundle, cli.output);
     }
     if cli.check {
-        return check::run(bundle, cli.output, cli.quiet);
+        return check::run(&cli);
     }
     if let Some(dir) = &cli.extract {
-        return extract::run(bundle, dir, cli.quiet);
+        return extract::run(&cli, dir);
+    }
+    if cli.sbom {
+        return sbom::run(bundle);
     }
     // `--join <master>` is the `join` command; with `plan` it plans the join. Anything
     // else with it is a mistake that must not quietly join (or quietly not join).

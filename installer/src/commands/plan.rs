@@ -22,7 +22,7 @@ fn journal(host: &crate::host::Host) -> Result<Journal> {
 
 pub fn install(cli: &Cli) -> Result<ExitCode> {
     let s = settings::install(cli)?;
-    let b = crate::locate::open(cli.bundle.as_deref())?;
+    let b = super::trust::open_admitted(cli)?;
     let plan = crate::install::plan(&s, &b, &journal(&s.host)?)?;
     show(&plan, cli.output)
 }

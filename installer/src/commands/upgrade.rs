@@ -20,7 +20,7 @@ pub fn run(cli: &Cli, rollback: bool) -> Result<ExitCode> {
     let mut new = if rollback {
         upgrade::previous(&s, &jf)?
     } else {
-        crate::locate::open(cli.bundle.as_deref())?
+        super::trust::open_admitted(cli)?
     };
     if let Some(d) = new.manifest.delta.clone() {
         // A delta upgrades exactly the bundle it was made from, and reads what it does not

@@ -123,7 +123,9 @@ pub fn entry_ref(b: &Bundle, entry: &str, what: &str) -> Result<EntryRef, PlanEr
 /// it); the stored size if the header does not say.
 pub fn unpacked_size(b: &Bundle, rec: &ferry_bundle::EntryRecord) -> u64 {
     let mut head = [0u8; 18];
-    let n = std::os::unix::fs::FileExt::read_at(&*b.file, &mut head, b.absolute_offset(rec))
+    let n = b
+        .file
+        .read_at(&mut head, b.absolute_offset(rec))
         .unwrap_or(0)
         .min(rec.size as usize);
     match zstd::zstd_safe::get_frame_content_size(&head[..n]) {

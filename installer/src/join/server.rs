@@ -79,17 +79,9 @@ impl JoinServer {
                 ));
             }
             let at = self.bundle.locate(entry)?;
-            let file = std::fs::File::open(&at.bundle.path).ok()?;
+            let body = Body::open(&at.bundle.entry_ranges(at.entry)).ok()?;
             return Some(
-                Response::new(
-                    200,
-                    Body::File {
-                        file,
-                        offset: at.absolute_offset(),
-                        len: at.entry.size,
-                    },
-                )
-                .header("Content-Type", "application/octet-stream"),
+                Response::new(200, body).header("Content-Type", "application/octet-stream"),
             );
         }
         None

@@ -63,11 +63,7 @@ fn write_blobs(path: &Path, blobs: &[&[u8]]) -> HashMap<Sha256Digest, BlobLocati
     for b in blobs {
         out.insert(
             Sha256Digest::of(b),
-            BlobLocation {
-                path: path.to_path_buf(),
-                offset: file.len() as u64,
-                len: b.len() as u64,
-            },
+            BlobLocation::file(path.to_path_buf(), file.len() as u64, b.len() as u64),
         );
         file.extend_from_slice(b);
     }

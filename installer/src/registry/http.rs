@@ -94,12 +94,16 @@ pub fn parse_head(buf: &[u8]) -> Result<Option<(Request, usize)>, HeadError> {
 pub enum Body {
     Bytes(Vec<u8>),
     Shared(Arc<[u8]>),
-    /// `len` bytes at `offset` of `file`.
-    File {
-        file: File,
-        offset: u64,
-        len: u64,
-    },
+    /// Byte ranges of files, sent in order (a blob of a split bundle spans parts).
+    Files(Vec<OpenRange>),
+}
+
+/// `len` bytes at `offset` of an open `file`.
+#[derive(Debug)]
+pub struct OpenRange {
+    pub file: File,
+    pub offset: u64,
+    pub len: u64,
 }
 
 impl Body {
@@ -108,8 +112,21 @@ impl Body {
         match self {
             Body::Bytes(b) => b.len() as u64,
             Body::Shared(b) => b.len() as u64,
-            Body::File { len, .. } => *len,
+            Body::Files(r) => r.iter().map(|r| r.len).sum(),
         }
+    }
+
+    /// A body of the bytes of `ranges`, each file opened now.
+    pub fn open(ranges: &[ferry_bundle::parts::FileRange]) -> std::io::Result<Body> {
+        let mut out = Vec::with_capacity(ranges.len());
+        for r in ranges {
+            out.push(OpenRange {
+                file: File::open(&r.path)?,
+                offset: r.offset,
+                len: r.len,
+            });
+        }
+        Ok(Body::Files(out))
     }
 }
 
@@ -206,10 +223,12 @@ pub fn write_response<T: ResponseSink>(
             io.write_all(&out)?;
             Ok(b.len() as u64)
         }
-        Body::File { file, offset, len } => {
+        Body::Files(ranges) => {
             io.write_all(&out)?;
-            send_file_range(io, file, *offset, *len, use_sendfile)?;
-            Ok(*len)
+            for r in ranges {
+                send_file_range(io, &r.file, r.offset, r.len, use_sendfile)?;
+            }
+            Ok(resp.body.len())
         }
     }
 }

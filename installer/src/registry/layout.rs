@@ -53,14 +53,7 @@ impl ImageStore {
             if !meta.is_file() {
                 continue;
             }
-            blobs.insert(
-                digest,
-                BlobLocation {
-                    path: entry.path(),
-                    offset: 0,
-                    len: meta.len(),
-                },
-            );
+            blobs.insert(digest, BlobLocation::file(entry.path(), 0, meta.len()));
         }
         let mut loader = Loader::new(blobs);
         let mut named = 0usize;

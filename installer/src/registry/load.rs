@@ -24,8 +24,6 @@ use ferry_bundle::oci::{self, is_foreign_layer, Descriptor, MAX_INDEX_DEPTH, MAX
 use ferry_bundle::reference::{check_repository, check_tag};
 use ferry_bundle::Sha256Digest;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 pub(crate) struct Loader {
@@ -152,18 +150,23 @@ impl Loader {
                 max: MAX_MANIFEST_BYTES,
             });
         }
-        let io_err = |source| RegistryError::Io {
-            path: loc.path.clone(),
-            source,
-        };
-        let file = File::open(&loc.path).map_err(io_err)?;
-        let mut bytes = vec![0u8; loc.len as usize];
-        file.read_exact_at(&mut bytes, loc.offset).map_err(io_err)?;
+        let first = loc
+            .pieces
+            .first()
+            .map(|p| p.path.clone())
+            .unwrap_or_default();
+        let mut bytes = Vec::with_capacity(loc.len as usize);
+        let mut buf = vec![0u8; (loc.len as usize).clamp(1, 64 << 10)];
+        BlobLocation::read_pieces(&loc.pieces, &mut buf, &mut |b| bytes.extend_from_slice(b))
+            .map_err(|source| RegistryError::Io {
+                path: first.clone(),
+                source,
+            })?;
         let actual = Sha256Digest::of(&bytes);
         if actual != *digest {
             return Err(RegistryError::CorruptManifest {
                 digest: digest.to_string(),
-                path: loc.path.clone(),
+                path: first,
                 actual: actual.to_string(),
             });
         }

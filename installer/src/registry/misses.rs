@@ -248,25 +248,9 @@ pub fn read(file: &Path) -> Result<Option<MissReport>, String> {
     }
 }
 
-/// `2026-05-01 09:41:18Z` for unix seconds `t` (UTC; the proleptic Gregorian calendar).
+/// `2026-05-01 09:41:18Z` for unix seconds `t` (UTC).
 pub fn utc(t: u64) -> String {
-    let (days, secs) = (t / 86_400, t % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
+    ferry_console::utc(t, ' ')
 }
 
 #[cfg(test)]

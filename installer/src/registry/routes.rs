@@ -15,7 +15,6 @@ use ferry_bundle::oci::{LayoutIndex, OCI_INDEX};
 use ferry_bundle::reference::{hub_repository, looks_like_host, normalise_host};
 use ferry_bundle::Sha256Digest;
 use serde::Serialize;
-use std::fs::File;
 use std::net::IpAddr;
 
 /// Answers one request from an unknown client (tests).
@@ -194,24 +193,17 @@ fn blob(
         BlobRef::Manifest(m) => {
             Body::Bytes(m.bytes[start as usize..(start + len) as usize].to_vec())
         }
-        BlobRef::File(b) => {
-            let file = File::open(&b.location.path).map_err(|e| {
-                ApiError::new(
-                    500,
-                    ErrorCode::BlobUnknown,
-                    format!(
-                        "blob {} cannot be opened at {}: {e}",
-                        digest,
-                        b.location.path.display()
-                    ),
-                )
-            })?;
-            Body::File {
-                file,
-                offset: b.location.offset + start,
-                len,
-            }
-        }
+        BlobRef::File(b) => Body::open(&b.location.slice(start, len)).map_err(|e| {
+            ApiError::new(
+                500,
+                ErrorCode::BlobUnknown,
+                format!(
+                    "blob {} cannot be opened ({}): {e}",
+                    digest,
+                    b.location.describe()
+                ),
+            )
+        })?,
     };
     let mut resp = Response::new(status, body)
         .header("Content-Type", "application/octet-stream")

@@ -12,6 +12,7 @@ use super::misses::MissLog;
 use super::names::MAX_NAME_LEN;
 use super::verify::Verdict;
 use ferry_bundle::oci::Descriptor;
+use ferry_bundle::parts::FileRange;
 use ferry_bundle::reference::{
     check_repository, hub_repository, looks_like_host, normalise_host, Reference, DEFAULT_HOST,
 };
@@ -20,12 +21,108 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Where a blob's bytes lie: `len` bytes at `offset` of the file at `path`.
+/// Where a blob's bytes lie: `len` bytes, as ranges of files in order — one range, or
+/// several when the blob of a split bundle spans its parts. Files are opened by path per
+/// request, so a staged bundle replaced by an upgrade is served from the new file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobLocation {
-    pub path: PathBuf,
-    pub offset: u64,
+    pub pieces: Vec<FileRange>,
     pub len: u64,
+}
+
+impl BlobLocation {
+    /// `len` bytes at `offset` of the file at `path`.
+    pub fn file(path: PathBuf, offset: u64, len: u64) -> BlobLocation {
+        BlobLocation {
+            pieces: vec![FileRange { path, offset, len }],
+            len,
+        }
+    }
+
+    /// The bytes of a bundle entry, in whichever parts hold them.
+    pub fn in_bundle(b: &Bundle, e: &ferry_bundle::EntryRecord) -> BlobLocation {
+        BlobLocation {
+            pieces: b.entry_ranges(e),
+            len: e.size,
+        }
+    }
+
+    /// For messages: `<offset> of <file>` (and the further parts it spans).
+    pub fn describe(&self) -> String {
+        match self.pieces.split_first() {
+            Some((first, [])) => {
+                format!("at offset {} of {}", first.offset, first.path.display())
+            }
+            Some((first, rest)) => format!(
+                "at offset {} of {} and in {} further part(s)",
+                first.offset,
+                first.path.display(),
+                rest.len()
+            ),
+            None => "(empty)".to_string(),
+        }
+    }
+
+    /// The pieces of `len` bytes starting `start` bytes into the blob.
+    pub fn slice(&self, start: u64, len: u64) -> Vec<FileRange> {
+        let mut out = Vec::new();
+        let (mut skip, mut left) = (start, len);
+        for p in &self.pieces {
+            if left == 0 {
+                break;
+            }
+            if skip >= p.len {
+                skip -= p.len;
+                continue;
+            }
+            let take = (p.len - skip).min(left);
+            out.push(FileRange {
+                path: p.path.clone(),
+                offset: p.offset + skip,
+                len: take,
+            });
+            left -= take;
+            skip = 0;
+        }
+        out
+    }
+
+    /// Reads `len` bytes from `pieces` in order into `sink` through `buf`-sized reads; a
+    /// file shorter than its range is an error.
+    pub fn read_pieces(
+        pieces: &[FileRange],
+        buf: &mut [u8],
+        sink: &mut dyn FnMut(&[u8]),
+    ) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        for p in pieces {
+            let file = std::fs::File::open(&p.path)?;
+            let end = p.offset.checked_add(p.len).ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::InvalidInput, "range overflows a u64")
+            })?;
+            let mut pos = p.offset;
+            while pos < end {
+                let want = buf.len().min((end - pos) as usize);
+                let n = match file.read_at(&mut buf[..want], pos) {
+                    Ok(0) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "{} ends at byte {pos}, before the blob's end at byte {end}",
+                                p.path.display()
+                            ),
+                        ))
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                };
+                sink(&buf[..n]);
+                pos += n as u64;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// One image name the registry answers for.
@@ -154,11 +251,9 @@ impl ImageStore {
         let mut images: Vec<StoredImage> = Vec::new();
         for b in bundles {
             for (digest, at) in b.all_blobs() {
-                blobs.entry(digest).or_insert(BlobLocation {
-                    path: at.bundle.path.clone(),
-                    offset: at.absolute_offset(),
-                    len: at.entry.size,
-                });
+                blobs
+                    .entry(digest)
+                    .or_insert_with(|| BlobLocation::in_bundle(at.bundle, at.entry));
             }
             for i in &b.manifest.images {
                 if images.iter().any(|x| x.reference == i.name) {

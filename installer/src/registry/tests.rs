@@ -49,11 +49,7 @@ impl Bundle {
         self.bytes.extend_from_slice(b"pad");
         self.blobs.insert(
             d,
-            BlobLocation {
-                path: self.path.clone(),
-                offset,
-                len: data.len() as u64,
-            },
+            BlobLocation::file(self.path.clone(), offset, data.len() as u64),
         );
         d
     }
@@ -178,9 +174,13 @@ fn call(
     let body = match &resp.body {
         Body::Bytes(b) => b.clone(),
         Body::Shared(b) => b.to_vec(),
-        Body::File { file, offset, len } => {
-            let mut v = vec![0; *len as usize];
-            file.read_exact_at(&mut v, *offset).unwrap();
+        Body::Files(ranges) => {
+            let mut v = Vec::new();
+            for r in ranges {
+                let mut b = vec![0; r.len as usize];
+                r.file.read_exact_at(&mut b, r.offset).unwrap();
+                v.extend(b);
+            }
             v
         }
     };
@@ -428,6 +428,66 @@ fn head_has_the_headers_of_get() {
 }
 
 #[test]
+fn a_blob_spanning_two_parts_is_served_whole_and_by_ranges() {
+    // As a blob of a split bundle: its first half at the end of one file, the rest at the
+    // start of the next.
+    let f = fixture();
+    let target = format!("/v2/quay.io/library/app/blobs/{}", f.quay.1);
+    let (_, whole) = call(&f.store, "GET", &target, None);
+    let loc = f.bundle.blobs[&f.quay.1].pieces[0].clone();
+    let half = loc.len / 2;
+    let part2 = f.bundle.path.with_extension("run.002");
+    let mut bytes = b"head".to_vec();
+    bytes.extend_from_slice(&whole[half as usize..]);
+    std::fs::write(&part2, &bytes).unwrap();
+    // The original second half is overwritten: only part 2 can serve it now.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&loc.path)
+        .unwrap();
+    file.write_all_at(&vec![b'#'; (loc.len - half) as usize], loc.offset + half)
+        .unwrap();
+    let mut blobs = f.bundle.blobs.clone();
+    blobs.insert(
+        f.quay.1,
+        BlobLocation {
+            pieces: vec![
+                ferry_bundle::parts::FileRange {
+                    len: half,
+                    ..loc.clone()
+                },
+                ferry_bundle::parts::FileRange {
+                    path: part2,
+                    offset: 4,
+                    len: loc.len - half,
+                },
+            ],
+            len: loc.len,
+        },
+    );
+    let store = ImageStore::new(
+        vec![stored("quay.io/library/app:1", f.quay.0, OCI_MANIFEST)],
+        blobs,
+    );
+    let (r, body) = call(&store, "GET", &target, None);
+    assert_eq!((r.status, body.len()), (200, whole.len()));
+    assert_eq!(
+        body, whole,
+        "digest checked and bytes joined across the parts"
+    );
+    for (a, z) in [
+        (0, half - 1),
+        (half - 3, half + 2),
+        (half, loc.len - 1),
+        (half + 1, half + 1),
+    ] {
+        let (r, body) = call(&store, "GET", &target, Some(&format!("bytes={a}-{z}")));
+        assert_eq!(r.status, 206);
+        assert_eq!(body, &whole[a as usize..=z as usize], "{a}-{z}");
+    }
+}
+
+#[test]
 fn ranges_give_206_and_416() {
     let f = fixture();
     let target = format!("/v2/quay.io/library/app/blobs/{}", f.quay.1);
@@ -593,7 +653,7 @@ fn referrers_list_manifests_with_that_subject() {
 #[test]
 fn corrupt_blob_is_refused_and_hashed_once() {
     let f = fixture();
-    let loc = f.bundle.blobs[&f.docker.1].clone();
+    let loc = f.bundle.blobs[&f.docker.1].pieces[0].clone();
     // Flip one byte in the middle of the layer, inside the bundle file.
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -713,7 +773,7 @@ fn bad_images_are_skipped_and_named_and_the_rest_is_served() {
     let err = skipped_beside_a_good_one(&b, good, stored("quay.io/a/b:1", crlf, OCI_MANIFEST));
     assert!(err.to_string().contains("media type"), "{err}");
     // A manifest whose bytes changed is found at load.
-    let loc = &b.blobs[&m1];
+    let loc = &b.blobs[&m1].pieces[0];
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&loc.path)

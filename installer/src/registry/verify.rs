@@ -10,9 +10,7 @@ use super::errors::{ApiError, ErrorCode};
 use super::store::BlobLocation;
 use ferry_bundle::Sha256Digest;
 use sha2::{Digest as _, Sha256};
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::sync::{Mutex, PoisonError};
 
 /// The memoised verdict of one blob.
@@ -38,14 +36,14 @@ impl Verdict {
         let actual = match hash_range(loc) {
             Ok(actual) => actual,
             Err(e) => {
-                tracing::error!(digest = %digest, path = %loc.path.display(), error = %e, "cannot read blob");
+                tracing::error!(digest = %digest, location = %loc.describe(), error = %e, "cannot read blob");
                 return Err(ApiError::new(
                     500,
                     ErrorCode::BlobUnknown,
                     format!(
-                        "blob {} cannot be read from {} on the registry host: {e}",
+                        "blob {} cannot be read ({}) on the registry host: {e}",
                         digest,
-                        loc.path.display()
+                        loc.describe()
                     ),
                 ));
             }
@@ -55,12 +53,11 @@ impl Verdict {
             Ok(())
         } else {
             let msg = format!(
-                "blob {} is corrupt on the registry host: its {} bytes at offset {} of {} hash to {}; \
+                "blob {} is corrupt on the registry host: its {} bytes {} hash to {}; \
                  refusing to serve it (re-stage the bundle)",
                 digest,
                 loc.len,
-                loc.offset,
-                loc.path.display(),
+                loc.describe(),
                 actual
             );
             tracing::error!("{msg}");
@@ -75,31 +72,10 @@ fn corrupt(message: String) -> ApiError {
     ApiError::new(500, ErrorCode::BlobUnknown, message)
 }
 
-/// sha256 of `loc`'s byte range; a file shorter than the range is an error.
+/// sha256 of `loc`'s bytes; a file shorter than its range is an error.
 pub(crate) fn hash_range(loc: &BlobLocation) -> io::Result<Sha256Digest> {
-    let file = File::open(&loc.path)?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 128 << 10];
-    let mut pos = loc.offset;
-    let end = loc
-        .offset
-        .checked_add(loc.len)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "blob range overflows a u64"))?;
-    while pos < end {
-        let want = buf.len().min((end - pos) as usize);
-        let n = match file.read_at(&mut buf[..want], pos) {
-            Ok(0) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("file ends at byte {pos}, before the blob's end at byte {end}"),
-                ))
-            }
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hasher.update(&buf[..n]);
-        pos += n as u64;
-    }
+    BlobLocation::read_pieces(&loc.pieces, &mut buf, &mut |b| hasher.update(b))?;
     Ok(Sha256Digest(hasher.finalize().into()))
 }
