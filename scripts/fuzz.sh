@@ -44,7 +44,9 @@ bundles=()
 if [ -x target/dist/ferry ]; then
   w=$seeds/build
   mkdir -p "$w/payload/bin" "$w/payload/cni"
-  printf '\177ELF ferry fuzz seed stub\n' > "$w/stub"
+  # An ELF header for x86-64 (e_machine 0x3e at offset 18), as the builder checks the stub's
+  # machine against the platform; the rest is text.
+  printf '\177ELF\002\001\001\000\000\000\000\000\000\000\000\000\002\000\076\000 ferry fuzz seed stub\n' > "$w/stub"
   for b in containerd containerd-shim-runc-v2 ctr runc; do printf '#!/bin/sh\necho %s\n' "$b" > "$w/payload/bin/$b"; done
   printf '#!/bin/sh\n' > "$w/payload/cni/bridge"
   printf '#!/bin/sh\necho hi\n' > "$w/hello.sh"

@@ -1,8 +1,8 @@
 //! What the engine tells the operator while it works, and the plain-text run log.
 //!
 //! Lines go to stderr (unless `--quiet`) and, always, to the run log
-//! (`/var/log/ferry/ferry.log` under `--root`), without colour codes and with a time
-//! stamp, so that an install that went wrong at night can be read in the morning.
+//! (`/var/log/ferry/ferry.log` under `--root`), without colour codes and with a UTC time
+//! stamp to the millisecond, so that an install that went wrong at night can be read in the morning.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -65,10 +65,13 @@ impl Reporter {
     /// A line for the log only (details an operator reads when something went wrong).
     pub fn log_only(&self, msg: &str) {
         if let Some(l) = &self.log {
-            let t = SystemTime::now()
+            let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+                .unwrap_or_default();
+            // `2026-12-01 12:30:01.123Z`: readable in the morning, fine enough to time a
+            // phase (scripts/bench-check.sh times staging from these lines).
+            let t = ferry_console::utc(now.as_secs(), ' ')
+                .replace('Z', &format!(".{:03}Z", now.subsec_millis()));
             if let Ok(mut f) = l.lock() {
                 for line in msg.lines() {
                     let _ = writeln!(f, "{t} {line}");
