@@ -54,8 +54,10 @@ pub struct SignatureRange {
 }
 
 impl SignatureRange {
+    /// One past its last byte; saturates (a forged offset near `u64::MAX` is then simply
+    /// outside the payload — found by the footer fuzz target, which overflowed here).
     pub fn end(&self) -> u64 {
-        self.offset + self.len as u64
+        self.offset.saturating_add(self.len as u64)
     }
 }
 
@@ -295,7 +297,15 @@ mod tests {
 
     #[test]
     fn signature_must_follow_bundle_json_inside_the_payload() {
-        for (offset, len) in [(10, 64), (4090, 64), (2200, 0), (0, 64), (2200, 5000)] {
+        // The last one was found by the footer fuzz target: offset + len overflowed.
+        for (offset, len) in [
+            (10, 64),
+            (4090, 64),
+            (2200, 0),
+            (0, 64),
+            (2200, 5000),
+            (u64::MAX - 10, 64),
+        ] {
             let mut f = sample();
             f.signature = Some(SignatureRange { offset, len });
             assert!(
