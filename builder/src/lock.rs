@@ -43,6 +43,10 @@ pub struct Lock {
     pub assets: Vec<LockedAsset>,
     #[serde(default, rename = "file")]
     pub files: Vec<LockedFile>,
+    /// When these contents were first resolved (Unix seconds, UTC): the SBOM's `created`.
+    /// Kept by every rebuild that resolves the same, so rebuilds stay byte-identical.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolved_at: Option<u64>,
 }
 
 /// An image as the bundle carries it.
@@ -101,6 +105,7 @@ impl Lock {
             images,
             assets,
             files,
+            resolved_at: None,
         }
     }
 

@@ -257,6 +257,19 @@ fn nfs_common_installs_into_a_minbase_root_with_its_closure_and_reset_removes_on
         text.contains(&format!("packages ({} for debian bookworm", carried.len())),
         "{text}"
     );
+    // The SBOM names every carried .deb too, as a Debian purl with its checksum.
+    let sbom = run_ok(Command::new(&bundle).arg("--sbom"));
+    for p in &carried {
+        let purl = format!(
+            "pkg:deb/debian/{}@",
+            p["name"].as_str().unwrap().replace('+', "%2B")
+        );
+        assert!(sbom.contains(&purl), "{purl} not in the SBOM");
+        assert!(
+            sbom.contains(p["sha256"].as_str().unwrap()),
+            "{p} sha256 not in the SBOM"
+        );
+    }
 
     let root = t.path().join("root");
     minbase_root("bookworm", &root);

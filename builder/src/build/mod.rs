@@ -340,8 +340,9 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         );
     }
     let lock_path = Lock::path_for(&opts.kubefile);
-    let lock = lock_of(&recipe, &images, &copies, &planned_apps, payload.as_ref())?;
+    let mut lock = lock_of(&recipe, &images, &copies, &planned_apps, payload.as_ref())?;
     let previous = Lock::read(&lock_path)?;
+    lock.resolved_at = Some(resolved_at(previous.as_ref(), &lock));
     if opts.locked {
         let Some(locked) = &previous else {
             bail!(
@@ -374,6 +375,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         Writing {
             tmp_dir: scratch.path(),
             key: key.as_ref(),
+            created: lock.resolved_at.unwrap_or_default(),
         },
     )?;
     report.pulled = pulled;
@@ -688,17 +690,44 @@ struct Planned<'a> {
     base: Option<&'a base::Base>,
 }
 
-/// Where temporary files go while writing, and the key that signs bundle.json.
+/// Where temporary files go while writing, the key that signs bundle.json, and the time
+/// the SBOM says it was created.
 struct Writing<'a> {
     tmp_dir: &'a Path,
     key: Option<&'a crate::sign::SigningKey>,
+    created: u64,
+}
+
+/// When the build's contents were resolved (Unix seconds): `SOURCE_DATE_EPOCH` when set;
+/// else the time `ferry.lock` recorded, while the build resolves exactly as it says; else
+/// now. So a rebuild of the same inputs writes the same SBOM, hence the same bundle.
+fn resolved_at(previous: Option<&Lock>, now: &Lock) -> u64 {
+    if let Some(t) = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        return t;
+    }
+    previous
+        .filter(|p| p.differences(now).is_empty())
+        .and_then(|p| p.resolved_at)
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        })
 }
 
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
     planned: &Planned,
-    Writing { tmp_dir, key }: Writing<'_>,
+    Writing {
+        tmp_dir,
+        key,
+        created,
+    }: Writing<'_>,
 ) -> Result<BuildReport> {
     let Planned {
         images,
@@ -932,7 +961,22 @@ fn write(
         images,
         payloads: payload_items,
         charts,
-        packages: Vec::new(),
+        created,
+        packages: manifest
+            .packages
+            .iter()
+            .map(|p| crate::sbom::CarriedPackage {
+                name: p.name.clone(),
+                version: p.version.clone(),
+                arch: p.architecture.clone(),
+                distribution: manifest
+                    .os
+                    .as_ref()
+                    .map(|o| o.distribution.clone())
+                    .unwrap_or_else(|| "debian".into()),
+                sha256: Some(p.sha256),
+            })
+            .collect(),
     })?;
     let sbom_seconds = started.elapsed().as_secs_f64();
     w.add_entry(crate::sbom::SBOM_ENTRY, sbom.len() as u64, 0o644, &sbom[..])?;

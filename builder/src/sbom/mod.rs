@@ -16,9 +16,10 @@
 //! - the OS packages the bundle carries for the host (`PACKAGE deb`), when it has any.
 //!
 //! Relationships: the document DESCRIBES the bundle, which CONTAINS the rest; an image
-//! CONTAINS its platforms and packages. `created` is `SOURCE_DATE_EPOCH` when set (for
-//! reproducible builds), else now; `documentNamespace` is derived from the bundle's
-//! content, so the same inputs give the same document apart from that time.
+//! CONTAINS its platforms and packages. `created` is when the build's contents were
+//! resolved (`SOURCE_DATE_EPOCH` when set, else the time `ferry.lock` recorded while the
+//! build resolves as it says), and `documentNamespace` is derived from the bundle's
+//! content: the same inputs give the same document, so rebuilds stay byte-identical.
 
 pub mod layers;
 pub mod pkgdb;
@@ -71,6 +72,9 @@ pub struct Input<'a> {
     pub payloads: Vec<PayloadItem>,
     pub charts: Vec<ChartItem>,
     pub packages: Vec<CarriedPackage>,
+    /// The document's `created` (Unix seconds): when the build's contents were resolved
+    /// (see `build::resolved_at`), not when this file was written.
+    pub created: u64,
 }
 
 /// One platform manifest of an image: digest, platform, layers (bottom first).
@@ -215,19 +219,6 @@ fn sha256_checksum(d: &Sha256Digest) -> Value {
 /// `YYYY-MM-DDThh:mm:ssZ` of a Unix time (UTC).
 fn iso8601(secs: u64) -> String {
     ferry_console::utc(secs, 'T')
-}
-
-fn created() -> String {
-    let secs = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        });
-    iso8601(secs)
 }
 
 /// Builds the SPDX document (pretty JSON bytes).
@@ -432,7 +423,7 @@ pub fn document(input: &Input) -> Result<Vec<u8>> {
         "name": if m.version.is_empty() { m.name.clone() } else { format!("{} {}", m.name, m.version) },
         "documentNamespace": namespace,
         "creationInfo": {
-            "created": created(),
+            "created": iso8601(input.created),
             "creators": [format!("Tool: ferry-{}", env!("CARGO_PKG_VERSION"))],
         },
         "documentDescribes": [bundle_id],
