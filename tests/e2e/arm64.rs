@@ -175,6 +175,28 @@ fn multi_platform_bundle_serves_each_architecture_its_manifest() {
     }
 }
 
+/// The runtime files `bundle`'s master hands a joining node of `platform`
+/// (`GET /ferry/v1/join?platform=…`), and its `bin/containerd` among them.
+fn joined(
+    bundle: &Path,
+    platform: &str,
+) -> (
+    Vec<ferry_installer::join::protocol::JoinFile>,
+    ferry_installer::join::protocol::JoinFile,
+) {
+    let b = ferry_bundle::Bundle::open(bundle).unwrap();
+    let info =
+        ferry_installer::join::protocol::join_info(&b, "https://10.0.0.1:5443", Some(platform))
+            .unwrap_or_else(|e| panic!("{}: {e}", bundle.display()));
+    let containerd = info
+        .files
+        .iter()
+        .find(|f| f.role == "bin/containerd")
+        .unwrap_or_else(|| panic!("{platform}: {:?}", info.files))
+        .clone();
+    (info.files, containerd)
+}
+
 /// A FAKE arm64 containerd payload: small text files under the roles a containerd payload
 /// has. No arm64 containerd can be downloaded here (no internet but package registries);
 /// nothing runs these files, the test only follows where they go.
@@ -270,38 +292,19 @@ fn two_platforms_write_one_bundle_each_carrying_every_runtime() {
 
     // The amd64 master hands a joining arm64 node the (fake) arm64 files, from their own
     // platform-qualified entries; its own node gets the real amd64 ones.
-    let b = ferry_bundle::Bundle::open(&x86).unwrap();
-    let join = ferry_installer::join::protocol::join_info(
-        &b,
-        "https://10.0.0.1:5443",
-        Some("linux/arm64"),
-    )
-    .unwrap();
-    let containerd = join
-        .files
-        .iter()
-        .find(|f| f.role == "bin/containerd")
-        .unwrap_or_else(|| panic!("{:?}", join.files));
+    let (arm_files, containerd) = joined(&x86, "linux/arm64");
     assert_eq!(
-        containerd.entry.trim_end_matches(".zst"),
+        containerd.entry,
         "files/payloads/containerd@linux-arm64/bin/containerd"
     );
     let fake = b"FAKE arm64 bin/containerd\n";
     assert_eq!(containerd.sha256.hex(), hex::encode(Sha256::digest(fake)));
-    assert!(join.files.iter().all(|f| f.entry.contains("@linux-arm64/")));
-    let own = ferry_installer::join::protocol::join_info(
-        &b,
-        "https://10.0.0.1:5443",
-        Some("linux/amd64"),
-    )
-    .unwrap();
-    assert!(
-        own.files.iter().any(|f| f
-            .entry
-            .starts_with("files/payloads/containerd/bin/containerd")),
-        "{:?}",
-        own.files
-    );
+    assert!(arm_files.iter().all(|f| f.entry.contains("@linux-arm64/")));
+    let (_, containerd) = joined(&x86, "linux/amd64");
+    assert!(containerd
+        .entry
+        .starts_with("files/payloads/containerd/bin/containerd"));
+    let b = ferry_bundle::Bundle::open(&x86).unwrap();
     let e = ferry_installer::join::protocol::join_info(
         &b,
         "https://10.0.0.1:5443",
@@ -310,6 +313,11 @@ fn two_platforms_write_one_bundle_each_carrying_every_runtime() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("linux/s390x"), "{e}");
+    // And the other way round: an arm64 master hands an amd64 node the real amd64 files.
+    let (_, containerd) = joined(&arm64, "linux/amd64");
+    assert!(containerd
+        .entry
+        .starts_with("files/payloads/containerd@linux-amd64/bin/containerd"));
 
     // An unqualified --payload with several platforms is refused, naming the flag to use.
     let msg = run_fail(
