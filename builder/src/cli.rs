@@ -238,7 +238,9 @@ pub struct BuildArgs {
     #[arg(long, env = "FERRY_INSTALLER")]
     pub installer: Option<PathBuf>,
     /// Target platform(s), os/arch[/variant][,…]. One: keep just that manifest of each
-    /// multi-platform image. Several: keep the index and those platforms' manifests.
+    /// multi-platform image. Several: keep the index and those platforms' manifests, and
+    /// write one bundle per platform beside -o (delivery-amd64.run, delivery-arm64.run),
+    /// each carrying every platform's runtime.
     #[arg(long, default_value = "linux/amd64", value_delimiter = ',')]
     pub platform: Vec<Platform>,
     #[command(flatten)]
@@ -251,10 +253,11 @@ pub struct BuildArgs {
     /// line's repository from a mirror of it (<from-url>=<to-url>).
     #[arg(long = "apt-mirror", value_name = "URL|FROM=TO")]
     pub apt_mirrors: Vec<String>,
-    /// Supply a runtime/cluster payload from local files: <name>=<dir|file.tar.gz>.
-    /// Without it, the payload is downloaded from its projects' releases and verified
-    /// against their published checksums.
-    #[arg(long = "payload", value_name = "NAME=PATH")]
+    /// Supply a runtime/cluster payload from local files: <name>=<dir|file.tar.gz>; with
+    /// several --platform, one per platform: <name>@<os/arch>=<path>. Without it, the
+    /// payload is downloaded from its projects' releases and verified against their
+    /// published checksums.
+    #[arg(long = "payload", value_name = "NAME[@OS/ARCH]=PATH")]
     pub payloads: Vec<PayloadSource>,
     /// Download release files through a proxy: <url-prefix>=<replacement-prefix>, e.g.
     /// https://github.com=https://artifactory.example/github (repeatable; the longest

@@ -1,13 +1,17 @@
 //! arm64: the static aarch64 stub (`target/dist/ferry-installer-aarch64`) run under
 //! qemu-user on this x86_64 host, bundles built for `linux/arm64` read and verified by it,
 //! and a multi-platform bundle whose registry hands arm64 clients the arm64 manifest of an
-//! image index (`skopeo --override-arch arm64`), served by either stub.
+//! image index (`skopeo --override-arch arm64`), served by either stub. A build for
+//! `linux/amd64,linux/arm64` writes one bundle per architecture, each carrying both
+//! platforms' runtime.
 //!
 //! The images' layer content is the host's busybox: nothing runs it, only the platform
 //! the configs and the index declare matters here.
 
-use ferry_tests::bins::{build_kubefile, installer_aarch64, qemu_aarch64, run_fail, run_ok};
-use ferry_tests::images::{make_index, ImageBuilder};
+use ferry_tests::bins::{
+    build_kubefile, ferry, installer_aarch64, qemu_aarch64, run_fail, run_ok, workspace, write_file,
+};
+use ferry_tests::images::{make_index, ImageBuilder, OciImage};
 use ferry_tests::registry::BundleRegistry;
 use sha2::{Digest, Sha256};
 use std::os::unix::fs::PermissionsExt;
@@ -116,30 +120,33 @@ fn pulled_manifest(reference: &str, arch: &str, dir: &Path) -> String {
         .to_string()
 }
 
-#[test]
-fn multi_platform_bundle_serves_each_architecture_its_manifest() {
-    let t = tempfile::tempdir().unwrap();
-    let layout = t.path().join("layout");
+/// An amd64 and an arm64 image and their index, tagged `multi` in `layout`.
+fn multi_platform_image(layout: &Path) -> (OciImage, OciImage, OciImage) {
     let amd = ImageBuilder::new("amd")
         .platform("linux/amd64")
-        .build(&layout)
+        .build(layout)
         .unwrap();
     let arm = ImageBuilder::new("arm")
         .platform("linux/arm64")
-        .build(&layout)
+        .build(layout)
         .unwrap();
-    let index = make_index(&layout, "multi", &[&amd, &arm]).unwrap();
+    let index = make_index(layout, "multi", &[&amd, &arm]).unwrap();
+    (amd, arm, index)
+}
+
+#[test]
+fn multi_platform_bundle_serves_each_architecture_its_manifest() {
+    let t = tempfile::tempdir().unwrap();
+    let (amd, arm, index) = multi_platform_image(&t.path().join("layout"));
     let name = "example.org/edge/multi:1";
     let platforms = "linux/amd64,linux/arm64";
-    let x86 = build(t.path(), "multi", name, "x86.run", platforms, None);
-    let arm_stub = build(
-        t.path(),
-        "multi",
-        name,
-        "arm.run",
-        platforms,
-        Some(&installer_aarch64()),
+    // One build, one bundle per platform: the x86_64 stub's and the aarch64 stub's.
+    build(t.path(), "multi", name, "multi.run", platforms, None);
+    let (x86, arm_stub) = (
+        t.path().join("multi-amd64.run"),
+        t.path().join("multi-arm64.run"),
     );
+    assert!(!t.path().join("multi.run").exists());
 
     for (label, bundle) in [
         ("x86_64 stub", Command::new(&x86)),
@@ -166,4 +173,161 @@ fn multi_platform_bundle_serves_each_architecture_its_manifest() {
             );
         }
     }
+}
+
+/// The runtime files `bundle`'s master hands a joining node of `platform`
+/// (`GET /ferry/v1/join?platform=…`), and its `bin/containerd` among them.
+fn joined(
+    bundle: &Path,
+    platform: &str,
+) -> (
+    Vec<ferry_installer::join::protocol::JoinFile>,
+    ferry_installer::join::protocol::JoinFile,
+) {
+    let b = ferry_bundle::Bundle::open(bundle).unwrap();
+    let info =
+        ferry_installer::join::protocol::join_info(&b, "https://10.0.0.1:5443", Some(platform))
+            .unwrap_or_else(|e| panic!("{}: {e}", bundle.display()));
+    let containerd = info
+        .files
+        .iter()
+        .find(|f| f.role == "bin/containerd")
+        .unwrap_or_else(|| panic!("{platform}: {:?}", info.files))
+        .clone();
+    (info.files, containerd)
+}
+
+/// A FAKE arm64 containerd payload: small text files under the roles a containerd payload
+/// has. No arm64 containerd can be downloaded here (no internet but package registries);
+/// nothing runs these files, the test only follows where they go.
+fn fake_arm64_containerd_payload(dir: &Path) -> PathBuf {
+    let roles = ferry_bundle::roles::CONTAINERD_REQUIRED.into_iter();
+    for role in roles.chain(["cni/bridge"]) {
+        write_file(&dir.join(role), &format!("FAKE arm64 {role}\n"));
+    }
+    dir.to_path_buf()
+}
+
+#[test]
+fn two_platforms_write_one_bundle_each_carrying_every_runtime() {
+    let t = tempfile::tempdir().unwrap();
+    let (_, _, index) = multi_platform_image(&t.path().join("layout"));
+    let amd_payload = t.path().join("amd64-payload");
+    run_ok(
+        Command::new("bash")
+            .arg(workspace().join("scripts/containerd-payload.sh"))
+            .arg(&amd_payload),
+    );
+    let arm_payload = fake_arm64_containerd_payload(&t.path().join("fake-arm64-payload"));
+    std::fs::write(
+        t.path().join("Kubefile"),
+        "FROM scratch\nLABEL name=mixed\nIMAGE oci:layout:multi AS example.org/edge/multi:1\n",
+    )
+    .unwrap();
+    let out = t.path().join("delivery.run");
+    let report = json(&run_ok(
+        Command::new(ferry())
+            .args(["build", "-q", "--output", "json", "-f"])
+            .arg(t.path().join("Kubefile"))
+            .arg("-o")
+            .arg(&out)
+            .args(["--platform", "linux/amd64,linux/arm64", "--payload"])
+            .arg(format!("containerd@linux/amd64={}", amd_payload.display()))
+            .arg("--payload")
+            .arg(format!("containerd@linux/arm64={}", arm_payload.display())),
+    ));
+
+    // Two bundles named by architecture, each with its checksum file; no `delivery.run`.
+    let (x86, arm64) = (
+        t.path().join("delivery-amd64.run"),
+        t.path().join("delivery-arm64.run"),
+    );
+    assert!(!out.exists(), "{report}");
+    let outputs = report["outputs"].as_array().unwrap();
+    assert_eq!(outputs.len(), 2, "{report}");
+    for (o, (platform, path)) in outputs
+        .iter()
+        .zip([("linux/amd64", &x86), ("linux/arm64", &arm64)])
+    {
+        assert_eq!(o["platform"], platform, "{report}");
+        assert_eq!(o["path"], path.to_str().unwrap(), "{report}");
+        let bytes = std::fs::read(path).unwrap();
+        assert_eq!(o["size"], bytes.len() as u64, "{report}");
+        let hex = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(o["sha256"], format!("sha256:{hex}"), "{report}");
+        let sum = std::fs::read_to_string(o["checksum_file"].as_str().unwrap()).unwrap();
+        let name = path.file_name().unwrap().to_str().unwrap();
+        assert_eq!(sum, format!("{hex}  {name}\n"));
+    }
+    // The old fields describe the first bundle; the lock is one file.
+    assert_eq!(report["output"], x86.to_str().unwrap(), "{report}");
+    assert!(t.path().join("ferry.lock").exists());
+    let desc = run_ok(Command::new("file").arg("-b").arg(&arm64));
+    assert!(desc.contains("ARM aarch64"), "{desc}");
+    let desc = run_ok(Command::new("file").arg("-b").arg(&x86));
+    assert!(desc.contains("x86-64"), "{desc}");
+
+    // Each reports its own platform and carries both platforms' runtime; the images are
+    // the same (the index kept whole).
+    let x86_info = json(&run_ok(
+        Command::new(&x86).args(["--info", "--output", "json"]),
+    ));
+    let arm_info = json(&run_ok(
+        qemu_aarch64(&arm64).args(["--info", "--output", "json"]),
+    ));
+    for (info, own) in [(&x86_info, "linux/amd64"), (&arm_info, "linux/arm64")] {
+        assert_eq!(info["platform"], own, "{info}");
+        // Both runtimes, each naming its platform (records follow --platform's order).
+        for (i, platform) in ["linux/amd64", "linux/arm64"].into_iter().enumerate() {
+            assert_eq!(info["payloads"][i]["name"], "containerd", "{info}");
+            assert_eq!(info["payloads"][i]["platform"], platform, "{info}");
+        }
+        assert_eq!(info["payloads"].as_array().unwrap().len(), 2, "{info}");
+        assert_eq!(info["images"][0]["digest"], index.digest.as_str(), "{info}");
+    }
+    let checked = run_ok(qemu_aarch64(&arm64).arg("--check"));
+    assert!(checked.starts_with("OK"), "{checked}");
+    let checked = run_ok(Command::new(&x86).arg("--check"));
+    assert!(checked.starts_with("OK"), "{checked}");
+
+    // The amd64 master hands a joining arm64 node the (fake) arm64 files, from their own
+    // platform-qualified entries; its own node gets the real amd64 ones.
+    let (arm_files, containerd) = joined(&x86, "linux/arm64");
+    assert_eq!(
+        containerd.entry,
+        "files/payloads/containerd@linux-arm64/bin/containerd"
+    );
+    let fake = b"FAKE arm64 bin/containerd\n";
+    assert_eq!(containerd.sha256.hex(), hex::encode(Sha256::digest(fake)));
+    assert!(arm_files.iter().all(|f| f.entry.contains("@linux-arm64/")));
+    let (_, containerd) = joined(&x86, "linux/amd64");
+    assert!(containerd
+        .entry
+        .starts_with("files/payloads/containerd/bin/containerd"));
+    let b = ferry_bundle::Bundle::open(&x86).unwrap();
+    let e = ferry_installer::join::protocol::join_info(
+        &b,
+        "https://10.0.0.1:5443",
+        Some("linux/s390x"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("linux/s390x"), "{e}");
+    // And the other way round: an arm64 master hands an amd64 node the real amd64 files.
+    let (_, containerd) = joined(&arm64, "linux/amd64");
+    assert!(containerd
+        .entry
+        .starts_with("files/payloads/containerd@linux-amd64/bin/containerd"));
+
+    // An unqualified --payload with several platforms is refused, naming the flag to use.
+    let msg = run_fail(
+        Command::new(ferry())
+            .args(["build", "-q", "-f"])
+            .arg(t.path().join("Kubefile"))
+            .arg("-o")
+            .arg(t.path().join("x.run"))
+            .args(["--platform", "linux/amd64,linux/arm64", "--payload"])
+            .arg(format!("containerd={}", amd_payload.display())),
+    );
+    assert!(msg.contains("--payload containerd@linux/arm64="), "{msg}");
 }

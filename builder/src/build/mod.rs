@@ -115,6 +115,23 @@ pub struct BuildReport {
     pub base: Option<BaseRecord>,
     /// What was taken from the base unchanged.
     pub inherited: Inherited,
+    /// Every bundle written, one per `--platform` (the fields above describe the first).
+    pub outputs: Vec<OutputReport>,
+}
+
+/// One bundle a build wrote.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct OutputReport {
+    /// `os/arch` of the hosts it installs on (its stub's and bundle.json's).
+    pub platform: String,
+    pub path: PathBuf,
+    pub size: u64,
+    /// sha256 of the bundle file, as `sha256sum` prints it.
+    pub sha256: String,
+    /// `<bundle>.sha256`.
+    pub checksum_file: PathBuf,
+    /// The files written: the bundle, or its parts in order (`--split`).
+    pub parts: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -143,6 +160,44 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         .map(crate::sign::SigningKey::load)
         .transpose()?;
     let recipe = Recipe::read(&opts.kubefile, &opts.context)?;
+    let platforms = if opts.pull.platforms.is_empty() {
+        vec![opts.platform.clone()]
+    } else {
+        opts.pull.platforms.clone()
+    };
+    let several = platforms.len() > 1;
+    let listed = || {
+        platforms
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if several {
+        if let Some(old) = &opts.delta_from {
+            bail!(
+                "--delta-from {}: a delta upgrades one bundle, and --platform {} writes one bundle per platform; build each platform's delta with its own --platform and --delta-from",
+                old.display(),
+                listed()
+            );
+        }
+        if !recipe.packages.is_empty() {
+            bail!(
+                "{}: PACKAGE with --platform {}: OS packages are resolved for one architecture; build each platform with its own --platform",
+                opts.kubefile.display(),
+                listed()
+            );
+        }
+    }
+    let outputs = output::bundle_paths(&opts.output, &platforms)?;
+    // Each bundle's stub, found before anything is pulled or written.
+    let stubs = platforms
+        .iter()
+        .map(|p| match several {
+            true => stub::locate_among(opts.installer.as_deref(), p),
+            false => stub::locate(opts.installer.as_deref(), p),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let base = match &recipe.base {
         Some((spec, at)) => Some(base::open(spec, at, opts)?),
         None => None,
@@ -219,30 +274,35 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     // Temporary files go to one scratch directory, removed at the end — and, with the
     // partial bundle, on Ctrl-C.
     let scratch = output::Scratch::create(&opts.output)?;
-    output::clean_up_on_interrupt(&[
-        ferry_bundle::writer::partial_path(&opts.output),
-        scratch.path().to_path_buf(),
-    ]);
+    let mut remove: Vec<PathBuf> = outputs
+        .iter()
+        .map(|o| ferry_bundle::writer::partial_path(o))
+        .collect();
+    remove.push(scratch.path().to_path_buf());
+    output::clean_up_on_interrupt(&remove);
     // A layered build keeps the base's runtime or cluster payload unless the Kubefile
     // or --payload asks for one anew.
     let inherit_payload = base.is_some()
         && opts.payloads.is_empty()
         && recipe.cluster.is_none()
         && recipe.runtime.is_none();
-    let payload = if inherit_payload {
-        None
+    let payloads = if inherit_payload {
+        Vec::new()
     } else {
-        plan_payload(opts, &recipe, scratch.path())?
+        plan_payloads(opts, &recipe, &platforms, scratch.path())?
     };
-    if let (Some(p), Some(c)) = (&payload, &recipe.cluster) {
-        for r in p.images.iter().filter(|r| !in_base(r)) {
-            specs.push(ImageSpec {
-                written: r.to_string(),
-                source: ImageSource::Registry(r.clone()),
-                name: None,
-                via: ImageVia::Cluster(p.name.clone()),
-                origin: c.origin.clone(),
-            });
+    // k3s's own images, of every platform's release (the same names: pulled once).
+    if let Some(c) = &recipe.cluster {
+        for p in &payloads {
+            for r in p.images.iter().filter(|r| !in_base(r)) {
+                specs.push(ImageSpec {
+                    written: r.to_string(),
+                    source: ImageSource::Registry(r.clone()),
+                    name: None,
+                    via: ImageVia::Cluster(p.name.clone()),
+                    origin: c.origin.clone(),
+                });
+            }
         }
     }
     let mut selection = apps::select(
@@ -310,13 +370,37 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         );
     }
     // `_airgap_tmp` keeps a decompressed airgap tarball alive until the bundle is written.
-    let (k3s, _airgap_tmp) = k3s_images(&manifest, payload.as_ref(), &images, scratch.path())?;
+    // An airgap tarball holds one architecture's images: with several platforms they are
+    // not imported (the downloaded k3s pulls its images for every platform instead).
+    let airgap_from = match payloads.as_slice() {
+        [one] => Some(one),
+        several_payloads => {
+            if let Some(p) = several_payloads
+                .iter()
+                .find(|p| p.local.is_some() && p.name == roles::PAYLOAD_K3S)
+            {
+                tracing::warn!(
+                    "--payload k3s@{}={} with --platform {}: an airgap tarball holds one architecture's images, so none is imported; name k3s's images in IMAGE lines, or build without --payload to pull them for every platform",
+                    p.platform,
+                    p.local.as_ref().map(|l| l.display().to_string()).unwrap_or_default(),
+                    listed()
+                );
+            }
+            None
+        }
+    };
+    let (k3s, _airgap_tmp) = k3s_images(&manifest, airgap_from, &images, scratch.path())?;
     images.extend(k3s);
     images.sort_by_key(|a| a.name.to_string());
 
-    let payload_files: Vec<_> = payload
+    let payload_files: Vec<PayloadFiles> = payloads
         .iter()
-        .map(|p| (p.name.clone(), p.version.clone(), p.files.clone()))
+        .map(|p| PayloadFiles {
+            name: p.name.clone(),
+            version: p.version.clone(),
+            platform: p.platform.clone(),
+            files: p.files.clone(),
+        })
         .collect();
     let packages = crate::packages::for_build(
         &recipe,
@@ -340,7 +424,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         );
     }
     let lock_path = Lock::path_for(&opts.kubefile);
-    let mut lock = lock_of(&recipe, &images, &copies, &planned_apps, payload.as_ref())?;
+    let mut lock = lock_of(&recipe, &images, &copies, &planned_apps, &payloads)?;
     let previous = Lock::read(&lock_path)?;
     lock.resolved_at = Some(resolved_at(previous.as_ref(), &lock));
     if opts.locked {
@@ -368,22 +452,43 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
         inherited_images: &inherited_images,
         base: base.as_ref(),
     };
-    let mut report = write(
-        opts,
-        manifest,
-        &planned,
-        Writing {
-            tmp_dir: scratch.path(),
-            key: key.as_ref(),
-            created: lock.resolved_at.unwrap_or_default(),
-        },
-    )?;
+    // One bundle per platform from this one resolution: the same images (pulled once,
+    // streamed from the cache into each), its own stub and every platform's payload.
+    let mut written = Vec::new();
+    for ((platform, out), stub) in platforms.iter().zip(&outputs).zip(&stubs) {
+        let mut r = write(
+            opts,
+            manifest.clone(),
+            &planned,
+            Writing {
+                tmp_dir: scratch.path(),
+                key: key.as_ref(),
+                created: lock.resolved_at.unwrap_or_default(),
+                platform,
+                stub,
+                output: out,
+                several,
+            },
+        )?;
+        let (sha, file) = output::write_checksum(out, &r.parts)?;
+        r.file_sha256 = sha.to_string();
+        r.checksum_file = file;
+        r.outputs = vec![OutputReport {
+            platform: platform.to_string(),
+            path: out.clone(),
+            size: r.size,
+            sha256: r.file_sha256.clone(),
+            checksum_file: r.checksum_file.clone(),
+            parts: r.parts.clone(),
+        }];
+        written.push(r);
+    }
+    let outputs: Vec<OutputReport> = written.iter().flat_map(|r| r.outputs.clone()).collect();
+    let mut report = written.swap_remove(0);
+    report.outputs = outputs;
     report.pulled = pulled;
     report.discovery = selection.summary();
     report.discovered = selection.entries;
-    let (sha, file) = output::write_checksum(&opts.output, &report.parts)?;
-    report.file_sha256 = sha.to_string();
-    report.checksum_file = file;
     report.lock = lock_path.clone();
     if !opts.locked {
         if let Some(prev) = previous {
@@ -445,6 +550,8 @@ fn k3s_images(
 /// The runtime or cluster payload a bundle carries, from `--payload` or a release.
 struct PlannedPayload {
     name: String,
+    /// The hosts its files run on.
+    platform: Platform,
     version: String,
     files: Vec<payload::PayloadFile>,
     /// Release files downloaded for it (for `ferry.lock`).
@@ -457,14 +564,42 @@ struct PlannedPayload {
     _scratch: Option<tempfile::TempDir>,
 }
 
-/// Which payload the bundle needs and where its files are. Runtime-only bundles need
-/// `containerd` (`RUNTIME`'s versions, or the defaults); `CLUSTER <distro>` needs the
-/// payload of that name. `--payload` supplies it from local files; otherwise it is
-/// downloaded from its projects' releases ([`crate::release`]); `--no-payload` carries
-/// none.
+/// The payload of each platform, in `platforms`' order (none with `--no-payload`).
+/// `--payload` sources are matched to platforms by [`payload::for_platform`].
+fn plan_payloads(
+    opts: &BuildOptions,
+    recipe: &Recipe,
+    platforms: &[Platform],
+    scratch_dir: &Path,
+) -> Result<Vec<PlannedPayload>> {
+    if opts.no_payload {
+        return Ok(Vec::new());
+    }
+    let sources = payload::for_platform(&opts.payloads, platforms)?;
+    let mut out = Vec::new();
+    for (platform, source) in platforms.iter().zip(sources) {
+        // Each platform unpacks and downloads into its own directory.
+        let scratch = match platforms.len() {
+            1 => scratch_dir.to_path_buf(),
+            _ => scratch_dir.join(platform.to_string().replace('/', "-")),
+        };
+        std::fs::create_dir_all(&scratch)
+            .with_context(|| format!("creating {}", scratch.display()))?;
+        out.extend(plan_payload(opts, recipe, platform, source, &scratch)?);
+    }
+    Ok(out)
+}
+
+/// Which payload the bundle needs for hosts of `platform` and where its files are.
+/// Runtime-only bundles need `containerd` (`RUNTIME`'s versions, or the defaults);
+/// `CLUSTER <distro>` needs the payload of that name. `--payload` (`source`) supplies it
+/// from local files; otherwise it is downloaded from its projects' releases
+/// ([`crate::release`]); `--no-payload` carries none.
 fn plan_payload(
     opts: &BuildOptions,
     recipe: &Recipe,
+    platform: &Platform,
+    source: Option<&PayloadSource>,
     scratch_dir: &Path,
 ) -> Result<Option<PlannedPayload>> {
     let (needed, version, at) = match (&recipe.cluster, &recipe.runtime) {
@@ -483,12 +618,16 @@ fn plan_payload(
     if opts.no_payload {
         return Ok(None);
     }
-    if let Some(PayloadSource { name, path: src }) = opts.payloads.first() {
+    if let Some(PayloadSource {
+        name, path: src, ..
+    }) = source
+    {
         if name != needed {
             bail!("--payload {name}: this bundle needs the {needed} payload, not {name}");
         }
         return Ok(Some(PlannedPayload {
             name: name.clone(),
+            platform: platform.clone(),
             version: version.unwrap_or_default().to_string(),
             files: payload::collect(name, src, &scratch_dir.join("payloads"))?,
             assets: Vec::new(),
@@ -503,7 +642,7 @@ fn plan_payload(
         ..opts.downloads.clone()
     };
     let dl = Downloader::new(downloads, cache.clone(), needed);
-    let arch = opts.platform.architecture.as_str();
+    let arch = platform.architecture.as_str();
     let what = match at {
         Some(a) => format!("{a}: payload {needed}"),
         None => format!("payload {needed} (the runtime of a bundle without CLUSTER or RUNTIME)"),
@@ -524,6 +663,7 @@ fn plan_payload(
     .with_context(|| what.clone())?;
     Ok(Some(PlannedPayload {
         name: fetched.name,
+        platform: platform.clone(),
         version: fetched.version,
         files: fetched.files,
         assets: fetched.assets,
@@ -546,7 +686,7 @@ fn lock_of(
     images: &[ResolvedImage],
     copies: &[files::PlannedFile],
     apps: &[apps::PlannedApp],
-    payload: Option<&PlannedPayload>,
+    payloads: &[PlannedPayload],
 ) -> Result<Lock> {
     let rel = |p: &Path| {
         p.strip_prefix(&recipe.context)
@@ -580,14 +720,14 @@ fn lock_of(
             helm = Some(version.clone());
         }
     }
-    if let Some(p) = payload.filter(|p| p.local.is_some()) {
+    for p in payloads.iter().filter(|p| p.local.is_some()) {
+        // One platform keeps the lock's old `<payload>:<role>`; several name theirs.
+        let name = match payloads.len() {
+            1 => p.name.clone(),
+            _ => format!("{}@{}", p.name, p.platform),
+        };
         for f in &p.files {
-            files.push(file(
-                "payload",
-                format!("{}:{}", p.name, f.role),
-                &f.src,
-                None,
-            )?);
+            files.push(file("payload", format!("{name}:{}", f.role), &f.src, None)?);
         }
     }
     let images = images
@@ -598,7 +738,7 @@ fn lock_of(
             platforms: i.platforms.clone(),
         })
         .collect();
-    let assets = payload.map(|p| p.assets.clone()).unwrap_or_default();
+    let assets = payloads.iter().flat_map(|p| p.assets.clone()).collect();
     Ok(Lock::new(helm, images, assets, files))
 }
 
@@ -679,7 +819,7 @@ fn resolve_images(
 struct Planned<'a> {
     images: &'a [ResolvedImage],
     copies: &'a [files::PlannedFile],
-    payloads: &'a [(String, String, Vec<payload::PayloadFile>)],
+    payloads: &'a [PayloadFiles],
     apps: &'a [apps::PlannedApp],
     /// `PACKAGE deb`: the closure's .debs in the content cache.
     packages: Option<&'a crate::packages::Carried>,
@@ -690,12 +830,12 @@ struct Planned<'a> {
     base: Option<&'a base::Base>,
 }
 
-/// Where temporary files go while writing, the key that signs bundle.json, and the time
-/// the SBOM says it was created.
-struct Writing<'a> {
-    tmp_dir: &'a Path,
-    key: Option<&'a crate::sign::SigningKey>,
-    created: u64,
+/// One platform's runtime or cluster payload, as written into every bundle.
+struct PayloadFiles {
+    name: String,
+    version: String,
+    platform: Platform,
+    files: Vec<payload::PayloadFile>,
 }
 
 /// When the build's contents were resolved (Unix seconds): `SOURCE_DATE_EPOCH` when set;
@@ -719,6 +859,21 @@ fn resolved_at(previous: Option<&Lock>, now: &Lock) -> u64 {
         })
 }
 
+/// Where temporary files go while writing, the key that signs bundle.json, the time the
+/// SBOM says it was created, and which of the build's bundles this is.
+struct Writing<'a> {
+    tmp_dir: &'a Path,
+    key: Option<&'a crate::sign::SigningKey>,
+    created: u64,
+    /// The hosts this bundle installs on.
+    platform: &'a Platform,
+    /// Its installer stub ([`stub`]).
+    stub: &'a Path,
+    output: &'a Path,
+    /// The build writes one bundle per platform (payload records name their platform).
+    several: bool,
+}
+
 fn write(
     opts: &BuildOptions,
     mut manifest: BundleManifest,
@@ -727,6 +882,10 @@ fn write(
         tmp_dir,
         key,
         created,
+        platform,
+        stub: stub_path,
+        output,
+        several,
     }: Writing<'_>,
 ) -> Result<BuildReport> {
     let Planned {
@@ -743,14 +902,8 @@ fn write(
         hooks: manifest.hooks.iter().filter(|h| h.inherited).count(),
         ..Default::default()
     };
-    let platforms = if opts.pull.platforms.is_empty() {
-        std::slice::from_ref(&opts.platform)
-    } else {
-        &opts.pull.platforms[..]
-    };
-    let (stub_path, platform) = stub::locate_for(opts.installer.as_deref(), platforms)?;
     manifest.platform = platform.to_string();
-    let stub = std::fs::File::open(&stub_path)
+    let stub = std::fs::File::open(stub_path)
         .with_context(|| format!("opening {}", stub_path.display()))?;
     let image_sizes = images
         .iter()
@@ -761,13 +914,13 @@ fn write(
             .iter()
             .copied()
             .chain(copies.iter().map(|c| c.size))
-            .chain(payloads.iter().flat_map(|p| &p.2).map(|f| f.size))
+            .chain(payloads.iter().flat_map(|p| &p.files).map(|f| f.size))
             .chain(packages.map(|p| p.size())),
     )
     .context("the bundle's parts add up to more than 2^64 bytes")?;
     let bar = ferry_console::bytes_bar(total, "writing", opts.quiet);
     let mut w = BundleWriter::create_with(
-        &opts.output,
+        output,
         stub,
         ferry_bundle::writer::WriterOptions { split: opts.split },
     )?;
@@ -775,9 +928,7 @@ fn write(
         // Ctrl-C removes the partial parts too.
         let most = (total / size + 3).min(ferry_bundle::parts::MAX_PARTS as u64) as usize;
         let parts: Vec<PathBuf> = (2..=most)
-            .map(|i| {
-                ferry_bundle::writer::partial_path(&ferry_bundle::parts::part_path(&opts.output, i))
-            })
+            .map(|i| ferry_bundle::writer::partial_path(&ferry_bundle::parts::part_path(output, i)))
             .collect();
         output::clean_up_on_interrupt(&parts);
     }
@@ -893,22 +1044,37 @@ fn write(
         }
     }
     let mut payload_items = Vec::new();
-    for (name, version, pfiles) in payloads {
+    for p in payloads {
+        let name = &p.name;
+        let own = p.platform == *platform;
         let mut rec = ferry_bundle::manifest::PayloadRecord {
             name: name.clone(),
-            version: version.clone(),
-            platform: String::new(),
+            version: p.version.clone(),
+            // One platform: empty, the bundle's own, as before mixed bundles.
+            platform: if several {
+                p.platform.to_string()
+            } else {
+                String::new()
+            },
             files: BTreeMap::new(),
             inherited: false,
         };
-        for f in pfiles {
-            let entry = paths::payload_entry(name, &f.role);
+        for f in &p.files {
+            let entry = if own {
+                paths::payload_entry(name, &f.role)
+            } else {
+                paths::payload_entry_for(name, &p.platform.to_string(), &f.role)
+            };
             let r = add_maybe_compressed(&mut w, &entry, &f.src, f.size, f.mode, tmp_dir)?;
             rec.files.insert(f.role.clone(), r.path);
             let file = std::fs::File::open(&f.src)
                 .with_context(|| format!("reading {}", f.src.display()))?;
             payload_items.push(crate::sbom::PayloadItem {
-                payload: name.clone(),
+                payload: if several {
+                    format!("{name}@{}", p.platform)
+                } else {
+                    name.clone()
+                },
                 role: f.role.clone(),
                 sha256: ferry_bundle::digest::hash_reader(file)?.0,
                 url: f.url.clone(),
@@ -922,15 +1088,26 @@ fn write(
         for p in bm
             .payloads
             .iter()
-            .filter(|p| !payloads.iter().any(|(n, _, _)| *n == p.name))
+            .filter(|p| !payloads.iter().any(|n| n.name == p.name))
         {
             for entry in p.files.values() {
                 carry(&mut w, base, entry)?;
             }
+            // The base's record says its hosts' platform outright unless they are this
+            // bundle's (and the build is for one platform).
+            let hosts = match p.platform.as_str() {
+                "" => bm.platform.clone(),
+                other => other.to_string(),
+            };
             manifest
                 .payloads
                 .push(ferry_bundle::manifest::PayloadRecord {
                     inherited: true,
+                    platform: if !several && hosts == manifest.platform {
+                        String::new()
+                    } else {
+                        hosts
+                    },
                     ..p.clone()
                 });
             inherited.payloads += 1;
@@ -982,7 +1159,11 @@ fn write(
     w.add_entry(crate::sbom::SBOM_ENTRY, sbom.len() as u64, 0o644, &sbom[..])?;
     manifest.sbom = Some(crate::sbom::SBOM_ENTRY.to_string());
     if let Some(path) = &opts.sbom {
-        std::fs::write(path, &sbom).with_context(|| format!("--sbom {}", path.display()))?;
+        let path = match several {
+            true => output::platform_path(path, platform),
+            false => path.clone(),
+        };
+        std::fs::write(&path, &sbom).with_context(|| format!("--sbom {}", path.display()))?;
     }
     manifest.signer = key.map(|k| k.signer_record());
     let sign = |json: &[u8]| key.expect("a signer only with a key").sign(json);
@@ -996,7 +1177,7 @@ fn write(
     });
     Ok(BuildReport {
         size: done.size,
-        output: opts.output.clone(),
+        output: output.to_path_buf(),
         images: images.len(),
         blobs_written: written,
         blobs_shared: shared,
@@ -1013,6 +1194,7 @@ fn write(
         parts: done.parts,
         signed_by: key.map(|k| k.public_key().fingerprint().to_string()),
         sbom_seconds,
+        outputs: Vec::new(),
     })
 }
 

@@ -2,6 +2,9 @@
 //!
 //! - `<bundle>.sha256`, in `sha256sum` format, so the copy that reaches a site can be
 //!   checked with standard tools (`sha256sum -c delivery.run.sha256`) before anything else.
+//! - With several `--platform`s, one bundle per platform beside `-o`, named by its
+//!   architecture: `delivery-amd64.run`, `delivery-arm64.run` ([`bundle_paths`]); with
+//!   one, the bundle is `-o` itself.
 //! - Temporary files (compressed copies, unpacked payloads, a decompressed airgap
 //!   tarball) live in one scratch directory, `<bundle>.ferry-tmp/`, removed when the build
 //!   ends — also when it is interrupted: Ctrl-C (or SIGTERM) removes the scratch directory
@@ -9,9 +12,56 @@
 
 use anyhow::{Context, Result};
 use ferry_bundle::digest::hash_reader;
+use ferry_bundle::oci::Platform;
 use ferry_bundle::Sha256Digest;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+/// Two of `--platform`'s platforms would write the same file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--platform lists {first} and {second}, whose bundles would both be {path}: give each architecture once")]
+pub struct SamePath {
+    pub first: String,
+    pub second: String,
+    pub path: PathBuf,
+}
+
+/// The bundle for `platform` when a build writes one per platform:
+/// `<stem>-<arch>[-<variant>]<.ext>` beside `out` (`delivery.run` → `delivery-arm64.run`).
+pub fn platform_path(out: &Path, platform: &Platform) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "delivery".into());
+    let ext = out
+        .extension()
+        .map(|e| format!(".{}", e.to_string_lossy()))
+        .unwrap_or_default();
+    let arch = match &platform.variant {
+        Some(v) => format!("{}-{v}", platform.architecture),
+        None => platform.architecture.clone(),
+    };
+    out.with_file_name(format!("{stem}-{arch}{ext}"))
+}
+
+/// Where each platform's bundle goes, in order: `out` itself for one platform,
+/// [`platform_path`] for each of several.
+pub fn bundle_paths(out: &Path, platforms: &[Platform]) -> Result<Vec<PathBuf>, SamePath> {
+    if platforms.len() <= 1 {
+        return Ok(vec![out.to_path_buf()]);
+    }
+    let paths: Vec<PathBuf> = platforms.iter().map(|p| platform_path(out, p)).collect();
+    for (i, p) in paths.iter().enumerate() {
+        if let Some(j) = paths[..i].iter().position(|q| q == p) {
+            return Err(SamePath {
+                first: platforms[j].to_string(),
+                second: platforms[i].to_string(),
+                path: p.clone(),
+            });
+        }
+    }
+    Ok(paths)
+}
 
 /// Paths removed if the build is interrupted.
 static ON_INTERRUPT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
@@ -105,6 +155,37 @@ mod tests {
             .output()
             .unwrap();
         assert!(st.status.success());
+    }
+
+    #[test]
+    fn several_platforms_name_one_bundle_each_beside_the_output() {
+        let ps: Vec<Platform> = ["linux/amd64", "linux/arm64"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let out = Path::new("out/delivery.run");
+        assert_eq!(bundle_paths(out, &ps[..1]).unwrap(), [out]);
+        assert_eq!(
+            bundle_paths(out, &ps).unwrap(),
+            [
+                Path::new("out/delivery-amd64.run"),
+                Path::new("out/delivery-arm64.run")
+            ]
+        );
+        assert_eq!(
+            platform_path(Path::new("edge"), &"linux/arm/v7".parse().unwrap()),
+            Path::new("edge-arm-v7")
+        );
+        assert_eq!(
+            platform_path(Path::new("/x/edge.v2.run"), &ps[1]),
+            Path::new("/x/edge.v2-arm64.run")
+        );
+        let twice = [ps[1].clone(), "linux/arm64".parse().unwrap()];
+        let e = bundle_paths(out, &twice).unwrap_err().to_string();
+        assert!(
+            e.contains("delivery-arm64.run") && e.contains("--platform"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //!
 //! A bundle without `CLUSTER` carries the `containerd` payload; `CLUSTER k3s …` carries
 //! `k3s`. `--payload <name>=<dir|.tar.gz>` supplies one from local files: customers with
-//! vetted binaries, and CI, which has no internet. Each file becomes an entry under
+//! vetted binaries, and CI, which has no internet. A build for several platforms carries
+//! the payload of each (a master hands joining nodes of another architecture theirs), so
+//! local files are given per platform, `--payload <name>@<os/arch>=…`, for every one of
+//! them ([`for_platform`]). Each file becomes an entry under
 //! `files/payloads/<name>/…` (zstd where it helps) and the bundle's `payloads[]` maps the
 //! file's role (`bin/containerd`, `cni/bridge`) to its entry. Payload names, roles and
 //! entry paths are the bundle crate's ([`ferry_bundle::roles`], [`ferry_bundle::paths`]):
@@ -31,28 +34,129 @@ pub struct PayloadFile {
     pub url: Option<String>,
 }
 
-/// `--payload <name>=<dir|file.tar.gz>`.
+/// `--payload <name>[@<platform>]=<dir|file.tar.gz>`. Without `@<platform>` the files are
+/// for the one `--platform` of the build; a build for several platforms needs one
+/// `--payload <name>@<platform>=…` per platform (see [`for_platform`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PayloadSource {
     pub name: String,
+    /// `@linux/arm64`: the platform whose hosts run these files.
+    pub platform: Option<ferry_bundle::oci::Platform>,
     pub path: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?}: expected <name>=<dir|file.tar.gz>, e.g. containerd=./containerd-payload")]
+#[error("{0:?}: expected <name>[@<os/arch>]=<dir|file.tar.gz>, e.g. containerd=./containerd-payload or containerd@linux/arm64=./containerd-arm64")]
 pub struct PayloadSourceError(String);
 
 impl FromStr for PayloadSource {
     type Err = PayloadSourceError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.split_once('=') {
-            Some((n, p)) if !n.is_empty() && !p.is_empty() => Ok(PayloadSource {
-                name: n.to_string(),
-                path: PathBuf::from(p),
-            }),
-            _ => Err(PayloadSourceError(s.to_string())),
+        let bad = || PayloadSourceError(s.to_string());
+        let (n, p) = s.split_once('=').ok_or_else(bad)?;
+        let (name, platform) = match n.split_once('@') {
+            Some((name, pf)) => (name, Some(pf.parse().map_err(|_| bad())?)),
+            None => (n, None),
+        };
+        if name.is_empty() || p.is_empty() {
+            return Err(bad());
+        }
+        Ok(PayloadSource {
+            name: name.to_string(),
+            platform,
+            path: PathBuf::from(p),
+        })
+    }
+}
+
+/// Why `--payload` does not fit the build's platforms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PlatformError {
+    #[error("--payload {name}={path}: this build is for several platforms ({platforms}); say whose files these are, one flag per platform: {hint}")]
+    Unqualified {
+        name: String,
+        path: String,
+        platforms: String,
+        hint: String,
+    },
+    #[error("--payload {name}@{platform}: the build is not for {platform} (--platform {platforms}); add it to --platform or drop this --payload")]
+    NotBuilt {
+        name: String,
+        platform: String,
+        platforms: String,
+    },
+    #[error("--payload gives {name} for {given} but not for {missing}; add --payload {name}@{missing}=<dir> (or drop every --payload to download them all)")]
+    Missing {
+        name: String,
+        given: String,
+        missing: String,
+    },
+    #[error(
+        "--payload {name}@{platform} is given twice; give one directory or archive per platform"
+    )]
+    Twice { name: String, platform: String },
+}
+
+/// Matches the `--payload` sources to the build's `platforms`: the source of each, in
+/// order, or all `None` without `--payload`. One platform: `name=` or `name@<it>=`. Several:
+/// every source must name its platform, and every platform must have one.
+pub fn for_platform<'a>(
+    sources: &'a [PayloadSource],
+    platforms: &[ferry_bundle::oci::Platform],
+) -> Result<Vec<Option<&'a PayloadSource>>, PlatformError> {
+    let list = |ps: &mut dyn Iterator<Item = &ferry_bundle::oci::Platform>| {
+        ps.map(|p| p.to_string()).collect::<Vec<_>>().join(",")
+    };
+    let all = list(&mut platforms.iter());
+    let mut out: Vec<Option<&PayloadSource>> = vec![None; platforms.len()];
+    for s in sources {
+        let i = match &s.platform {
+            None if platforms.len() == 1 => 0,
+            None => {
+                return Err(PlatformError::Unqualified {
+                    name: s.name.clone(),
+                    path: s.path.display().to_string(),
+                    platforms: all,
+                    hint: platforms
+                        .iter()
+                        .map(|p| format!("--payload {}@{p}=<dir>", s.name))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                })
+            }
+            Some(want) => platforms
+                .iter()
+                .position(|p| p.matches(want) || want.matches(p))
+                .ok_or_else(|| PlatformError::NotBuilt {
+                    name: s.name.clone(),
+                    platform: want.to_string(),
+                    platforms: all.clone(),
+                })?,
+        };
+        if out[i].is_some() {
+            return Err(PlatformError::Twice {
+                name: s.name.clone(),
+                platform: platforms[i].to_string(),
+            });
+        }
+        out[i] = Some(s);
+    }
+    if let Some(given) = out.iter().flatten().next() {
+        if let Some(i) = out.iter().position(Option::is_none) {
+            return Err(PlatformError::Missing {
+                name: given.name.clone(),
+                given: list(
+                    &mut platforms
+                        .iter()
+                        .zip(&out)
+                        .filter(|(_, s)| s.is_some())
+                        .map(|(p, _)| p),
+                ),
+                missing: platforms[i].to_string(),
+            });
         }
     }
+    Ok(out)
 }
 
 /// Why a payload archive was not unpacked; each names the archive and, where it applies,
@@ -395,5 +499,68 @@ mod tests {
         );
         assert!("k3s".parse::<PayloadSource>().is_err());
         assert!("=x".parse::<PayloadSource>().is_err());
+        assert!("k3s@=x".parse::<PayloadSource>().is_err());
+        assert!("k3s@linux=x".parse::<PayloadSource>().is_err());
+        let p: PayloadSource = "containerd@linux/arm64=./arm".parse().unwrap();
+        assert_eq!(p.name, "containerd");
+        assert_eq!(p.platform.unwrap().to_string(), "linux/arm64");
+    }
+
+    fn platforms(s: &[&str]) -> Vec<ferry_bundle::oci::Platform> {
+        s.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
+    fn sources(s: &[&str]) -> Vec<PayloadSource> {
+        s.iter().map(|p| p.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn one_platform_takes_an_unqualified_payload_as_before() {
+        let one = platforms(&["linux/amd64"]);
+        let src = sources(&["containerd=./d"]);
+        assert_eq!(for_platform(&src, &one).unwrap(), [Some(&src[0])]);
+        let src = sources(&["containerd@linux/amd64=./d"]);
+        assert_eq!(for_platform(&src, &one).unwrap(), [Some(&src[0])]);
+        assert_eq!(for_platform(&[], &one).unwrap(), [None]);
+    }
+
+    #[test]
+    fn several_platforms_need_one_qualified_payload_each() {
+        let two = platforms(&["linux/amd64", "linux/arm64"]);
+        let src = sources(&[
+            "containerd@linux/arm64=./arm",
+            "containerd@linux/amd64=./amd",
+        ]);
+        assert_eq!(
+            for_platform(&src, &two).unwrap(),
+            [Some(&src[1]), Some(&src[0])]
+        );
+        assert_eq!(for_platform(&[], &two).unwrap(), [None, None]);
+        let e = for_platform(&sources(&["containerd=./d"]), &two)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--payload containerd=./d")
+                && e.contains("--payload containerd@linux/arm64=<dir>"),
+            "{e}"
+        );
+        let e = for_platform(&sources(&["containerd@linux/amd64=./d"]), &two)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not for linux/arm64") && e.contains("--payload containerd@linux/arm64="),
+            "{e}"
+        );
+        let e = for_platform(&sources(&["containerd@linux/s390x=./d"]), &two)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not for linux/s390x"), "{e}");
+        let e = for_platform(
+            &sources(&["containerd@linux/arm64=./a", "containerd@linux/arm64=./b"]),
+            &two,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("twice"), "{e}");
     }
 }

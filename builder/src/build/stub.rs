@@ -6,7 +6,9 @@
 //! `ferry-installer` for amd64, `ferry-installer-aarch64` for arm64. The stub must
 //! already be stripped (`strip` after appending would cut the payload off), and built
 //! for the bundle's architecture: an amd64 stub in an arm64 bundle would only fail on the
-//! site, at the first command.
+//! site, at the first command. A build for several platforms writes one bundle per
+//! platform; `--installer` then serves the platform it runs on and the others take the
+//! stub beside `ferry` ([`locate_among`]).
 
 use ferry_bundle::oci::Platform;
 use std::path::{Path, PathBuf};
@@ -44,27 +46,26 @@ fn stub_for(platform: &Platform) -> Option<(&'static str, u16, &'static str)> {
     }
 }
 
-/// The stub for the first of `platforms` (or, when `--installer` names a stub, for the
-/// one of them it can run on) and that platform.
-pub fn locate_for(
-    explicit: Option<&Path>,
-    platforms: &[Platform],
-) -> Result<(PathBuf, Platform), StubError> {
-    let mut first_err = None;
-    for p in platforms {
-        match locate(explicit, p) {
-            Ok(path) => return Ok((path, p.clone())),
-            Err(e) => {
-                first_err.get_or_insert(e);
-                if explicit.is_none() && std::env::var_os("FERRY_INSTALLER").is_none() {
-                    break;
-                }
-            }
+/// The stub for `platform` in a build for several platforms (one bundle each):
+/// `explicit` (or `$FERRY_INSTALLER`) for the platform it runs on, the stub beside `ferry`
+/// for the others.
+pub fn locate_among(explicit: Option<&Path>, platform: &Platform) -> Result<PathBuf, StubError> {
+    let given = explicit
+        .map(Path::to_path_buf)
+        .or_else(|| std::env::var_os("FERRY_INSTALLER").map(PathBuf::from));
+    if let Some(g) = given {
+        match locate(Some(&g), platform) {
+            Err(StubError::WrongArch { .. }) => {}
+            r => return r,
         }
     }
-    Err(first_err.unwrap_or(StubError::Unsupported {
-        platform: "(no --platform)".into(),
-    }))
+    let (file, _, _) = stub_for(platform).ok_or_else(|| StubError::Unsupported {
+        platform: platform.to_string(),
+    })?;
+    let beside = std::env::current_exe()
+        .map_err(StubError::OwnExe)?
+        .with_file_name(file);
+    locate(Some(&beside), platform)
 }
 
 pub fn locate(explicit: Option<&Path>, platform: &Platform) -> Result<PathBuf, StubError> {
@@ -150,5 +151,21 @@ mod tests {
         assert!(locate(Some(elf(0xb7).path()), &arm).is_ok());
         let e = locate(Some(amd.path()), &"linux/s390x".parse().unwrap()).unwrap_err();
         assert!(e.to_string().contains("linux/s390x"), "{e}");
+    }
+
+    #[test]
+    fn among_several_platforms_the_given_stub_serves_its_own() {
+        let arm = elf(0xb7);
+        let p: Platform = "linux/arm64".parse().unwrap();
+        assert_eq!(locate_among(Some(arm.path()), &p).unwrap(), arm.path());
+        // For amd64 the arm64 stub is passed over for the one beside the running binary
+        // (the test executable's directory has none: the error names that file).
+        let e = locate_among(Some(arm.path()), &"linux/amd64".parse().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ferry-installer") && !e.contains(&arm.path().display().to_string()),
+            "{e}"
+        );
     }
 }

@@ -68,6 +68,19 @@ pub fn run(args: &BuildArgs, output: OutputFormat, quiet: bool) -> Result<()> {
                 r.pulled.blobs_reused,
                 started.elapsed().as_secs_f64()
             )?;
+            if r.outputs.len() > 1 {
+                outln!("one bundle per platform (each host takes the one of its architecture; every bundle carries every platform's runtime for joining nodes):")?;
+                for o in &r.outputs {
+                    outln!(
+                        "  {}\t{} ({} bytes, sha256 {}, in {})",
+                        o.platform,
+                        o.path.display(),
+                        o.size,
+                        o.sha256,
+                        o.checksum_file.display()
+                    )?;
+                }
+            }
             if r.parts.len() > 1 {
                 outln!(
                     "in {} parts: {} … {} (copy them all into one directory and run {})",

@@ -6,7 +6,7 @@
 //! (`files[].dest`) are a [`HostPath`]: parsed when bundle.json is read, so a destination
 //! that could leave `--root` (`/etc/../../x`) never reaches the installer's file code.
 //! The entry-path builders ([`blob_entry`], [`rootfs_entry`], [`app_entry`],
-//! [`payload_entry`]) are the only place the payload's directory scheme is spelled out.
+//! [`payload_entry`], [`payload_entry_for`]) are the only place the payload's directory scheme is spelled out.
 
 use crate::digest::Sha256Digest;
 use std::fmt;
@@ -226,8 +226,22 @@ pub fn app_entry(app: &str, rel: &str) -> String {
 }
 
 /// Entry path of a payload's file: `files/payloads/<payload>/<role>` (see [`crate::roles`]).
+/// The runtime of the bundle's own platform lives here.
 pub fn payload_entry(payload: &str, role: &str) -> String {
     format!("{}/payloads/{payload}/{role}", crate::FILES_DIR)
+}
+
+/// Entry path of a payload's file for hosts of another `platform` (`linux/arm64`) than the
+/// bundle's own, in a bundle for mixed clusters:
+/// `files/payloads/<payload>@<os>-<arch>[-<variant>]/<role>`, e.g.
+/// `files/payloads/containerd@linux-arm64/bin/containerd`. Never equal to
+/// [`payload_entry`] (payload names have no `@`), nor to another platform's.
+pub fn payload_entry_for(payload: &str, platform: &str, role: &str) -> String {
+    format!(
+        "{}/payloads/{payload}@{}/{role}",
+        crate::FILES_DIR,
+        platform.replace('/', "-")
+    )
 }
 
 #[cfg(test)]
@@ -315,6 +329,13 @@ mod tests {
         assert_eq!(
             payload_entry("containerd", crate::roles::CONTAINERD),
             "files/payloads/containerd/bin/containerd"
+        );
+        let arm = payload_entry_for("containerd", "linux/arm64", crate::roles::CONTAINERD);
+        assert_eq!(arm, "files/payloads/containerd@linux-arm64/bin/containerd");
+        assert!(check_entry_path(&arm).is_ok());
+        assert_ne!(
+            payload_entry_for("k3s", "linux/arm64/v8", "k3s"),
+            payload_entry_for("k3s", "linux/arm64", "k3s")
         );
     }
 }

@@ -163,6 +163,8 @@ pub fn diff(old: &Bundle, new: &Bundle) -> Diff {
         b.manifest
             .payloads
             .iter()
+            // This host's runtime: a mixed-cluster bundle also carries other platforms'.
+            .filter(|p| b.manifest.payload(&p.name) == Some(*p))
             .flat_map(|p| {
                 p.files
                     .iter()
