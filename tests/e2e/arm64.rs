@@ -319,6 +319,58 @@ fn two_platforms_write_one_bundle_each_carrying_every_runtime() {
         .entry
         .starts_with("files/payloads/containerd@linux-amd64/bin/containerd"));
 
+    // A real request from an arm64 node: the amd64 bundle installed as a master (loopback),
+    // the arm64 bundle's installer under qemu (as its site would run `delivery-arm64.run
+    // join`) joins it. The master serves it the (fake) arm64 runtime, checked by sha256
+    // as it streams; the join then stops where the fake containerd cannot start.
+    let master = crate::install::Sandbox::new(&x86, t.path().join("master"));
+    // FERRY_LOG=debug: the master's join listener logs every request it answers.
+    run_ok(master.cmd().arg("-q").env("FERRY_LOG", "debug"));
+    let token = std::fs::read_to_string(master.root.join("etc/ferry/token")).unwrap();
+    let node = t.path().join("arm64-node");
+    let join = qemu_aarch64(&arm64)
+        .arg("--root")
+        .arg(&node)
+        .args(["join", &format!("127.0.0.1:{}", master.join_port)])
+        .args([
+            "--token",
+            token.trim(),
+            "--yes",
+            "-q",
+            "--wait-timeout",
+            "5",
+        ])
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&join.stderr);
+    let mut logs = String::new();
+    for e in std::fs::read_dir(master.root.join("var/log/ferry")).unwrap() {
+        logs += &std::fs::read_to_string(e.unwrap().path()).unwrap_or_default();
+    }
+    // Every arm64 runtime file was asked for and served (200); none of the amd64 ones.
+    for role in ["bin/containerd", "bin/runc", "bin/ctr", "cni/bridge"] {
+        let got = format!(
+            "target=/ferry/v1/entry/files/payloads/containerd@linux-arm64/{role} status=200"
+        );
+        assert!(
+            logs.contains(&got),
+            "{got} not in the master's logs:\n{said}"
+        );
+    }
+    assert!(
+        !logs.contains("/ferry/v1/entry/files/payloads/containerd/"),
+        "an amd64 runtime file went to the arm64 node"
+    );
+    // The fake containerd cannot run: the join stops there, naming it, and undoes its phase.
+    assert!(!join.status.success(), "{said}");
+    assert!(said.contains("phase runtime"), "{said}");
+    run_ok(
+        qemu_aarch64(&arm64)
+            .arg("--root")
+            .arg(&node)
+            .args(["reset", "--yes", "-q"]),
+    );
+
     // An unqualified --payload with several platforms is refused, naming the flag to use.
     let msg = run_fail(
         Command::new(ferry())
