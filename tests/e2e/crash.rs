@@ -1,5 +1,6 @@
-//! Crashes at any instant, with real processes: `kill -9` of `delivery.run` install and of
-//! a join (two network-namespace hosts, as in `join`) at random instants, each followed
+//! Crashes at any instant, with real processes: `kill -9` of `delivery.run` install, of an
+//! upgrade (v1 installed, v2's `upgrade`), and of a join (two network-namespace hosts, as
+//! in `join`) at random instants, each followed
 //! by a re-run that must converge — status healthy, the image pulls by its name and runs
 //! — and a `reset --yes` after which no file and no process of the host is left. Then
 //! power cuts: every process of the host killed at once, with the staged bundle cut
@@ -13,6 +14,7 @@
 
 use crate::install::{runtime_bundle, Sandbox};
 use crate::join::{files_under, install_master, Net};
+use crate::upgrade::{build, fresh_run, with_bundle};
 use ferry_tests::bins::{installer, run_fail, run_ok};
 use std::path::Path;
 use std::process::Command;
@@ -208,6 +210,72 @@ fn an_install_killed_at_random_instants_converges_and_resets_clean() {
     eprintln!(
         "crash: install: {} trials, {} kill -9s at {:?}..{:?} of a {full:?} install; every re-run converged \
          (healthy, image pulled and run); every reset left no file and no process",
+        trials(),
+        instants.len(),
+        instants.first().unwrap(),
+        instants.last().unwrap()
+    );
+}
+
+#[test]
+fn an_upgrade_killed_at_random_instants_converges_and_resets_clean() {
+    let t = tempfile::tempdir().unwrap();
+    crate::install::images_and_payload(t.path());
+    let payload = t.path().join("payload");
+    let v1 = build(
+        t.path(),
+        "v1.run",
+        "IMAGE oci:layout:a AS docker.io/library/app:1\n",
+        &payload,
+    );
+    let v2 = build(
+        t.path(),
+        "v2.run",
+        "IMAGE oci:layout:b AS docker.io/library/app:1\nIMAGE oci:layout:a AS docker.io/library/new:1\n",
+        &payload,
+    );
+    let sb = Sandbox::new(&v1, t.path().join("root"));
+    let up = with_bundle(&sb, &v2);
+    let mut rng = Rng::new("upgrade");
+    // How long a whole upgrade takes here: the window the kills fall in.
+    run_ok(sb.cmd().arg("-q"));
+    let started = Instant::now();
+    run_ok(up.cmd().args(["upgrade", "-q"]));
+    let full = started.elapsed();
+    run_ok(sb.cmd().args(["reset", "-q"]));
+    assert_nothing_left(&sb.root, "first reset");
+
+    let mut instants = Vec::new();
+    for trial in 0..trials() {
+        run_ok(sb.cmd().arg("-q"));
+        for _ in 0..1 + rng.below(3) {
+            let at = Duration::from_millis(rng.below(full.as_millis() as u64));
+            instants.push(at);
+            let mut c = up.cmd();
+            c.args(["upgrade", "-q"]);
+            kill_after(c, at);
+        }
+        let what = format!(
+            "upgrade trial {trial} (kills at {:?})",
+            &instants[instants.len().saturating_sub(3)..]
+        );
+        // Run again: the upgrade completes from wherever it was killed.
+        run_ok(up.cmd().args(["upgrade", "-q"]));
+        assert_healthy(&up, &what);
+        for (name, want) in [
+            ("docker.io/library/app:1", "hello from image b"),
+            ("docker.io/library/new:1", "hello from image a"),
+        ] {
+            let ran = run_printing(|n| fresh_run(&up, name, &format!("u{trial}-{n}")));
+            assert_eq!(ran, want, "{what}: {name}: {}", log_tail(&sb.root));
+        }
+        run_ok(up.cmd().args(["reset", "-q"]));
+        assert_nothing_left(&sb.root, &what);
+    }
+    instants.sort();
+    eprintln!(
+        "crash: upgrade: {} trials, {} kill -9s at {:?}..{:?} of a {full:?} upgrade; every re-run converged \
+         (healthy, v2's content pulled and run); every reset left no file and no process",
         trials(),
         instants.len(),
         instants.first().unwrap(),

@@ -8,7 +8,7 @@ use ferry_tests::bins::{build_kubefile, run_fail, run_ok};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn build(dir: &Path, out: &str, images: &str, payload: &Path) -> PathBuf {
+pub(crate) fn build(dir: &Path, out: &str, images: &str, payload: &Path) -> PathBuf {
     let payload = format!("containerd={}", payload.display());
     build_kubefile(
         dir,
@@ -19,7 +19,7 @@ fn build(dir: &Path, out: &str, images: &str, payload: &Path) -> PathBuf {
 }
 
 /// Same root and ports as `sb`, another bundle.
-fn with_bundle(sb: &Sandbox, bundle: &Path) -> Sandbox {
+pub(crate) fn with_bundle(sb: &Sandbox, bundle: &Path) -> Sandbox {
     Sandbox {
         bundle: bundle.to_path_buf(),
         root: sb.root.clone(),
@@ -29,7 +29,7 @@ fn with_bundle(sb: &Sandbox, bundle: &Path) -> Sandbox {
 }
 
 /// Pulls `name` afresh (any cached copy removed first) and runs it.
-fn fresh_run(sb: &Sandbox, name: &str, id: &str) -> String {
+pub(crate) fn fresh_run(sb: &Sandbox, name: &str, id: &str) -> String {
     let _ = sb.ctr(&["images", "rm", name]).output();
     sb.pull_and_run(name, id).trim().to_string()
 }
