@@ -278,8 +278,10 @@ pub struct BuildArgs {
     #[arg(long, conflicts_with = "payloads")]
     pub no_payload: bool,
     /// Write a delta: carry only what this earlier bundle (of the same name) lacks. The
-    /// site needs that exact bundle installed to install or upgrade to the delta.
-    #[arg(long, value_name = "OLD.run")]
+    /// site needs that exact bundle installed to install or upgrade to the delta. A file,
+    /// or a pushed bundle's registry reference (host[:port]/repo:tag, pulled once into the
+    /// cache; --insecure-registry and credentials as for images).
+    #[arg(long, value_name = "OLD.run|REF")]
     pub delta_from: Option<PathBuf>,
     #[command(flatten)]
     pub candidates: CandidateArgs,

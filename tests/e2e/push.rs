@@ -172,6 +172,45 @@ fn push_then_pull_is_byte_identical_with_basic_auth_and_a_second_push_sends_no_b
     assert!(!t.path().join("pulled.run.partial").exists());
     assert!(!t.path().join("pulled.run.partial.json").exists());
 
+    // A delta against the pushed bundle, named by its reference: pulled once into the
+    // build's cache, and the delta records the pushed bundle as its base.
+    let v2 = t.path().join("v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    std::fs::write(v2.join("motd"), "v2 motd\n").unwrap();
+    std::fs::write(
+        v2.join("Kubefile"),
+        format!(
+            "FROM scratch\nLABEL name=base\nLABEL version=2\n\
+             IMAGE oci:{}:a AS docker.io/library/app:1\nCOPY motd /etc/motd\n",
+            t.path().join("layout").display()
+        ),
+    )
+    .unwrap();
+    let delta = v2.join("v2.run");
+    let built = json(&run_ok(
+        ferry_in(&docker, &t.path().join("delta-cache"))
+            .args(["build", "--output", "json", "--no-payload", "-f"])
+            .arg(v2.join("Kubefile"))
+            .arg("-o")
+            .arg(&delta)
+            .args(["--delta-from", &target, "--insecure-registry", reg.host()]),
+    ));
+    let base_id = ferry_bundle::Bundle::open(&bundle)
+        .unwrap()
+        .footer
+        .payload_sha256;
+    assert!(
+        built["delta"]["base"]
+            .as_str()
+            .unwrap()
+            .contains(&base_id.to_string()),
+        "{built}"
+    );
+    let info = json(&run_ok(
+        Command::new(&delta).args(["--info", "--output", "json"]),
+    ));
+    assert_eq!(info["delta"]["base"], base_id.to_string(), "{info}");
+
     // A second push sends no blob; a push from another machine (no record) neither.
     for c in [&cache, &t.path().join("other-cache")] {
         let again = push(c);

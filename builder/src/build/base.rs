@@ -45,18 +45,27 @@ pub fn is_file(spec: &str, context: &Path) -> bool {
         || context.join(spec).is_file()
 }
 
+/// The bundle `spec` names as a local file: a path (relative to `dir`), or a registry
+/// reference whose bundle is pulled into the content cache (once); with the digest the
+/// reference resolved to.
+pub fn locate(
+    spec: &str,
+    dir: &Path,
+    opts: &BuildOptions,
+) -> Result<(PathBuf, Option<Sha256Digest>)> {
+    if is_file(spec, dir) {
+        return Ok((dir.join(spec), None));
+    }
+    let r = Reference::parse(spec)
+        .context("neither a bundle file (name it ./x.run) nor a registry reference")?;
+    let (path, digest) = pull_into_cache(&r, opts)?;
+    Ok((path, Some(digest)))
+}
+
 /// Opens (pulling it first, for a reference) the base `spec` written at `at`.
 pub fn open(spec: &str, at: &Origin, opts: &BuildOptions) -> Result<Base> {
-    let (path, registry_digest) = if is_file(spec, &opts.context) {
-        (opts.context.join(spec), None)
-    } else {
-        let r = Reference::parse(spec).with_context(|| {
-            format!("{at}: FROM {spec}: neither a bundle file (name it ./x.run) nor a registry reference")
-        })?;
-        let (path, digest) =
-            pull_into_cache(&r, opts).with_context(|| format!("{at}: FROM {spec}"))?;
-        (path, Some(digest))
-    };
+    let (path, registry_digest) =
+        locate(spec, &opts.context, opts).with_context(|| format!("{at}: FROM {spec}"))?;
     let bundle = Bundle::open(&path).with_context(|| format!("{at}: FROM {spec}"))?;
     let m = &bundle.manifest;
     if !m.platform.is_empty() && m.platform != opts.platform.to_string() {

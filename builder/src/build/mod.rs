@@ -198,6 +198,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             false => stub::locate(opts.installer.as_deref(), p),
         })
         .collect::<Result<Vec<_>, _>>()?;
+    // `--delta-from`: a bundle file, or a pushed bundle pulled into the cache (once).
+    let delta_base = match &opts.delta_from {
+        Some(spec) => Some(
+            base::locate(&spec.to_string_lossy(), Path::new("."), opts)
+                .with_context(|| format!("--delta-from {}", spec.display()))?
+                .0,
+        ),
+        None => None,
+    };
     let base = match &recipe.base {
         Some((spec, at)) => Some(base::open(spec, at, opts)?),
         None => None,
@@ -468,6 +477,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
                 stub,
                 output: out,
                 several,
+                delta_from: delta_base.as_deref(),
             },
         )?;
         let (sha, file) = output::write_checksum(out, &r.parts)?;
@@ -872,6 +882,8 @@ struct Writing<'a> {
     output: &'a Path,
     /// The build writes one bundle per platform (payload records name their platform).
     several: bool,
+    /// `--delta-from`'s bundle as a local file (pulled into the cache for a reference).
+    delta_from: Option<&'a Path>,
 }
 
 fn write(
@@ -886,6 +898,7 @@ fn write(
         stub: stub_path,
         output,
         several,
+        delta_from,
     }: Writing<'_>,
 ) -> Result<BuildReport> {
     let Planned {
@@ -932,13 +945,13 @@ fn write(
             .collect();
         output::clean_up_on_interrupt(&parts);
     }
-    if let Some(old) = &opts.delta_from {
+    if let (Some(old), Some(spec)) = (delta_from, &opts.delta_from) {
         let base = ferry_bundle::Bundle::open(old)
-            .with_context(|| format!("--delta-from {}", old.display()))?;
+            .with_context(|| format!("--delta-from {}", spec.display()))?;
         if base.manifest.name != manifest.name {
             bail!(
                 "--delta-from {}: that is bundle {}, this one is {}; a delta upgrades a bundle to a newer version of itself",
-                old.display(),
+                spec.display(),
                 base.manifest.name,
                 manifest.name
             );
