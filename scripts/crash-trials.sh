@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Crash trials with real processes (tests/e2e/crash.rs): kill -9 of install and of join
+# Crash trials with real processes (tests/e2e/crash.rs): kill -9 of install, of upgrade and of join
 # (two network namespaces) at random instants, N trials each (default 20), every re-run
 # converging and every reset leaving no file and no process; then the power-cut cases.
 # Prints the figures (the `crash:` lines) that docs/reliability.md records. Run as root.
