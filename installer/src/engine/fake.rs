@@ -36,6 +36,8 @@ struct State {
     /// passes again after its second (a new version that is broken, then rolled back).
     broken_after_restart: BTreeMap<String, (String, String)>,
     restarts: BTreeMap<String, usize>,
+    /// Services running another command line than ferry last journaled, until restarted.
+    stale: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -46,6 +48,15 @@ pub struct RecordingSystem {
 impl RecordingSystem {
     pub fn new() -> RecordingSystem {
         RecordingSystem::default()
+    }
+    /// `name` runs (as a process ferry started with another command line than the one
+    /// it journaled: a run killed between restarting it and saving the journal).
+    pub fn running_stale(self, name: &str) -> Self {
+        let mut s = self.state.lock().unwrap();
+        s.running.insert(name.to_string());
+        s.stale.insert(name.to_string());
+        drop(s);
+        self
     }
     /// Dies at the `n`-th checkpoint (0-based) from now on.
     pub fn crash_at(self, n: usize) -> Self {
@@ -136,6 +147,7 @@ impl System for RecordingSystem {
     fn restart_service(&self, _host: &Host, svc: &ServiceSpec) -> Result<(), SysError> {
         let mut s = self.state.lock().unwrap();
         s.running.insert(svc.name.clone());
+        s.stale.remove(&svc.name);
         s.calls.push(Call::Restart(svc.name.clone()));
         *s.restarts.entry(svc.name.clone()).or_default() += 1;
         Ok(())
@@ -147,6 +159,9 @@ impl System for RecordingSystem {
             .running
             .contains(name)
             .then_some(4242)
+    }
+    fn service_runs_as_planned(&self, _host: &Host, svc: &ServiceSpec) -> bool {
+        !self.state.lock().unwrap().stale.contains(&svc.name)
     }
     fn probe(&self, _host: &Host, check: &HealthCheck) -> Result<String, String> {
         let mut s = self.state.lock().unwrap();

@@ -204,7 +204,11 @@ impl Engine<'_> {
         let want = svc.revision.to_string();
         let had = j.revisions.insert(svc.name.clone(), want.clone());
         let running = self.sys.service_pid(self.host, &svc.name).is_some();
-        if running && had.as_deref() != Some(want.as_str()) {
+        // The journal's revision is what ferry last started; the process may run another
+        // (a run killed between restarting it and saving the journal): its command line
+        // says which.
+        let stale = running && !self.sys.service_runs_as_planned(self.host, svc);
+        if running && (had.as_deref() != Some(want.as_str()) || stale) {
             self.report.say(&format!(
                 "    restarting {} (its binary or configuration changed)",
                 svc.name

@@ -73,6 +73,12 @@ pub trait System {
     }
     /// The pid of a running supervised service.
     fn service_pid(&self, host: &Host, name: &str) -> Option<i32>;
+    /// Whether the running `svc` was started as `svc` says (its supervisor's command
+    /// line). False when it runs another one: a run killed after restarting a service but
+    /// before journaling its revision leaves the journal believing the old one.
+    fn service_runs_as_planned(&self, _host: &Host, _svc: &ServiceSpec) -> bool {
+        true
+    }
     /// One probe of a health check: `Ok(report)` when it passes (the report, possibly
     /// empty, is shown to the operator), `Err(why not)` otherwise.
     fn probe(&self, host: &Host, check: &HealthCheck) -> Result<String, String>;
@@ -145,6 +151,13 @@ impl System for RealSystem {
 
     fn service_pid(&self, host: &Host, name: &str) -> Option<i32> {
         crate::service::running_pid(host, name)
+    }
+
+    fn service_runs_as_planned(&self, host: &Host, svc: &ServiceSpec) -> bool {
+        match &svc.manager {
+            ServiceManager::Supervisor { argv } => crate::service::runs_with(host, &svc.name, argv),
+            ServiceManager::Systemd { .. } => true,
+        }
     }
 
     fn probe(&self, host: &Host, check: &HealthCheck) -> Result<String, String> {

@@ -361,6 +361,37 @@ fn a_staged_bundle_cut_short_is_staged_again() {
     assert_eq!(tree(&f.root), want);
 }
 
+/// Found by the upgrade kill -9 trials (tests/e2e/crash.rs): a run killed after
+/// restarting the registry with an upgrade's command line but before saving the journal
+/// left it running that command line (serving a staged file the recovery then removed)
+/// while the journal still held the old revision, so nothing restarted it. A service whose
+/// process runs another command line than planned is restarted.
+#[test]
+fn a_service_running_another_command_line_than_planned_is_restarted() {
+    let f = fixture(None);
+    install_with(&f, &RecordingSystem::new()).unwrap();
+    // Same journal, same revisions; only the process differs.
+    let sys = RecordingSystem::new()
+        .running_stale("registry")
+        .running_stale("containerd");
+    install_with(&f, &sys).unwrap();
+    let calls = sys.calls();
+    for svc in ["registry", "containerd"] {
+        assert!(
+            calls.contains(&crate::engine::fake::Call::Restart(svc.into())),
+            "{svc} not restarted: {calls:?}"
+        );
+    }
+    // Running as planned: left alone.
+    let sys = RecordingSystem::new();
+    install_with(&f, &sys).unwrap();
+    install_with(&f, &sys).unwrap();
+    assert!(!sys
+        .calls()
+        .iter()
+        .any(|c| matches!(c, crate::engine::fake::Call::Restart(_))));
+}
+
 /// Found by the kill -9 trials (tests/e2e/crash.rs): a run killed right after the
 /// journal's first save (which creates the data directory) left that directory unclaimed,
 /// so reset kept it and everything the runtime later wrote into it.

@@ -91,6 +91,23 @@ pub fn running_pid(host: &Host, name: &str) -> Option<i32> {
     alive(pid).then_some(pid)
 }
 
+/// Whether the running supervisor of `name` (if any) was started with `supervisor` (its
+/// whole argv; the program name itself is not compared).
+pub fn runs_with(host: &Host, name: &str, supervisor: &[String]) -> bool {
+    let Some(pid) = running_pid(host, name) else {
+        return true;
+    };
+    let Ok(raw) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return true;
+    };
+    let raw = raw.strip_suffix(&[0]).unwrap_or(&raw);
+    let running: Vec<String> = raw
+        .split(|b| *b == 0)
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    running.get(1..) == supervisor.get(1..)
+}
+
 pub fn alive(pid: i32) -> bool {
     pid > 0
         && nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
