@@ -60,8 +60,13 @@ fuzz_target!(|data: &[u8]| {
     };
     // The entry table passed; bundle.json may still be refused for what it names
     // (an `sbom` entry it does not carry).
-    let Ok(b) = Bundle::from_parts(f.path().to_path_buf(), handle.clone(), 1 << 20, footer, manifest)
-    else {
+    let Ok(b) = Bundle::from_parts(
+        f.path().to_path_buf(),
+        handle.clone(),
+        1 << 20,
+        footer,
+        manifest,
+    ) else {
         return;
     };
     common::plan_everything(&b, data[0] & 1 == 1);

@@ -14,7 +14,7 @@
 
 use crate::install::{runtime_bundle, Sandbox};
 use crate::join::{files_under, install_master, Net};
-use crate::upgrade::{build, fresh_run, with_bundle};
+use crate::upgrade::{fresh_run, v1_and_v2, with_bundle};
 use ferry_tests::bins::{installer, run_fail, run_ok};
 use std::path::Path;
 use std::process::Command;
@@ -221,19 +221,7 @@ fn an_install_killed_at_random_instants_converges_and_resets_clean() {
 fn an_upgrade_killed_at_random_instants_converges_and_resets_clean() {
     let t = tempfile::tempdir().unwrap();
     crate::install::images_and_payload(t.path());
-    let payload = t.path().join("payload");
-    let v1 = build(
-        t.path(),
-        "v1.run",
-        "IMAGE oci:layout:a AS docker.io/library/app:1\n",
-        &payload,
-    );
-    let v2 = build(
-        t.path(),
-        "v2.run",
-        "IMAGE oci:layout:b AS docker.io/library/app:1\nIMAGE oci:layout:a AS docker.io/library/new:1\n",
-        &payload,
-    );
+    let (v1, v2) = v1_and_v2(t.path(), &t.path().join("payload"));
     let sb = Sandbox::new(&v1, t.path().join("root"));
     let up = with_bundle(&sb, &v2);
     let mut rng = Rng::new("upgrade");

@@ -8,7 +8,7 @@ use ferry_tests::bins::{build_kubefile, run_fail, run_ok};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-pub(crate) fn build(dir: &Path, out: &str, images: &str, payload: &Path) -> PathBuf {
+fn build(dir: &Path, out: &str, images: &str, payload: &Path) -> PathBuf {
     let payload = format!("containerd={}", payload.display());
     build_kubefile(
         dir,
@@ -16,6 +16,23 @@ pub(crate) fn build(dir: &Path, out: &str, images: &str, payload: &Path) -> Path
         out,
         &["--payload", &payload],
     )
+}
+
+/// v2's images: app:1 with image b's content, and an added new:1.
+const V2_IMAGES: &str =
+    "IMAGE oci:layout:b AS docker.io/library/app:1\nIMAGE oci:layout:a AS docker.io/library/new:1\n";
+
+/// v1 (app:1 with image a's content) and v2 (app:1 now with b's, and an added new:1),
+/// both with the runtime `payload`.
+pub(crate) fn v1_and_v2(dir: &Path, payload: &Path) -> (PathBuf, PathBuf) {
+    let v1 = build(
+        dir,
+        "v1.run",
+        "IMAGE oci:layout:a AS docker.io/library/app:1\n",
+        payload,
+    );
+    let v2 = build(dir, "v2.run", V2_IMAGES, payload);
+    (v1, v2)
 }
 
 /// Same root and ports as `sb`, another bundle.
@@ -38,18 +55,7 @@ pub(crate) fn fresh_run(sb: &Sandbox, name: &str, id: &str) -> String {
 fn upgrade_serves_new_content_fails_safely_survives_kill_and_rolls_back() {
     let t = tempfile::tempdir().unwrap();
     images_and_payload(t.path());
-    let v1 = build(
-        t.path(),
-        "v1.run",
-        "IMAGE oci:layout:a AS docker.io/library/app:1\n",
-        &t.path().join("payload"),
-    );
-    let v2 = build(
-        t.path(),
-        "v2.run",
-        "IMAGE oci:layout:b AS docker.io/library/app:1\nIMAGE oci:layout:a AS docker.io/library/new:1\n",
-        &t.path().join("payload"),
-    );
+    let (v1, v2) = v1_and_v2(t.path(), &t.path().join("payload"));
     // v3: v2's images with a containerd that cannot start.
     let broken = t.path().join("broken-payload");
     run_ok(
@@ -63,12 +69,7 @@ fn upgrade_serves_new_content_fails_safely_survives_kill_and_rolls_back() {
         "#!/bin/sh\necho broken containerd >&2\nexit 1\n",
     )
     .unwrap();
-    let v3 = build(
-        t.path(),
-        "v3.run",
-        "IMAGE oci:layout:b AS docker.io/library/app:1\nIMAGE oci:layout:a AS docker.io/library/new:1\n",
-        &broken,
-    );
+    let v3 = build(t.path(), "v3.run", V2_IMAGES, &broken);
 
     let sb = Sandbox::new(&v1, t.path().join("root"));
     run_ok(sb.cmd().arg("-q"));
@@ -138,19 +139,11 @@ fn a_delta_upgrade_carries_only_what_changed_and_serves_the_rest_from_v1() {
     let t = tempfile::tempdir().unwrap();
     images_and_payload(t.path());
     let payload = t.path().join("payload");
-    let v1 = build(
-        t.path(),
-        "v1.run",
-        "IMAGE oci:layout:a AS docker.io/library/app:1\n",
-        &payload,
-    );
-    let v2_images =
-        "IMAGE oci:layout:b AS docker.io/library/app:1\nIMAGE oci:layout:a AS docker.io/library/new:1\n";
-    let full = build(t.path(), "v2.run", v2_images, &payload);
+    let (v1, full) = v1_and_v2(t.path(), &payload);
     let p = format!("containerd={}", payload.display());
     let delta = build_kubefile(
         t.path(),
-        &format!("FROM scratch\nLABEL name=rt\nLABEL version=v2.run\n{v2_images}"),
+        &format!("FROM scratch\nLABEL name=rt\nLABEL version=v2.run\n{V2_IMAGES}"),
         "v2-delta.run",
         &["--payload", &p, "--delta-from", v1.to_str().unwrap()],
     );

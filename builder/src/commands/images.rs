@@ -60,6 +60,20 @@ struct Listed {
     origins: Vec<Origin>,
 }
 
+impl Listed {
+    /// An image carried because the Kubefile (or its base) names it, with `origins`.
+    fn image(origins: Vec<Origin>) -> Listed {
+        Listed {
+            status: "image".into(),
+            reason: None,
+            label: String::new(),
+            hooks: vec![],
+            check: None,
+            origins,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct Listing {
     candidates: CandidateMode,
@@ -121,14 +135,7 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
             .with_context(|| spec.origin.to_string())?;
         l.images
             .entry(name.to_string())
-            .or_insert_with(|| Listed {
-                status: "image".into(),
-                reason: None,
-                label: String::new(),
-                hooks: vec![],
-                check: None,
-                origins: vec![],
-            })
+            .or_insert_with(|| Listed::image(vec![]))
             .origins
             .push(Origin {
                 via: spec.via.to_string(),
@@ -145,25 +152,18 @@ pub fn run(args: &ImagesArgs, output: OutputFormat) -> Result<()> {
     if let Some((spec, m)) = &base {
         for img in &m.images {
             // The Kubefile naming it anew replaces the base's.
-            l.images
-                .entry(img.name.to_string())
-                .or_insert_with(|| Listed {
-                    status: "image".into(),
-                    reason: None,
-                    label: String::new(),
-                    hooks: vec![],
-                    check: None,
-                    origins: vec![Origin {
-                        via: "FROM".into(),
-                        written: img.source.clone(),
-                        file: spec.clone(),
-                        object: None,
-                        field: None,
-                        clue: None,
-                        hook: None,
-                        candidate: false,
-                    }],
-                });
+            l.images.entry(img.name.to_string()).or_insert_with(|| {
+                Listed::image(vec![Origin {
+                    via: "FROM".into(),
+                    written: img.source.clone(),
+                    file: spec.clone(),
+                    object: None,
+                    field: None,
+                    clue: None,
+                    hook: None,
+                    candidate: false,
+                }])
+            });
         }
     }
 

@@ -187,7 +187,8 @@ impl Engine<'_> {
     }
 
     fn start(&self, svc: &ServiceSpec, jf: &mut JournalFile) -> Result<(), EngineError> {
-        self.converge(svc, &mut jf.journal)
+        let running = self.sys.service_pid(self.host, &svc.name).is_some();
+        self.converge(svc, &mut jf.journal, running)
             .map_err(|e| EngineError::Phase {
                 phase: "services".into(),
                 source: e.into(),
@@ -196,14 +197,18 @@ impl Engine<'_> {
         Ok(())
     }
 
-    /// Makes `svc` run at its revision: started if it is not running, restarted if it
+    /// Makes `svc` run at its revision: started if it is not `running`, restarted if it
     /// runs another revision. Recorded in the journal before anything starts, so that
     /// `reset` stops it whatever happens next.
-    fn converge(&self, svc: &ServiceSpec, j: &mut crate::engine::Journal) -> Result<(), SysError> {
+    fn converge(
+        &self,
+        svc: &ServiceSpec,
+        j: &mut crate::engine::Journal,
+        running: bool,
+    ) -> Result<(), SysError> {
         j.services.insert(svc.name.clone());
         let want = svc.revision.to_string();
         let had = j.revisions.insert(svc.name.clone(), want.clone());
-        let running = self.sys.service_pid(self.host, &svc.name).is_some();
         // The journal's revision is what ferry last started; the process may run another
         // (a run killed between restarting it and saving the journal): its command line
         // says which.
@@ -260,14 +265,15 @@ impl Engine<'_> {
                 // A service this phase starts is recorded in the transaction before it
                 // starts: undoing the phase stops it (also when its supervisor has not
                 // written its pid file yet). One running before keeps running.
-                if self.sys.service_pid(self.host, &svc.name).is_none() {
+                let running = self.sys.service_pid(self.host, &svc.name).is_some();
+                if !running {
                     tx.service_started(&svc.name)
                         .map_err(|source| StepError::Write {
                             path: self.host.pid_file(&svc.name),
                             source,
                         })?;
                 }
-                Ok(self.converge(svc, tx.journal())?)
+                Ok(self.converge(svc, tx.journal(), running)?)
             }
             Step::Run(cmd) => self.command(cmd),
             Step::Dpkg(d) => {

@@ -175,9 +175,10 @@ pub fn load_manifest(document: &[u8], media_type: &str) -> Result<Vec<u8>, Strin
     Ok(answer(&store, requests.as_bytes(), 16 << 10))
 }
 
-/// The registry's store for one opened bundle, as `ferry-installer registry` loads it.
-pub fn store_from_bundle(b: &ferry_bundle::Bundle) -> Result<ImageStore, String> {
-    Ok(ImageStore::from_bundles(std::slice::from_ref(b)))
+/// The registry's store for one opened bundle, as `ferry-installer registry` loads it (an
+/// image it cannot serve is skipped, not fatal).
+pub fn store_from_bundle(b: &ferry_bundle::Bundle) -> ImageStore {
+    ImageStore::from_bundles(std::slice::from_ref(b))
 }
 
 /// A registry host as every name is normalised (`ferry_bundle::reference`); `None` for
