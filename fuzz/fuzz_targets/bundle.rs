@@ -15,7 +15,7 @@
 #[path = "common.rs"]
 mod common;
 
-use ferry_bundle::footer::{Footer, FOOTER_LEN, FORMAT_VERSION};
+use ferry_bundle::footer::{derived_identity, Footer, FOOTER_LEN, FORMAT_VERSION};
 use ferry_bundle::{verify, Bundle, BundleManifest, Sha256Digest};
 use ferry_installer::registry::fuzzing::{answer, store_from_bundle};
 use libfuzzer_sys::fuzz_target;
@@ -59,15 +59,16 @@ fn reseal(data: &[u8]) -> Option<Vec<u8>> {
         at = end;
     }
     gaps.update(&payload[at..]);
+    let gaps_sha256 = Sha256Digest(gaps.finalize().into());
     let footer = Footer {
         version: FORMAT_VERSION,
         payload_offset: po,
         payload_len: pl,
-        payload_sha256: Sha256Digest::of(payload),
+        payload_sha256: derived_identity(&Sha256Digest::of(json), &gaps_sha256, b""),
         manifest_offset: mo as u64,
         manifest_len: ml as u64,
         manifest_sha256: Sha256Digest::of(json),
-        gaps_sha256: Sha256Digest(gaps.finalize().into()),
+        gaps_sha256,
         signature: None,
         part_count: 0,
     };

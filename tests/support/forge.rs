@@ -3,7 +3,7 @@
 //! *valid* footer, so the installer's own defences — not the footer checksum — must catch
 //! them.
 
-use ferry_bundle::footer::{Footer, FORMAT_VERSION};
+use ferry_bundle::footer::{derived_identity, Footer, FORMAT_VERSION};
 use ferry_bundle::manifest::{BundleManifest, EntryRecord, StubRecord};
 use ferry_bundle::Sha256Digest;
 
@@ -126,7 +126,11 @@ pub fn forge(stub: &[u8], entries: &[Forged], lie: impl FnOnce(&mut Vec<EntryRec
         version: FORMAT_VERSION,
         payload_offset: stub.len() as u64,
         payload_len: payload.len() as u64,
-        payload_sha256: Sha256Digest::of(&payload),
+        payload_sha256: derived_identity(
+            &Sha256Digest::of(&json),
+            &Sha256Digest::of(&gap_bytes),
+            b"",
+        ),
         manifest_offset,
         manifest_len: json.len() as u64,
         manifest_sha256: Sha256Digest::of(&json),

@@ -182,7 +182,7 @@ pub fn scan_all(layers: &[&Blob]) -> HashMap<Sha256Digest, Result<LayerFacts, St
                     .source
                     .open()
                     .and_then(scan_layer)
-                    .map_err(|e| e.to_string());
+                    .map_err(|e| ferry_console::printable(&e.to_string(), 160));
                 if let Err(e) = &r {
                     tracing::warn!("SBOM: layer {} could not be read: {e}", b.digest);
                 }

@@ -56,7 +56,7 @@ pub struct ArtifactConfig {
     pub version: String,
     #[serde(default)]
     pub platform: String,
-    /// The bundle's identity: the sha256 of its payload.
+    /// The bundle's identity (the footer's `payload_sha256`).
     pub payload_sha256: Sha256Digest,
     /// Size of the whole file.
     pub size: u64,

@@ -10,11 +10,11 @@
 //! | offset | size | field |
 //! |---|---|---|
 //! | 0 | 8 | magic `FERRYBDL` |
-//! | 8 | 4 | format version (2; 1 is still read) |
+//! | 8 | 4 | format version (3; 1 and 2 are still read) |
 //! | 12 | 4 | footer length (192) |
 //! | 16 | 8 | payload offset (absolute, bytes from start of file) |
 //! | 24 | 8 | payload length |
-//! | 32 | 32 | sha256 of the payload |
+//! | 32 | 32 | the payload's identity (v3: [`derived_identity`]; v1, v2: sha256 of the payload) |
 //! | 64 | 8 | bundle.json data offset, relative to the payload start |
 //! | 72 | 8 | bundle.json length |
 //! | 80 | 32 | sha256 of bundle.json |
@@ -32,14 +32,27 @@
 //!
 //! Why a gaps hash: entries are hashed for themselves (bundle.json pins them), and the
 //! gaps (tar headers, padding, end marker) by this one hash, so every byte has one range
-//! hash that names it when it is damaged. The payload sha256 is the bundle's identity and
-//! is recomputed by `--check` as well (see `verify`).
+//! hash that names it when it is damaged.
+//!
+//! Why a derived identity (format 3): the payload's identity (install journals it, a join
+//! and an upgrade compare it, a delta names its base by it) used to be the sha256 of every
+//! payload byte. Since every payload byte already lies in exactly one hashed range (an
+//! entry, pinned by bundle.json, which the manifest hash pins; a gap; or the signature),
+//! a hash over the manifest hash, the gaps hash and the signature's bytes identifies the
+//! payload just as firmly, while every byte is hashed once instead of twice: on a 2-core
+//! machine the second sha256 stream was what kept staging and `--check` from the speed
+//! of a plain copy (docs/benchmarks.md). `--check` recomputes it from the hashes it has
+//! just verified, so a footer carrying another bundle's identity is still refused. Format
+//! 1 and 2 bundles keep the whole-payload hash, and `verify` recomputes that for them.
 
 use crate::digest::Sha256Digest;
+use sha2::{Digest as _, Sha256};
 
 pub const MAGIC: &[u8; 8] = b"FERRYBDL";
 /// The version this code writes.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
+/// The first version whose identity is [`derived_identity`].
+pub const DERIVED_IDENTITY_VERSION: u32 = 3;
 /// The oldest version this code reads (v1 bundles are staged on hosts being upgraded).
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 pub const FOOTER_LEN: usize = 192;
@@ -77,6 +90,22 @@ pub struct Footer {
     pub part_count: u32,
 }
 
+/// The identity of a format-3 payload: the sha256 of a domain tag, bundle.json's sha256,
+/// the gaps sha256 and the signature's bytes (empty when unsigned). See the module docs.
+pub fn derived_identity(
+    manifest_sha256: &Sha256Digest,
+    gaps_sha256: &Sha256Digest,
+    signature: &[u8],
+) -> Sha256Digest {
+    let mut h = Sha256::new();
+    h.update(b"ferry payload identity v3\0");
+    h.update(manifest_sha256.0);
+    h.update(gaps_sha256.0);
+    h.update((signature.len() as u64).to_le_bytes());
+    h.update(signature);
+    Sha256Digest(h.finalize().into())
+}
+
 /// Why a footer could not be decoded; the caller adds the file name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FooterProblem {
@@ -89,6 +118,12 @@ pub enum FooterProblem {
 }
 
 impl Footer {
+    /// True if `payload_sha256` is [`derived_identity`] (format 3 on), false if it is the
+    /// sha256 of every payload byte (formats 1 and 2).
+    pub fn identity_is_derived(&self) -> bool {
+        self.version >= DERIVED_IDENTITY_VERSION
+    }
+
     pub fn encode(&self) -> [u8; FOOTER_LEN] {
         let mut b = [0u8; FOOTER_LEN];
         b[0..8].copy_from_slice(MAGIC);
@@ -286,12 +321,36 @@ mod tests {
     }
 
     #[test]
+    fn v2_footers_still_read_with_a_whole_payload_identity() {
+        let mut v2 = sample();
+        v2.version = 2;
+        assert_eq!(
+            Footer::decode(&v2.encode(), 1000 + 4096 + 192),
+            Ok(v2.clone())
+        );
+        assert!(!v2.identity_is_derived());
+        assert!(sample().identity_is_derived());
+    }
+
+    #[test]
+    fn the_derived_identity_changes_with_each_of_its_inputs() {
+        let (m, g) = (Sha256Digest::of(b"m"), Sha256Digest::of(b"g"));
+        let base = derived_identity(&m, &g, b"");
+        assert_eq!(base, derived_identity(&m, &g, b""));
+        assert_ne!(base, derived_identity(&g, &m, b""));
+        assert_ne!(base, derived_identity(&m, &Sha256Digest::of(b"h"), b""));
+        assert_ne!(base, derived_identity(&m, &g, b"sig"));
+        // Not the plain hash of anything the payload holds.
+        assert_ne!(base, Sha256Digest::of(b""));
+    }
+
+    #[test]
     fn newer_versions_are_refused_as_versions() {
         let mut f = sample();
-        f.version = 3;
+        f.version = FORMAT_VERSION + 1;
         assert_eq!(
             Footer::decode(&f.encode(), 1000 + 4096 + 192),
-            Err(FooterProblem::Version(3))
+            Err(FooterProblem::Version(FORMAT_VERSION + 1))
         );
     }
 

@@ -5,12 +5,15 @@
 //! nothing else — so a bundle.json that lies is named before any data is read. The data
 //! stage reads the file once, sequentially, in large chunks. One thread hashes each byte
 //! into its entry's hash (or the gaps hash), which names what is damaged; the reading
-//! thread also hashes the whole payload, because the footer's `payload_sha256` is the
-//! bundle's *identity* (install prints it and journals it, a join compares it): a check
-//! that did not recompute it would vouch for an identity it never saw. (Before this was
-//! added, a bundle whose footer carried another bundle's payload sha256 passed `--check`.)
-//! The cost is a second sha256 stream on the second core; `docs/reliability.md` has the
-//! measurement.
+//! thread only reads (and, when staging, writes the copy). The footer's `payload_sha256`
+//! is the bundle's *identity* (install prints it and journals it, a join compares it), so
+//! a check must not vouch for one it never saw: in format 3 it is derived from the
+//! manifest hash, the gaps hash and the signature ([`crate::footer::derived_identity`]),
+//! and is recomputed from the hashes just verified, which costs nothing per byte. For
+//! format 1 and 2 bundles the reading thread also hashes the whole payload, a second
+//! sha256 stream on the second core (`docs/reliability.md` has what that cost). (Before
+//! identities were checked at all, a bundle whose footer carried another bundle's
+//! identity passed `--check`.)
 //!
 //! The signature's bytes (`bundle.json.sig`) are in no hash: they are checked by
 //! verifying the signature of bundle.json with the key bundle.json names. A split
@@ -216,7 +219,8 @@ pub fn check_and_copy(
     let base = b.footer.payload_offset;
     let len = b.footer.payload_len;
     let mut p = 0u64;
-    let mut whole = Sha256::new();
+    // Formats 1 and 2 only: their identity is the hash of every payload byte.
+    let mut whole = (!b.footer.identity_is_derived()).then(Sha256::new);
     let read = (|| -> Result<()> {
         while p < len {
             let n = ((len - p) as usize).min(CHUNK);
@@ -226,7 +230,9 @@ pub fn check_and_copy(
             if let Some(w) = sink.as_mut() {
                 w.write_all(&chunk).map_err(sink_err)?;
             }
-            whole.update(&chunk);
+            if let Some(h) = whole.as_mut() {
+                h.update(&chunk);
+            }
             if tx.send((p, chunk)).is_err() {
                 break;
             }
@@ -241,7 +247,6 @@ pub fn check_and_copy(
     if let Some((e, offset, size)) = first_bad {
         return Err(damaged_part(b, &[(base + offset, size)]).unwrap_or(e));
     }
-    let payload = Sha256Digest(whole.finalize().into());
     if gaps != b.footer.gaps_sha256 {
         let e = BundleError::Other(format!(
             "payload: the bytes between entries (tar headers, padding, end marker) do not match the footer's gaps sha256 \
@@ -251,12 +256,22 @@ pub fn check_and_copy(
         ));
         return Err(damaged_part(b, &[(base, len)]).unwrap_or(e));
     }
-    if payload != b.footer.payload_sha256 {
+    let identity = match whole {
+        Some(h) => Sha256Digest(h.finalize().into()),
+        None => {
+            let mut sig = vec![0u8; b.footer.signature.map_or(0, |s| s.len as usize)];
+            if let Some(s) = b.footer.signature {
+                file.read_exact_at(&mut sig, base + s.offset).map_err(io)?;
+            }
+            crate::footer::derived_identity(&b.footer.manifest_sha256, &gaps, &sig)
+        }
+    };
+    if identity != b.footer.payload_sha256 {
         return Err(BundleError::Other(format!(
-            "payload: its sha256 is {}, but the footer gives the bundle's identity as {}; \
+            "payload: its identity is {}, but the footer gives it as {}; \
              every entry matches bundle.json, so the footer was rewritten (this is not the bundle it claims to be) — \
              get the bundle again from its builder",
-            payload.hex(),
+            identity.hex(),
             b.footer.payload_sha256.hex()
         )));
     }

@@ -3,7 +3,8 @@
 //! Everything streams: entry data is copied from its source while being hashed, and the
 //! writer frames the tar itself so that it knows which bytes are entry data and which are
 //! gaps (headers, padding, end marker): the former are hashed per entry, the latter into
-//! the footer's gaps hash, the whole into the payload hash. `bundle.json` is written last
+//! the footer's gaps hash; the payload's identity is derived from those hashes
+//! ([`crate::footer::derived_identity`]), so no byte is hashed twice. `bundle.json` is written last
 //! so that it can record every other entry's offset. The file is written as
 //! `<out>.partial` and renamed into place only by [`BundleWriter::finish`]; dropping a
 //! writer early (on any error) removes the partial file.
@@ -20,7 +21,7 @@
 
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::error::{BundleError, Result};
-use crate::footer::{Footer, SignatureRange, FOOTER_LEN, FORMAT_VERSION};
+use crate::footer::{derived_identity, Footer, SignatureRange, FOOTER_LEN, FORMAT_VERSION};
 use crate::manifest::{BundleManifest, EntryRecord, StubRecord};
 use crate::parts::{files_named_as_parts, part_path, PartRow, PartTable, MAX_PARTS};
 use crate::paths::check_entry_path;
@@ -225,10 +226,9 @@ fn create(path: &Path) -> io::Result<File> {
         .open(path)
 }
 
-/// The output with the three hashes the format needs.
+/// The output with the gaps hash (entries are hashed by whoever adds them).
 struct Out {
     w: Sink,
-    payload: Sha256,
     gaps: Sha256,
     pos: u64,
 }
@@ -236,14 +236,12 @@ struct Out {
 impl Out {
     fn gap(&mut self, b: &[u8]) -> io::Result<()> {
         self.w.write_all(b)?;
-        self.payload.update(b);
         self.gaps.update(b);
         self.pos += b.len() as u64;
         Ok(())
     }
     fn data(&mut self, b: &[u8]) -> io::Result<()> {
         self.w.write_all(b)?;
-        self.payload.update(b);
         self.pos += b.len() as u64;
         Ok(())
     }
@@ -288,7 +286,6 @@ impl BundleWriter {
         let mut me = BundleWriter {
             out: Out {
                 w: sink,
-                payload: Sha256::new(),
                 gaps: Sha256::new(),
                 pos: 0,
             },
@@ -579,6 +576,7 @@ impl BundleWriter {
         let pad = (padded(json.len() as u64) - json.len() as u64) as usize;
         self.out.gap(&[0u8; 512][..pad]).map_err(io_err)?;
         let mut signature = None;
+        let mut signature_bytes = Vec::new();
         if let (Some(sign), Some(rec)) = (signer, &manifest.signer) {
             let sig = sign(&json)
                 .map_err(|e| BundleError::Signature(format!("signing bundle.json: {e}")))?;
@@ -594,22 +592,25 @@ impl BundleWriter {
                 offset: self.out.pos,
                 len: sig.len() as u32,
             });
-            // Checked by verifying it; in no hash but the payload's.
+            // Checked by verifying it; in no hash but the identity's.
             self.out.data(&sig).map_err(io_err)?;
             let pad = (padded(sig.len() as u64) - sig.len() as u64) as usize;
             self.out.gap(&[0u8; 512][..pad]).map_err(io_err)?;
+            signature_bytes = sig;
         }
         self.out.gap(&[0u8; 1024]).map_err(io_err)?;
         let payload_len = self.out.pos;
+        let manifest_sha256 = Sha256Digest::of(&json);
+        let gaps_sha256 = Sha256Digest(std::mem::take(&mut self.out.gaps).finalize().into());
         let footer = Footer {
             version: FORMAT_VERSION,
             payload_offset: self.stub.size,
             payload_len,
-            payload_sha256: Sha256Digest(std::mem::take(&mut self.out.payload).finalize().into()),
+            payload_sha256: derived_identity(&manifest_sha256, &gaps_sha256, &signature_bytes),
             manifest_offset,
             manifest_len: json.len() as u64,
-            manifest_sha256: Sha256Digest::of(&json),
-            gaps_sha256: Sha256Digest(std::mem::take(&mut self.out.gaps).finalize().into()),
+            manifest_sha256,
+            gaps_sha256,
             signature,
             part_count: 0,
         };

@@ -140,3 +140,65 @@ fn a_footer_with_another_identity_fails_check() {
     let mut sink = Vec::new();
     assert!(ferry_bundle::verify::check_and_copy(&b, &|_| {}, Some(&mut sink)).is_err());
 }
+
+/// `b.run` rewritten as format 2 writes it: bundle.json says format 2 and the identity is
+/// the sha256 of every payload byte (`identity` replaces it when given).
+fn as_format_2(out: &Path, identity: Option<Sha256Digest>) -> Vec<u8> {
+    use ferry_bundle::footer::{Footer, FOOTER_LEN};
+    let mut bytes = std::fs::read(out).unwrap();
+    let at = bytes.len() - FOOTER_LEN;
+    let mut f = Footer::decode(&bytes[at..], bytes.len() as u64).unwrap();
+    let m = (f.payload_offset + f.manifest_offset) as usize;
+    let json = &mut bytes[m..m + f.manifest_len as usize];
+    let s = String::from_utf8(json.to_vec()).unwrap();
+    let v2 = s.replacen("\"format\": 3", "\"format\": 2", 1);
+    assert_ne!(s, v2, "bundle.json names its format");
+    json.copy_from_slice(v2.as_bytes());
+    f.version = 2;
+    f.manifest_sha256 = Sha256Digest::of(v2.as_bytes());
+    let payload = &bytes[f.payload_offset as usize..(f.payload_offset + f.payload_len) as usize];
+    f.payload_sha256 = identity.unwrap_or_else(|| Sha256Digest::of(payload));
+    bytes[at..].copy_from_slice(&f.encode());
+    bytes
+}
+
+/// Bundles built before format 3 are still checked, with their whole-payload identity.
+#[test]
+fn a_format_2_bundle_still_checks_by_its_whole_payload_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = build(dir.path());
+    let p = dir.path().join("v2.run");
+    std::fs::write(&p, as_format_2(&out, None)).unwrap();
+    let b = Bundle::open(&p).unwrap();
+    assert_eq!(b.footer.version, 2);
+    assert!(!b.footer.identity_is_derived());
+    check(&b, &|_| {}).unwrap();
+    let mut sink = Vec::new();
+    ferry_bundle::verify::check_and_copy(&b, &|_| {}, Some(&mut sink)).unwrap();
+    assert_eq!(sink, std::fs::read(&p).unwrap());
+
+    // A v2 footer carrying the derived (v3-style) identity is not its whole-payload hash.
+    let v3 = Bundle::open(&out).unwrap().footer.payload_sha256;
+    std::fs::write(&p, as_format_2(&out, Some(v3))).unwrap();
+    let err = check(&Bundle::open(&p).unwrap(), &|_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("identity"), "{err}");
+}
+
+/// Format 3's identity is derived from the hashes `--check` verifies, not from every byte
+/// again; it is still what the footer must carry.
+#[test]
+fn the_identity_is_derived_from_the_manifest_and_gaps_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = Bundle::open(&build(dir.path())).unwrap();
+    assert!(b.footer.identity_is_derived());
+    assert_eq!(
+        b.footer.payload_sha256,
+        ferry_bundle::footer::derived_identity(
+            &b.footer.manifest_sha256,
+            &b.footer.gaps_sha256,
+            b""
+        )
+    );
+}

@@ -93,7 +93,7 @@ fn signature_verifies_with_its_key_only_and_is_extracted() {
     let k = key();
     let out = build(dir.path(), None, Some(&k));
     let b = Bundle::open(&out).unwrap();
-    assert_eq!(b.footer.version, 2);
+    assert_eq!(b.footer.version, ferry_bundle::footer::FORMAT_VERSION);
     let f = std::fs::File::open(&out).unwrap();
     assert_eq!(
         ferry_bundle::marker::expected_size(&f),

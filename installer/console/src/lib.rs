@@ -81,6 +81,28 @@ pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// `s` made safe for one line of a terminal: control characters, and the replacement
+/// characters a lossy decode leaves, become `?`, and it is cut at `max` characters with
+/// an ellipsis. Errors from parsers quote the bytes they choked on; read from a binary
+/// (a layer that is not a tar), those bytes would scramble the operator's terminal.
+pub fn printable(s: &str, max: usize) -> String {
+    let mut out: String = s
+        .chars()
+        .take(max)
+        .map(|c| {
+            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
+                '?'
+            } else {
+                c
+            }
+        })
+        .collect();
+    if s.chars().nth(max).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 /// `2026-05-01<sep>09:41:18Z` for Unix seconds `t` (UTC, proleptic Gregorian calendar):
 /// `sep` `'T'` gives ISO 8601 (SPDX's `created`), `' '` the form people read in `status`.
 pub fn utc(t: u64, sep: char) -> String {
@@ -142,6 +164,14 @@ pub fn init_logging(quiet: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn printable_cuts_and_masks_binary_bytes() {
+        let raw = String::from_utf8_lossy(b"bad cksum \x1b[2J\xff\xfe\n ok");
+        assert_eq!(printable(&raw, 100), "bad cksum ?[2J??? ok");
+        assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("abc", 3), "abc");
+    }
 
     #[test]
     fn broken_pipe_is_found_through_context() {

@@ -17,6 +17,7 @@
 //! - [`source`]: where entry bytes come from — the staged bundle, or the master — always
 //!   verified against bundle.json.
 //! - [`print`] and [`report`]: the plan for people, and progress lines plus the run log.
+//! - [`writeback`]: large copies (staging) that start their writeback as they go.
 //!
 //! Install and join differ only in the plan they build and the source they read from.
 
@@ -30,6 +31,7 @@ pub mod run;
 pub mod source;
 pub mod system;
 pub mod transaction;
+pub mod writeback;
 
 pub use journal::{Journal, JournalFile, NodeRole};
 pub use plan::{
