@@ -38,6 +38,7 @@
 #                     BENCH_CACHE=none: generate into BENCH_WORK and delete after the build)
 #        BENCH_PULL_JOBS  concurrent ctr pulls per node (default 4)
 #        BENCH_UNPACK=1   unpack into snapshots (`ctr images pull`) instead of fetch only
+#        BENCH_HOLD=1 keep both hosts running after the table until <work>/hold is removed
 #        BENCH_OUT    file the markdown table is written to (default <cache>/results-N-SIZE.md,
 #                     or <cwd>/bench-scale-N-SIZE.md with BENCH_CACHE=none)
 set -euo pipefail
@@ -374,3 +375,9 @@ echo
 echo "== results (also in $out_file)"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$out_file"
+if [ "${BENCH_HOLD:-0}" = 1 ]; then   # leave both hosts up to look around; rm the file to clean up
+  touch "$work/hold"
+  echo "holding (BENCH_HOLD=1): A: nsenter --net=/run/netns/$ns_a, --root $root_a; B: $ns_b, $root_b;" \
+       "rm $work/hold to clean up"
+  while [ -e "$work/hold" ]; do sleep 1; done
+fi
