@@ -159,7 +159,8 @@ if [ "$keep_data" = 1 ] && [ "$have_data" = 0 ]; then
   fi
 fi
 echo "== bench-scale: $n images, $size_arg ($size bytes); work $work; disk: need ~$(gib "$need"), $(gib "$avail") free"
-echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+echo "load before: $load_before"
 
 # ---- helpers ---------------------------------------------------------------------------
 now() { date +%s.%N; }
@@ -365,7 +366,8 @@ grep -q "https://$ip_a:5443" "$root_b"/etc/ferry/containerd/certs.d/*/hosts.toml
 # ---- table -----------------------------------------------------------------------------
 {
   echo "$n images, $bytes bytes of distinct blobs ($(gib "$bytes")); delivery.run $bundle_size bytes;" \
-       "pulls: $([ "$unpack" = 1 ] && echo "ctr images pull (unpacked)" || echo "ctr content fetch"), $jobs at a time"
+       "pulls: $([ "$unpack" = 1 ] && echo "ctr images pull (unpacked)" || echo "ctr content fetch"), $jobs at a time;" \
+       "load average before $load_before, after $(cut -d' ' -f1-3 /proc/loadavg)"
   echo
   echo "| phase | seconds | MB/s | peak RSS of each ferry process |"
   echo "|---|---|---|---|"
@@ -373,7 +375,6 @@ grep -q "https://$ip_a:5443" "$root_b"/etc/ferry/containerd/certs.d/*/hosts.toml
 } > "$out_file"
 echo
 echo "== results (also in $out_file)"
-echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 cat "$out_file"
 if [ "${BENCH_HOLD:-0}" = 1 ]; then   # leave both hosts up to look around; rm the file to clean up
   touch "$work/hold"
