@@ -27,7 +27,8 @@
 # The data: scripts/bench-scale-registry.py writes Distribution's storage tree directly
 # (2 shared "os" + 4 shared "runtime" layers ≈ 10 % of the size, one app layer per image;
 # random bytes in tar in stored-deflate gzip). It is kept in BENCH_CACHE and reused when N
-# and SIZE match. Everything else is deleted as soon as it is no longer needed.
+# and SIZE match (one at a time: generating another size removes the previous one).
+# Everything else is deleted as soon as it is no longer needed.
 #
 # Usage: scripts/bench-scale.sh [N] [SIZE]     (default: 300 10G; tiny: 6 60M)
 #        SIZE in bytes with an optional K/M/G/T suffix (powers of 1024)
@@ -139,6 +140,13 @@ trap 'exit 130' INT TERM
 # removed before B pulls). Unpacking adds one more copy (the snapshots).
 have_data=0
 [ -f "$data/complete" ] && have_data=1
+if [ "$keep_data" = 1 ] && [ "$have_data" = 0 ]; then
+  # One cached registry at a time: a 10 GiB tree per size tried would fill the disk.
+  for old in "$cache_base"/registry-*; do
+    [ -d "$old" ] || continue
+    echo "removing the cached registry $old (other N/SIZE)"; rm -rf "$old"
+  done
+fi
 copies=3; [ "$unpack" = 1 ] && copies=4
 need=$(( copies * size + size / 20 + (1 << 30) ))   # + 5 % (gzip/tar framing, metadata) + 1 GiB
 [ "$have_data" = 1 ] && need=$((need - size))
