@@ -115,7 +115,7 @@ cleanup() {
   for p in $(pids_under "$work"); do kill -9 "$p" 2>/dev/null; done
   for m in $(findmnt -rn -o TARGET | grep -F "$work/" | sort -r); do umount -l "$m" 2>/dev/null; done
   if [ "$ns_made" = 1 ]; then ip netns del "$ns_a" 2>/dev/null; ip netns del "$ns_b" 2>/dev/null; fi
-  if [ "$keep_data" = 0 ]; then rm -rf "$data"; fi
+  if [ "$keep_data" = 0 ] || [ ! -f "$data/complete" ]; then rm -rf "$data"; fi   # or half-made
   if [ "$own_work" = 1 ]; then rm -rf "$work"; fi
   [ "$rc" = 0 ] || echo "bench-scale: failed (exit $rc); cleaned up" >&2
   exit "$rc"
@@ -123,7 +123,7 @@ cleanup() {
 pids_under() { # pids of processes whose executable or command line names a path under $1
   local d
   for d in /proc/[0-9]*; do
-    [ "${d#/proc/}" = "$$" ] && continue
+    case "${d#/proc/}" in "$$" | "$PPID" | "$BASHPID") continue ;; esac
     if readlink "$d/exe" 2>/dev/null | grep -qF "$1/" ||
        { tr '\0' ' ' < "$d/cmdline"; } 2>/dev/null | grep -qF "$1/"; then
       echo "${d#/proc/}"
@@ -306,6 +306,7 @@ timed "$work/check.out" "$work/delivery.run" --check
 record "2 check" "$T" "$bytes" "delivery.run --check $(mb "$R")"
 
 # ---- phase 3: install on host A --------------------------------------------------------
+ip netns del "$ns_a" 2>/dev/null || true; ip netns del "$ns_b" 2>/dev/null || true
 ip netns add "$ns_a"; ns_made=1; ip netns add "$ns_b"
 ip link add "fsa$sub" netns "$ns_a" type veth peer name "fsb$sub" netns "$ns_b"
 ip -n "$ns_a" addr add "$ip_a/24" dev "fsa$sub"; ip -n "$ns_b" addr add "$ip_b/24" dev "fsb$sub"
