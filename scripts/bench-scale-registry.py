@@ -67,7 +67,7 @@ def make_layer(args):
     fsize = max(0, size - size // 13000 - 512 - 1024 - 512 - 32)
     ti = tarfile.TarInfo(f"opt/{name}.bin")
     ti.size, ti.mode, ti.mtime, ti.uname, ti.gname = fsize, 0o644, 0, "root", "root"
-    header = ti.tobuf(format=tarfile.USTAR_FORMAT)
+    header = ti.tobuf(format=tarfile.GNU_FORMAT)  # GNU: files over 8 GiB too
     tmp = os.path.join(root, f"tmp-{name}")
     tar_sha, gz_sha = hashlib.sha256(), hashlib.sha256()
     crc, isize, out = 0, 0, 0
