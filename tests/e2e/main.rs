@@ -18,6 +18,7 @@ mod pull;
 mod push;
 mod registry_serve;
 mod releases;
+mod scale;
 mod site;
 mod trust;
 mod upgrade;
