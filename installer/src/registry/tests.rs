@@ -1025,21 +1025,25 @@ fn sendfile_and_copy_paths_send_the_same_bytes() {
         };
         let (server, f) = start(fixture(), opts);
         let blob = f.docker.1;
-        let out = raw(
-            server.local_addr(),
-            format!(
-                "GET /v2/library/app/blobs/{}?ns=docker.io HTTP/1.0\r\n\r\n",
-                blob
-            )
-            .as_bytes(),
-            Duration::from_secs(5),
-        );
-        let body = out.split_once("\r\n\r\n").unwrap().1;
-        assert_eq!(
-            Sha256Digest::of(body.as_bytes()),
-            blob,
-            "sendfile={sendfile}"
-        );
+        // The first GET is verified while sent (always the copy loop); the second is
+        // sent the configured way.
+        for get in ["first", "second"] {
+            let out = raw(
+                server.local_addr(),
+                format!(
+                    "GET /v2/library/app/blobs/{}?ns=docker.io HTTP/1.0\r\n\r\n",
+                    blob
+                )
+                .as_bytes(),
+                Duration::from_secs(5),
+            );
+            let body = out.split_once("\r\n\r\n").unwrap().1;
+            assert_eq!(
+                Sha256Digest::of(body.as_bytes()),
+                blob,
+                "sendfile={sendfile}, {get} GET"
+            );
+        }
         server.stop().unwrap();
     }
 }
