@@ -189,11 +189,13 @@ start_containerd() {
 }
 stop_containerd() { stop "$ctd_pid"; ctd_pid=""; rm -rf "$work/ctd"; }
 # hosts_dir <host>: prints a containerd hosts dir that mirrors docker.io to http://<host>,
-# as ferry writes it on an installed node (installer/src/install/runtime.rs, hosts_toml).
+# as ferry writes it on an installed node (installer/src/install/runtime.rs, hosts_toml),
+# except that the fallback `server` is the mirror too: a failing mirror must fail the
+# pull, not fetch from the internet.
 hosts_dir() {
   local d=$work/hosts/$1
   mkdir -p "$d/docker.io"
-  printf 'server = "https://registry-1.docker.io"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$1" > "$d/docker.io/hosts.toml"
+  printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$1" "$1" > "$d/docker.io/hosts.toml"
   echo "$d"
 }
 pull_containerd() { # label host: times ctr content fetch of all N images through the mirror, appends secs
