@@ -70,7 +70,7 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
         let _server = RunningServer::start_with(
             store,
             plain,
-            ServeOptions::default(),
+            serve_options(),
             crate::join::acceptor::TlsAcceptor(cfg),
         )?;
         loop {
@@ -87,7 +87,7 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
             Some(RunningServer::start_with(
                 store.clone(),
                 l,
-                ServeOptions::default(),
+                serve_options(),
                 crate::join::acceptor::TlsAcceptor(cfg),
             )?)
         }
@@ -99,6 +99,19 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
         b.path.display(),
         args.listen
     );
-    crate::registry::serve(store, plain, ServeOptions::default())?;
+    crate::registry::serve(store, plain, serve_options())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The server's options; `FERRY_REGISTRY_SENDFILE=1` (or `0`) overrides whether plain
+/// HTTP sends verified blobs with `sendfile(2)`, for `scripts/bench-registry.sh` to
+/// compare the two on the same binary (TLS never can).
+fn serve_options() -> ServeOptions {
+    let mut opts = ServeOptions::default();
+    match std::env::var("FERRY_REGISTRY_SENDFILE").as_deref() {
+        Ok("1") => opts.sendfile = true,
+        Ok("0") => opts.sendfile = false,
+        _ => {}
+    }
+    opts
 }

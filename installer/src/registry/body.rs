@@ -1,13 +1,20 @@
-//! Sending a byte range of the bundle file to a client.
+//! Sending a blob's byte ranges of the bundle file to a client.
 //!
-//! `sendfile(2)` moves the bytes from the page cache to the socket without copying them
-//! through user space; measured on 6 GiB over loopback it costs 2.9 s of server CPU
-//! against 4.4 s for `io::copy`, which std deliberately keeps off sendfile for
-//! file→socket. Transports that transform bytes (TLS) cannot take it and get a
-//! `pread`/`write` loop with a small buffer, as does a file system that refuses
-//! sendfile.
+//! Two ways to move the bytes:
+//!
+//! - `sendfile(2)` moves them from the page cache to the socket without copying them
+//!   through user space: less server CPU (on 6 GiB over loopback 2.9 s against 4.4 s for
+//!   `io::copy`, which std deliberately keeps off sendfile for file→socket).
+//! - A `pread`/`write` copy loop through a 64 KiB buffer. Transports that transform
+//!   bytes (TLS) can only take this, as can a file system that refuses sendfile, and a
+//!   blob being verified while it is sent ([`send_checked`]) needs its bytes in user
+//!   space anyway. Over loopback it was also the faster of the two for clients
+//!   (`docs/benchmarks.md` §3), which is why `ServeOptions::sendfile` is off by default.
 
+use super::http::OpenRange;
 use super::transport::ResponseSink;
+use super::verify::Deferred;
+use sha2::Digest as _;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -58,6 +65,54 @@ pub fn send_file_range<T: ResponseSink>(
         }
     }
     let mut buf = vec![0u8; COPY_BUF.min((end - pos) as usize)];
+    read_chunks(file, pos, end - pos, &mut buf, &mut |chunk| {
+        io.write_all(chunk)
+    })?;
+    io.flush()
+}
+
+/// Sends the whole blob in `ranges` through the copy loop while `check` verifies it:
+/// every chunk is hashed before it is written, and the last one only goes out once the
+/// digest matches. A mismatch is an error before that chunk, so the caller closes the
+/// connection on a body one chunk short of its `Content-Length`.
+pub fn send_checked<T: ResponseSink>(
+    io: &mut T,
+    ranges: &[OpenRange],
+    check: &Deferred,
+) -> io::Result<()> {
+    let total: u64 = ranges.iter().map(|r| r.len).sum();
+    let mut hasher = check.hasher();
+    let mut left = total;
+    let mut buf = vec![0u8; COPY_BUF.min(total as usize)];
+    for r in ranges {
+        read_chunks(&r.file, r.offset, r.len, &mut buf, &mut |chunk| {
+            hasher.update(chunk);
+            left -= chunk.len() as u64;
+            if left == 0 && check.conclude(&mut hasher).is_err() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "blob is corrupt: response cut short before its last chunk",
+                ));
+            }
+            io.write_all(chunk)
+        })?;
+    }
+    io.flush()
+}
+
+/// Reads `len` bytes of `file` from `offset` through `buf` and hands them to `sink` in
+/// order; a file shorter than the range is an error.
+pub fn read_chunks(
+    file: &File,
+    offset: u64,
+    len: u64,
+    buf: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> io::Result<()> {
+    let end = offset
+        .checked_add(len)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "range overflows u64"))?;
+    let mut pos = offset;
     while pos < end {
         let want = buf.len().min((end - pos) as usize);
         let n = match file.read_at(&mut buf[..want], pos) {
@@ -66,10 +121,10 @@ pub fn send_file_range<T: ResponseSink>(
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(e),
         };
-        io.write_all(&buf[..n])?;
+        sink(&buf[..n])?;
         pos += n as u64;
     }
-    io.flush()
+    Ok(())
 }
 
 fn short_file(pos: u64, end: u64) -> io::Error {

@@ -6,9 +6,10 @@
 //! and the connection closed. *When* bytes are read is the server's business (its
 //! waiting room, `super::server`); this module only says whether they make a request.
 
-use super::body::send_file_range;
+use super::body::{send_checked, send_file_range};
 use super::errors::ApiError;
 use super::transport::ResponseSink;
+use super::verify::Deferred;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
@@ -95,7 +96,12 @@ pub enum Body {
     Bytes(Vec<u8>),
     Shared(Arc<[u8]>),
     /// Byte ranges of files, sent in order (a blob of a split bundle spans parts).
-    Files(Vec<OpenRange>),
+    Files {
+        ranges: Vec<OpenRange>,
+        /// Set on the first full GET of a blob not yet verified: the ranges are the whole
+        /// blob, hashed as they are sent (`super::verify`).
+        check: Option<Deferred>,
+    },
 }
 
 /// `len` bytes at `offset` of an open `file`.
@@ -112,12 +118,20 @@ impl Body {
         match self {
             Body::Bytes(b) => b.len() as u64,
             Body::Shared(b) => b.len() as u64,
-            Body::Files(r) => r.iter().map(|r| r.len).sum(),
+            Body::Files { ranges, .. } => ranges.iter().map(|r| r.len).sum(),
         }
     }
 
     /// A body of the bytes of `ranges`, each file opened now.
     pub fn open(ranges: &[ferry_bundle::parts::FileRange]) -> std::io::Result<Body> {
+        Body::open_checked(ranges, None)
+    }
+
+    /// Like [`Body::open`]; `check` (if any) verifies the bytes as they are sent.
+    pub(crate) fn open_checked(
+        ranges: &[ferry_bundle::parts::FileRange],
+        check: Option<Deferred>,
+    ) -> std::io::Result<Body> {
         let mut out = Vec::with_capacity(ranges.len());
         for r in ranges {
             out.push(OpenRange {
@@ -126,7 +140,7 @@ impl Body {
                 len: r.len,
             });
         }
-        Ok(Body::Files(out))
+        Ok(Body::Files { ranges: out, check })
     }
 }
 
@@ -223,10 +237,15 @@ pub fn write_response<T: ResponseSink>(
             io.write_all(&out)?;
             Ok(b.len() as u64)
         }
-        Body::Files(ranges) => {
+        Body::Files { ranges, check } => {
             io.write_all(&out)?;
-            for r in ranges {
-                send_file_range(io, &r.file, r.offset, r.len, use_sendfile)?;
+            match check {
+                Some(check) => send_checked(io, ranges, check)?,
+                None => {
+                    for r in ranges {
+                        send_file_range(io, &r.file, r.offset, r.len, use_sendfile)?;
+                    }
+                }
             }
             Ok(resp.body.len())
         }

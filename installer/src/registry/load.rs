@@ -19,7 +19,6 @@ use super::errors::RegistryError;
 use super::store::{
     Blob, BlobLocation, ImageStore, Manifest, RepoKey, Repository, SkippedImage, StoredImage,
 };
-use super::verify::Verdict;
 use ferry_bundle::oci::{self, is_foreign_layer, Descriptor, MAX_INDEX_DEPTH, MAX_MANIFEST_BYTES};
 use ferry_bundle::reference::{check_repository, check_tag};
 use ferry_bundle::Sha256Digest;
@@ -157,11 +156,14 @@ impl Loader {
             .unwrap_or_default();
         let mut bytes = Vec::with_capacity(loc.len as usize);
         let mut buf = vec![0u8; (loc.len as usize).clamp(1, 64 << 10)];
-        BlobLocation::read_pieces(&loc.pieces, &mut buf, &mut |b| bytes.extend_from_slice(b))
-            .map_err(|source| RegistryError::Io {
-                path: first.clone(),
-                source,
-            })?;
+        BlobLocation::read_pieces(&loc.pieces, &mut buf, &mut |b| {
+            bytes.extend_from_slice(b);
+            Ok(())
+        })
+        .map_err(|source| RegistryError::Io {
+            path: first.clone(),
+            source,
+        })?;
         let actual = Sha256Digest::of(&bytes);
         if actual != *digest {
             return Err(RegistryError::CorruptManifest {
@@ -304,7 +306,7 @@ impl Loader {
                     d,
                     Blob {
                         location,
-                        verdict: Verdict::default(),
+                        verdict: Default::default(),
                     },
                 )
             })

@@ -1,7 +1,8 @@
 //! The installer's read-only OCI Distribution registry, served straight out of the bundle.
 //!
 //! Images stay where the bundle put them: every blob is a byte range of the staged
-//! `delivery.run` (or a file of an OCI layout), sent with `sendfile(2)`. The server is a
+//! `delivery.run` (or a file of an OCI layout), copied to the socket from there (`body`
+//! has the two ways, `sendfile(2)` and a copy loop, and why). The server is a
 //! small blocking HTTP/1.1 implementation on `std::net` with a bounded thread pool: the API
 //! is a handful of GET/HEAD routes, and the installer must stay a small static binary
 //! (DESIGN §5 has the measurements that chose this over hyper).
@@ -16,8 +17,10 @@
 //! (or by `layout` from an OCI layout); `routes` answers requests using `path`, `names`,
 //! `range` and `pagination`, and counts what it could not answer in [`misses`]; `server`
 //! runs connections over `http`, `body` and a `pool`,
-//! generic over a [`Transport`] so TLS can be added. Blobs are checked against their
-//! digest on first use (`verify`).
+//! generic over a [`Transport`] so TLS can be added. Every blob is checked against its
+//! digest once (`verify`): its first full GET is hashed while it is sent, and the last
+//! chunk only goes out if the digest matches; HEAD and range requests on a blob not yet
+//! verified hash it before answering.
 
 mod body;
 mod errors;

@@ -11,6 +11,7 @@ use super::pagination::{link, paginate, parse_n};
 use super::path::{parse_path, split_target, Endpoint, ManifestRef, Query, MAX_TARGET_LEN};
 use super::range::ByteRange;
 use super::store::{BlobRef, ImageStore};
+use super::verify::Deferred;
 use ferry_bundle::oci::{LayoutIndex, OCI_INDEX};
 use ferry_bundle::reference::{hub_repository, looks_like_host, normalise_host};
 use ferry_bundle::Sha256Digest;
@@ -55,7 +56,7 @@ fn route(store: &ImageStore, req: &Request, client: Option<IpAddr>) -> Result<Re
         Endpoint::Base => Ok(Response::json(200, b"{}".to_vec())),
         Endpoint::Catalog => catalog(store, &query),
         Endpoint::Manifest { name, reference } => manifest(store, name, &query, reference),
-        Endpoint::Blob { name, digest } => blob(store, name, &query, digest, req.range.as_deref()),
+        Endpoint::Blob { name, digest } => blob(store, req, name, &query, digest),
         Endpoint::Tags { name } => tags(store, name, &query),
         Endpoint::Referrers { name, digest } => referrers(store, name, &query, digest),
     };
@@ -151,13 +152,16 @@ fn manifest(
         .header("ETag", etag(&digest)))
 }
 
+/// A blob, whole or a range. A file blob not yet verified is verified while it is sent
+/// when the request is a full GET, and before anything else otherwise (`super::verify`).
 fn blob(
     store: &ImageStore,
+    req: &Request,
     name: &str,
     query: &Query,
     digest: &Sha256Digest,
-    range: Option<&str>,
 ) -> Result<Response, ApiError> {
+    let range = req.range.as_deref();
     let (key, repo) = store.resolve(name, query.ns.as_deref())?;
     let found = store.blob(repo, digest).ok_or_else(|| {
         ApiError::blob_unknown(format!(
@@ -166,11 +170,24 @@ fn blob(
             key.full_name()
         ))
     })?;
+    let mut check = None;
     let total = match &found {
         BlobRef::Manifest(m) => m.bytes.len() as u64,
         BlobRef::File(b) => {
-            b.verdict.check(digest, &b.location)?;
-            b.location.len
+            let len = b.location.len;
+            let whole = ByteRange::parse(range, len) == ByteRange::Full;
+            match b.verdict.known() {
+                Some(verdict) => verdict?,
+                None if req.method == "GET" && whole && len > 0 => {
+                    check = Some(Deferred::new(
+                        b.verdict.clone(),
+                        *digest,
+                        b.location.clone(),
+                    ))
+                }
+                None => b.verdict.check(digest, &b.location)?,
+            }
+            len
         }
     };
     let (status, start, len) = match ByteRange::parse(range, total) {
@@ -193,17 +210,19 @@ fn blob(
         BlobRef::Manifest(m) => {
             Body::Bytes(m.bytes[start as usize..(start + len) as usize].to_vec())
         }
-        BlobRef::File(b) => Body::open(&b.location.slice(start, len)).map_err(|e| {
-            ApiError::new(
-                500,
-                ErrorCode::BlobUnknown,
-                format!(
-                    "blob {} cannot be opened ({}): {e}",
-                    digest,
-                    b.location.describe()
-                ),
-            )
-        })?,
+        BlobRef::File(b) => {
+            Body::open_checked(&b.location.slice(start, len), check).map_err(|e| {
+                ApiError::new(
+                    500,
+                    ErrorCode::BlobUnknown,
+                    format!(
+                        "blob {} cannot be opened ({}): {e}",
+                        digest,
+                        b.location.describe()
+                    ),
+                )
+            })?
+        }
     };
     let mut resp = Response::new(status, body)
         .header("Content-Type", "application/octet-stream")

@@ -58,7 +58,10 @@ pub struct ServeOptions {
     pub idle_timeout: Duration,
     /// Time a single write may stall (a client that stops reading).
     pub write_timeout: Duration,
-    /// Send blob bodies with `sendfile(2)` where the transport allows it.
+    /// Send verified blob bodies with `sendfile(2)` where the transport allows it (plain
+    /// TCP), instead of the `pread`/`write` copy loop. Off by default: over loopback, the
+    /// one place plain HTTP is used, the copy loop was as fast or faster for skopeo,
+    /// containerd and raw GETs (`docs/benchmarks.md` §3, `super::body`).
     pub sendfile: bool,
 }
 
@@ -71,7 +74,7 @@ impl Default for ServeOptions {
             head_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(60),
             write_timeout: Duration::from_secs(30),
-            sendfile: true,
+            sendfile: false,
         }
     }
 }

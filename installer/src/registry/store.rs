@@ -7,6 +7,7 @@
 //! checked on their first request ([`super::verify`]). A repository only answers for the
 //! blobs its own images reference, as a real registry does.
 
+use super::body::read_chunks;
 use super::errors::{ApiError, RegistryError};
 use super::misses::MissLog;
 use super::names::MAX_NAME_LEN;
@@ -92,34 +93,12 @@ impl BlobLocation {
     pub fn read_pieces(
         pieces: &[FileRange],
         buf: &mut [u8],
-        sink: &mut dyn FnMut(&[u8]),
+        sink: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
     ) -> std::io::Result<()> {
-        use std::os::unix::fs::FileExt;
         for p in pieces {
             let file = std::fs::File::open(&p.path)?;
-            let end = p.offset.checked_add(p.len).ok_or_else(|| {
-                std::io::Error::new(std::io::ErrorKind::InvalidInput, "range overflows a u64")
-            })?;
-            let mut pos = p.offset;
-            while pos < end {
-                let want = buf.len().min((end - pos) as usize);
-                let n = match file.read_at(&mut buf[..want], pos) {
-                    Ok(0) => {
-                        return Err(std::io::Error::new(
-                            std::io::ErrorKind::UnexpectedEof,
-                            format!(
-                                "{} ends at byte {pos}, before the blob's end at byte {end}",
-                                p.path.display()
-                            ),
-                        ))
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                };
-                sink(&buf[..n]);
-                pos += n as u64;
-            }
+            read_chunks(&file, p.offset, p.len, buf, sink)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", p.path.display())))?;
         }
         Ok(())
     }
@@ -181,11 +160,12 @@ pub(crate) struct Manifest {
     pub blobs: Vec<(Sha256Digest, String)>,
 }
 
-/// A blob kept in the bundle file, with its memoised digest check.
+/// A blob kept in the bundle file, with its memoised digest check (shared with the
+/// bodies that verify it while they are sent, see [`super::verify`]).
 #[derive(Debug)]
 pub(crate) struct Blob {
     pub location: BlobLocation,
-    pub verdict: Verdict,
+    pub verdict: Arc<Verdict>,
 }
 
 /// What a blob request resolves to.

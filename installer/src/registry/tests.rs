@@ -3,6 +3,7 @@
 //! by `routes::handle`. Socket-level behaviour (keep-alive, limits, timeouts) is tested
 //! at the end through a real listener.
 
+use super::body::send_checked;
 use super::errors::{ErrorCode, RegistryError};
 use super::http::{Body, Request, Response};
 use super::routes::handle;
@@ -174,13 +175,25 @@ fn call(
     let body = match &resp.body {
         Body::Bytes(b) => b.clone(),
         Body::Shared(b) => b.to_vec(),
-        Body::Files(ranges) => {
+        Body::Files {
+            ranges,
+            check: None,
+        } => {
             let mut v = Vec::new();
             for r in ranges {
                 let mut b = vec![0; r.len as usize];
                 r.file.read_exact_at(&mut b, r.offset).unwrap();
                 v.extend(b);
             }
+            v
+        }
+        // Sent as to a client: a corrupt blob's body stops short of its last chunk.
+        Body::Files {
+            ranges,
+            check: Some(check),
+        } => {
+            let mut v = Vec::new();
+            let _ = send_checked(&mut v, ranges, check);
             v
         }
     };
@@ -650,18 +663,40 @@ fn referrers_list_manifests_with_that_subject() {
     );
 }
 
-#[test]
-fn corrupt_blob_is_refused_and_hashed_once() {
-    let f = fixture();
-    let loc = f.bundle.blobs[&f.docker.1].pieces[0].clone();
-    // Flip one byte in the middle of the layer, inside the bundle file.
+/// Flips one byte in the middle of the blob `digest` inside the bundle file.
+fn corrupt(b: &Bundle, digest: &Sha256Digest) {
+    let loc = &b.blobs[digest].pieces[0];
     let file = std::fs::OpenOptions::new()
         .write(true)
         .open(&loc.path)
         .unwrap();
     file.write_all_at(b"X", loc.offset + loc.len / 2).unwrap();
+}
+
+fn hashes(store: &ImageStore, digest: &Sha256Digest) -> usize {
+    store.blobs[digest]
+        .verdict
+        .hashes
+        .load(std::sync::atomic::Ordering::SeqCst)
+}
+
+#[test]
+fn corrupt_blob_is_cut_short_then_refused_and_hashed_once() {
+    let f = fixture();
+    corrupt(&f.bundle, &f.docker.1);
     let target = Arc::new(format!("/v2/library/app/blobs/{}?ns=docker.io", f.docker.1));
     let store = Arc::new(f.store);
+    // The first full GET is verified as it is sent: it promised the whole blob, and
+    // stops before the last chunk.
+    let (r, body) = call(&store, "GET", &target, None);
+    let len = f.bundle.blobs[&f.docker.1].len;
+    assert_eq!((r.status, r.body.len()), (200, len));
+    assert!(
+        (body.len() as u64) < len,
+        "{} of {len} bytes sent",
+        body.len()
+    );
+    // Every later request knows.
     let threads: Vec<_> = (0..8)
         .map(|_| {
             let (store, target) = (store.clone(), target.clone());
@@ -681,11 +716,13 @@ fn corrupt_blob_is_refused_and_hashed_once() {
     }
     let (r, _) = call(&store, "HEAD", &target, None);
     assert_eq!(r.status, 500);
-    let hashes = store.blobs[&f.docker.1]
-        .verdict
-        .hashes
-        .load(std::sync::atomic::Ordering::SeqCst);
-    assert_eq!(hashes, 1, "the blob must be hashed once, not per request");
+    let (r, _) = call(&store, "GET", &target, Some("bytes=0-3"));
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        hashes(&store, &f.docker.1),
+        1,
+        "the blob must be hashed once, not per request"
+    );
     // The good blob of the other host is still served.
     let (r, _) = call(
         &store,
@@ -694,6 +731,89 @@ fn corrupt_blob_is_refused_and_hashed_once() {
         None,
     );
     assert_eq!(r.status, 200);
+}
+
+#[test]
+fn a_good_blob_is_hashed_once_across_requests() {
+    let f = fixture();
+    let target = format!("/v2/quay.io/library/app/blobs/{}", f.quay.1);
+    let (r, body) = call(&f.store, "GET", &target, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(Sha256Digest::of(&body), f.quay.1);
+    assert!(
+        matches!(r.body, Body::Files { check: Some(_), .. }),
+        "the first full GET is verified while it is sent"
+    );
+    for range in [None, Some("bytes=1-"), None] {
+        let (r, body) = call(&f.store, "GET", &target, range);
+        assert!(
+            matches!(r.body, Body::Files { check: None, .. }),
+            "{range:?}"
+        );
+        assert_eq!(body.len() + usize::from(range.is_some()), 6000, "{range:?}");
+    }
+    let (r, _) = call(&f.store, "HEAD", &target, None);
+    assert_eq!(r.status, 200);
+    assert_eq!(hashes(&f.store, &f.quay.1), 1);
+}
+
+#[test]
+fn range_requests_and_head_on_unverified_blobs_still_verify_first() {
+    let f = fixture();
+    corrupt(&f.bundle, &f.docker.1);
+    let docker = format!("/v2/docker.io/library/app/blobs/{}", f.docker.1);
+    let (r, body) = call(&f.store, "GET", &docker, Some("bytes=0-3"));
+    assert_eq!(
+        (r.status, error_code(&body).as_str()),
+        (500, "BLOB_UNKNOWN")
+    );
+    let (r, _) = call(&f.store, "GET", &docker, None);
+    assert_eq!(r.status, 500, "the verdict of the range request stays");
+    assert_eq!(hashes(&f.store, &f.docker.1), 1);
+    // A good blob: the range request verifies it, and the full GET after it is sent
+    // without another hash.
+    let quay = format!("/v2/quay.io/library/app/blobs/{}", f.quay.1);
+    let (r, body) = call(&f.store, "GET", &quay, Some("bytes=0-3"));
+    assert_eq!((r.status, body.as_slice()), (206, &b"quay"[..]));
+    let (r, _) = call(&f.store, "GET", &quay, None);
+    assert!(matches!(r.body, Body::Files { check: None, .. }));
+    assert_eq!(hashes(&f.store, &f.quay.1), 1);
+}
+
+#[test]
+fn concurrent_first_gets_do_not_wait_for_each_other_and_both_succeed() {
+    let mut b = Bundle::new();
+    let (manifest, layer) = b.image(&"big".repeat(2000)); // a 3 MB layer: many chunks
+    b.write();
+    let store = Arc::new(ImageStore::new(
+        vec![stored("docker.io/library/big:1", manifest, OCI_MANIFEST)],
+        b.blobs.clone(),
+    ));
+    let target = Arc::new(format!("/v2/library/big/blobs/{layer}"));
+    let start = Arc::new(std::sync::Barrier::new(2));
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let (store, target, start) = (store.clone(), target.clone(), start.clone());
+            std::thread::spawn(move || {
+                let resp = handle(&store, &req("GET", &target, None));
+                assert!(matches!(resp.body, Body::Files { check: Some(_), .. }));
+                start.wait();
+                let mut out = Vec::new();
+                super::http::write_response(&mut out, &resp, false, false, true).unwrap();
+                (resp.status, out)
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, out) = t.join().unwrap();
+        assert_eq!(status, 200);
+        let body = &out[out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4..];
+        assert_eq!(Sha256Digest::of(body), layer);
+    }
+    // Both were answered before either was sent: each hashed its own stream.
+    assert_eq!(hashes(&store, &layer), 2);
+    let (r, _) = call(&store, "GET", &target, None);
+    assert!(matches!(r.body, Body::Files { check: None, .. }));
 }
 
 /// Loads `images` and returns the one skipped image's error; the good image beside it
@@ -905,23 +1025,73 @@ fn sendfile_and_copy_paths_send_the_same_bytes() {
         };
         let (server, f) = start(fixture(), opts);
         let blob = f.docker.1;
-        let out = raw(
-            server.local_addr(),
-            format!(
-                "GET /v2/library/app/blobs/{}?ns=docker.io HTTP/1.0\r\n\r\n",
-                blob
-            )
-            .as_bytes(),
-            Duration::from_secs(5),
-        );
-        let body = out.split_once("\r\n\r\n").unwrap().1;
-        assert_eq!(
-            Sha256Digest::of(body.as_bytes()),
-            blob,
-            "sendfile={sendfile}"
-        );
+        // The first GET is verified while sent (always the copy loop); the second is
+        // sent the configured way.
+        for get in ["first", "second"] {
+            let out = raw(
+                server.local_addr(),
+                format!(
+                    "GET /v2/library/app/blobs/{}?ns=docker.io HTTP/1.0\r\n\r\n",
+                    blob
+                )
+                .as_bytes(),
+                Duration::from_secs(5),
+            );
+            let body = out.split_once("\r\n\r\n").unwrap().1;
+            assert_eq!(
+                Sha256Digest::of(body.as_bytes()),
+                blob,
+                "sendfile={sendfile}, {get} GET"
+            );
+        }
         server.stop().unwrap();
     }
+}
+
+#[test]
+fn a_corrupt_blob_over_a_socket_is_cut_short_and_closed_then_500() {
+    let mut b = Bundle::new();
+    let (manifest, layer) = b.image(&"big".repeat(2000)); // a 3 MB layer: many chunks
+    b.write();
+    corrupt(&b, &layer);
+    let store = ImageStore::new(
+        vec![stored("docker.io/library/big:1", manifest, OCI_MANIFEST)],
+        b.blobs.clone(),
+    );
+    let f = Fixture {
+        bundle: b,
+        store,
+        docker: (manifest, layer),
+        quay: (manifest, layer),
+        referrer: manifest,
+    };
+    let (server, f) = start(f, ServeOptions::default());
+    let len = f.bundle.blobs[&layer].len;
+    // Keep-alive: only the server closing the connection ends the read early.
+    let get = format!("GET /v2/library/big/blobs/{layer} HTTP/1.1\r\nHost: x\r\n\r\n");
+    let mut s = TcpStream::connect(server.local_addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(get.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)
+        .expect("the server closes the connection");
+    let text = String::from_utf8_lossy(&out);
+    let (head, _) = text.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 "), "{head}");
+    let promised = format!("Content-Length: {len}");
+    assert!(head.lines().any(|l| l == promised), "{head}");
+    let body = out.len() - head.len() - 4;
+    assert!(body > 0 && (body as u64) < len, "{body} of {len} bytes");
+    let again = raw(
+        server.local_addr(),
+        get.as_bytes(),
+        Duration::from_millis(500),
+    );
+    assert!(
+        again.starts_with("HTTP/1.1 500 ") && again.contains("corrupt"),
+        "{again}"
+    );
+    server.stop().unwrap();
 }
 
 #[test]
