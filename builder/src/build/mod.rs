@@ -872,11 +872,14 @@ fn resolve_images(
                     blobs: p.image.blobs.iter().map(blob).collect(),
                     platforms: p.image.platforms.clone(),
                 };
-                pending.push(downloads::Pending {
-                    pull: p,
-                    cache: c.clone(),
-                    at: at.clone(),
-                });
+                // Nothing left to download (all cached): its client goes now.
+                if p.layers().next().is_some() {
+                    pending.push(downloads::Pending {
+                        pull: p,
+                        cache: c.clone(),
+                        at: at.clone(),
+                    });
+                }
                 img
             }
             local => {

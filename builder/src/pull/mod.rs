@@ -115,7 +115,7 @@ pub struct PendingPull {
 }
 
 impl PendingPull {
-    /// The layers still to bring into the cache (any already there are not fetched again).
+    /// The layers still to bring into the cache (those it held at [`resolve`] are not).
     pub fn layers(&self) -> impl Iterator<Item = &Descriptor> {
         self.layers.iter().map(|w| &w.desc)
     }
@@ -224,6 +224,8 @@ pub fn resolve(
                 };
                 match kind {
                     "config" => configs.push(w),
+                    // A cached layer is not pending (the caller then needs no client).
+                    _ if cache.contains(&d.digest, d.size) => f.counters.reused(),
                     _ => layers.push(w),
                 }
             }
