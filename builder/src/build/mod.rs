@@ -478,12 +478,15 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     );
     let mut written = Vec::new();
     std::thread::scope(|s| -> Result<()> {
+        let _stop = downloads::StopOnDrop(&downloads);
         if !downloads.is_empty() {
             for _ in 0..opts.pull.parallel_downloads.max(1) {
-                s.spawn(|| downloads.work());
+                std::thread::Builder::new()
+                    .name("layer-download".into())
+                    .spawn_scoped(s, || downloads.work())
+                    .context("starting a download thread")?;
             }
         }
-        let _stop = downloads::StopOnDrop(&downloads);
         for ((platform, out), stub) in platforms.iter().zip(&outputs).zip(&stubs) {
             let mut r = write(
                 opts,
