@@ -4,10 +4,14 @@
 //! runtime or cluster payload from `--payload` or its project's release, see
 //! [`crate::release`]; image blobs as byte ranges of layouts, tarballs or the content
 //! cache; files from the context) without writing the bundle, and records what it
-//! resolved in a [`Lock`] (`ferry.lock`, checked first with `--locked`). *Write* then
-//! streams each unique blob and file once into the bundle writer, which verifies digests
-//! as the bytes pass. Failing in plan costs nothing; failing in write leaves no partial
-//! output; `ferry.lock` is written only after the bundle.
+//! resolved in a [`Lock`] (`ferry.lock`, checked first with `--locked`). A registry image
+//! is resolved in plan to its manifests and configs, which name all its blobs; its layers
+//! download during write, in the writer's order ([`downloads`]). *Write* then streams each
+//! unique blob and file once into the bundle writer, which verifies digests as the bytes
+//! pass, except for blobs from the content cache, verified when they were stored (the
+//! cache vouches for them: [`crate::image::BlobSource::check`]). Failing in plan costs
+//! nothing; failing in write leaves no partial output; `ferry.lock` is written only after
+//! the bundle.
 //!
 //! The same Kubefile, lock and inputs give the same bytes: everything the bundle holds is
 //! ordered (images by name, files by path), tar headers and the chart archive are written
@@ -17,6 +21,7 @@
 
 pub mod apps;
 pub mod base;
+mod downloads;
 pub(crate) mod files;
 pub mod output;
 pub mod payload;
@@ -27,9 +32,12 @@ use crate::discover::{CandidateMode, Status};
 use crate::image::{resolve_local, Blob, BlobSource, ImageSource, ResolvedImage};
 use crate::kubefile::{ImageSpec, ImageVia, Recipe};
 use crate::lock::{hash_path, Lock, LockedAsset, LockedFile, LockedImage};
-use crate::pull::{pull, ContentCache, Platform, PullOptions, PullStats};
+use crate::pull::{
+    resolve, ContentCache, PendingPull, Platform, PullError, PullOptions, PullStats,
+};
 use crate::release::{self, DownloadOptions, Downloader};
 use anyhow::{bail, Context, Result};
+use downloads::Downloads;
 use ferry_bundle::manifest::{
     AppRecord, BaseRecord, ClusterRecord, FileRecord, HookRecord, ImageRecord,
 };
@@ -347,7 +355,7 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
             origin: spec.origin.clone(),
         });
     }
-    let (new_images, pulled, failed) = resolve_images(opts, &specs, &optional)?;
+    let (new_images, mut pulled, failed, pending) = resolve_images(opts, &specs, &optional)?;
     // The base's images first (unless the Kubefile names them anew), then the new ones.
     let mut images = match &base {
         Some(b) => b.images(&|n| new_images.iter().any(|i| i.name == *n))?,
@@ -463,36 +471,55 @@ pub fn build(opts: &BuildOptions) -> Result<BuildReport> {
     };
     // One bundle per platform from this one resolution: the same images (pulled once,
     // streamed from the cache into each), its own stub and every platform's payload.
+    // Registry layers download meanwhile, in the order the first bundle takes them.
+    let downloads = Downloads::new(
+        &pending,
+        images.iter().flat_map(|i| i.blobs.iter().map(|b| b.digest)),
+    );
     let mut written = Vec::new();
-    for ((platform, out), stub) in platforms.iter().zip(&outputs).zip(&stubs) {
-        let mut r = write(
-            opts,
-            manifest.clone(),
-            &planned,
-            Writing {
-                tmp_dir: scratch.path(),
-                key: key.as_ref(),
-                created: lock.resolved_at.unwrap_or_default(),
-                platform,
-                stub,
-                output: out,
-                several,
-                delta_from: delta_base.as_deref(),
-            },
-        )?;
-        let (sha, file) = output::write_checksum(out, &r.parts)?;
-        r.file_sha256 = sha.to_string();
-        r.checksum_file = file;
-        r.outputs = vec![OutputReport {
-            platform: platform.to_string(),
-            path: out.clone(),
-            size: r.size,
-            sha256: r.file_sha256.clone(),
-            checksum_file: r.checksum_file.clone(),
-            parts: r.parts.clone(),
-        }];
-        written.push(r);
-    }
+    std::thread::scope(|s| -> Result<()> {
+        let _stop = downloads::StopOnDrop(&downloads);
+        if !downloads.is_empty() {
+            for _ in 0..opts.pull.parallel_downloads.max(1) {
+                std::thread::Builder::new()
+                    .name("layer-download".into())
+                    .spawn_scoped(s, || downloads.work())
+                    .context("starting a download thread")?;
+            }
+        }
+        for ((platform, out), stub) in platforms.iter().zip(&outputs).zip(&stubs) {
+            let mut r = write(
+                opts,
+                manifest.clone(),
+                &planned,
+                Writing {
+                    tmp_dir: scratch.path(),
+                    key: key.as_ref(),
+                    created: lock.resolved_at.unwrap_or_default(),
+                    platform,
+                    stub,
+                    output: out,
+                    several,
+                    delta_from: delta_base.as_deref(),
+                    downloads: &downloads,
+                },
+            )?;
+            let (sha, file) = output::write_checksum(out, &r.parts)?;
+            r.file_sha256 = sha.to_string();
+            r.checksum_file = file;
+            r.outputs = vec![OutputReport {
+                platform: platform.to_string(),
+                path: out.clone(),
+                size: r.size,
+                sha256: r.file_sha256.clone(),
+                checksum_file: r.checksum_file.clone(),
+                parts: r.parts.clone(),
+            }];
+            written.push(r);
+        }
+        Ok(())
+    })?;
+    pulled.add(&downloads.stats());
     let outputs: Vec<OutputReport> = written.iter().flat_map(|r| r.outputs.clone()).collect();
     let mut report = written.swap_remove(0);
     report.outputs = outputs;
@@ -752,12 +779,20 @@ fn lock_of(
     Ok(Lock::new(helm, images, assets, files))
 }
 
-/// Resolved images, pull statistics, and the `optional` images that could not be pulled
-/// (with the reason).
-type Resolved = (Vec<ResolvedImage>, PullStats, Vec<(String, String)>);
+/// Resolved images, pull statistics, the `optional` images that could not be pulled (with
+/// the reason), and the registry images whose layers are still to download.
+type Resolved = (
+    Vec<ResolvedImage>,
+    PullStats,
+    Vec<(String, String)>,
+    Vec<downloads::Pending>,
+);
 
-/// Resolves every spec. A registry image named in `optional` (a candidate) that cannot be
-/// pulled is returned as a failure instead of failing the build.
+/// Resolves every spec. Registry images are resolved `parallel_downloads` at a time to
+/// their manifests and configs; their layers are left to [`downloads`], which fetches
+/// them while the bundle is written. A registry image named in `optional` (a candidate)
+/// is pulled whole here instead, so that one that cannot be pulled is returned as a
+/// failure rather than failing the build.
 fn resolve_images(
     opts: &BuildOptions,
     specs: &[ImageSpec],
@@ -766,21 +801,55 @@ fn resolve_images(
     let mut failed = Vec::new();
     let mut by_name: BTreeMap<String, ResolvedImage> = BTreeMap::new();
     let mut stats = PullStats::default();
-    let mut cache: Option<ContentCache> = None;
-    for s in specs {
+    let mut pending = Vec::new();
+    // Each registry image once by name (an IMAGE line and a chart may both name it).
+    let mut seen = BTreeSet::new();
+    let registry: Vec<(usize, &Reference, bool)> = specs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| match &s.source {
+            ImageSource::Registry(r) => {
+                let name = s.name.clone().unwrap_or_else(|| r.clone()).to_string();
+                let whole = optional.contains(&name);
+                seen.insert(name).then_some((i, r, whole))
+            }
+            _ => None,
+        })
+        .collect();
+    let cache = match registry.is_empty() {
+        true => None,
+        false => Some(open_cache(opts)?),
+    };
+    let mut results: BTreeMap<usize, Result<PendingPull, PullError>> = match &cache {
+        Some(c) => {
+            let pulled = downloads::parallel_map(
+                &registry,
+                opts.pull.parallel_downloads,
+                |(_, r, whole)| {
+                    let mut p = resolve(r, &opts.pull, c)?;
+                    if *whole {
+                        p.fetch_all(c, opts.pull.parallel_downloads)?;
+                    }
+                    Ok(p)
+                },
+            );
+            registry.iter().map(|(i, ..)| *i).zip(pulled).collect()
+        }
+        None => BTreeMap::new(),
+    };
+    for (i, s) in specs.iter().enumerate() {
         let at = s.origin.to_string();
         let img = match &s.source {
             ImageSource::Registry(r) => {
                 let name = s.name.clone().unwrap_or_else(|| r.clone());
-                // Named twice (an IMAGE line and a chart, say): pull once.
+                // Named twice (an IMAGE line and a chart, say): resolved once, for the first.
+                let Some(res) = results.remove(&i) else {
+                    continue;
+                };
                 if by_name.contains_key(&name.to_string()) {
                     continue;
                 }
-                if cache.is_none() {
-                    cache = Some(open_cache(opts)?);
-                }
-                let c = cache.as_ref().unwrap();
-                let p = match pull(r, &opts.pull, c) {
+                let p = match res {
                     Ok(p) => p,
                     Err(e) if optional.contains(&name.to_string()) => {
                         failed.push((name.to_string(), e.to_string()));
@@ -788,20 +857,33 @@ fn resolve_images(
                     }
                     Err(e) => return Err(e).with_context(|| at.clone()),
                 };
-                stats.add(&p.stats);
+                let c = cache.as_ref().expect("a cache for registry images");
+                stats.add(&p.image.stats);
                 let blob = |d: &Descriptor| Blob {
                     digest: d.digest,
                     size: d.size,
                     media_type: d.media_type.clone(),
-                    source: BlobSource::whole_file(c.blob_path(&d.digest), d.size),
+                    source: BlobSource::Cached {
+                        path: c.blob_path(&d.digest),
+                        len: d.size,
+                    },
                 };
-                ResolvedImage {
+                let img = ResolvedImage {
                     name,
                     source: s.written.clone(),
-                    root: blob(&p.root),
-                    blobs: p.blobs.iter().map(blob).collect(),
-                    platforms: p.platforms.clone(),
+                    root: blob(&p.image.root),
+                    blobs: p.image.blobs.iter().map(blob).collect(),
+                    platforms: p.image.platforms.clone(),
+                };
+                // Nothing left to download (all cached): its client goes now.
+                if p.layers().next().is_some() {
+                    pending.push(downloads::Pending {
+                        pull: p,
+                        cache: c.clone(),
+                        at: at.clone(),
+                    });
                 }
+                img
             }
             local => {
                 resolve_local(&s.written, local, s.name.as_ref()).with_context(|| at.clone())?
@@ -822,7 +904,7 @@ fn resolve_images(
         }
         by_name.insert(key, img);
     }
-    Ok((by_name.into_values().collect(), stats, failed))
+    Ok((by_name.into_values().collect(), stats, failed, pending))
 }
 
 /// Everything the bundle will carry, resolved to local bytes.
@@ -884,6 +966,8 @@ struct Writing<'a> {
     several: bool,
     /// `--delta-from`'s bundle as a local file (pulled into the cache for a reference).
     delta_from: Option<&'a Path>,
+    /// Registry layers still downloading: each is waited for before it is copied.
+    downloads: &'a Downloads<'a>,
 }
 
 fn write(
@@ -899,6 +983,7 @@ fn write(
         output,
         several,
         delta_from,
+        downloads,
     }: Writing<'_>,
 ) -> Result<BuildReport> {
     let Planned {
@@ -968,12 +1053,13 @@ fn write(
     let mut index = LayoutIndex::new();
     for img in images {
         for b in &img.blobs {
+            downloads.wait(&b.digest)?;
             let r = b
                 .source
                 .open()
                 .with_context(|| format!("{}: reading blob {}", img.source, b.digest))?;
             let added = w
-                .add_blob(&b.digest, b.size, r)
+                .add_blob_checked(&b.digest, b.size, b.source.check(), r)
                 .with_context(|| format!("image {} (from {})", img.name, img.source))?;
             if added {
                 written += 1

@@ -16,8 +16,9 @@ pub use source::{image_name, resolve_local, ImageSource};
 pub use walk::collect_blobs;
 
 use ferry_bundle::reference::Reference;
+use ferry_bundle::writer::BlobCheck;
 use ferry_bundle::Sha256Digest;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// Where a blob's bytes are before they go into the bundle.
@@ -31,6 +32,10 @@ pub enum BlobSource {
     },
     /// Small blobs the builder made itself (e.g. a manifest for a docker-archive image).
     Bytes(Arc<Vec<u8>>),
+    /// A blob in the builder's content cache ([`crate::pull::ContentCache`]), a whole file
+    /// named by its digest. The cache checked the digest when it stored the bytes, so
+    /// the bundle writer takes it on the cache's word ([`BlobSource::check`]).
+    Cached { path: PathBuf, len: u64 },
 }
 
 impl BlobSource {
@@ -46,38 +51,57 @@ impl BlobSource {
     pub fn len(&self) -> u64 {
         match self {
             BlobSource::Bytes(b) => b.len() as u64,
-            BlobSource::File { len, .. } => *len,
+            BlobSource::File { len, .. } | BlobSource::Cached { len, .. } => *len,
+        }
+    }
+    /// How the bundle writer knows the bytes match the blob's digest: the content cache
+    /// vouches for its own blobs (it verified them on the way in and names them by
+    /// digest); every other source is hashed as it is written.
+    pub fn check(&self) -> BlobCheck {
+        match self {
+            BlobSource::Cached { .. } => BlobCheck::Vouched,
+            BlobSource::File { .. } | BlobSource::Bytes(_) => BlobCheck::Hash,
+        }
+    }
+    /// The file holding the blob, with the byte range it takes (none for in-memory bytes).
+    pub fn file(&self) -> Option<(&Path, u64, u64)> {
+        match self {
+            BlobSource::File { path, offset, len } => Some((path, *offset, *len)),
+            BlobSource::Cached { path, len } => Some((path, 0, *len)),
+            BlobSource::Bytes(_) => None,
         }
     }
     /// Reads the whole blob into memory: for manifests and configs only (small).
     pub fn read_small(&self) -> std::io::Result<Vec<u8>> {
         const LIMIT: u64 = 16 * 1024 * 1024;
-        match self {
-            BlobSource::Bytes(b) => Ok(b.to_vec()),
-            BlobSource::File { path, offset, len } => {
-                if *len > LIMIT {
+        match (self, self.file()) {
+            (BlobSource::Bytes(b), _) => Ok(b.to_vec()),
+            (_, Some((path, offset, len))) => {
+                if len > LIMIT {
                     return Err(std::io::Error::other(format!(
                         "{}: manifest or config larger than 16 MiB",
                         path.display()
                     )));
                 }
                 let f = std::fs::File::open(path)?;
-                ferry_bundle::subfile::read_exact_at(&f, *offset, *len as usize)
+                ferry_bundle::subfile::read_exact_at(&f, offset, len as usize)
             }
+            (_, None) => unreachable!("only in-memory bytes have no file"),
         }
     }
     /// Opens the blob as a stream.
     pub fn open(&self) -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        match self {
-            BlobSource::Bytes(b) => Ok(Box::new(std::io::Cursor::new(b.clone().to_vec()))),
-            BlobSource::File { path, offset, len } => {
+        match (self, self.file()) {
+            (BlobSource::Bytes(b), _) => Ok(Box::new(std::io::Cursor::new(b.clone().to_vec()))),
+            (_, Some((path, offset, len))) => {
                 let f = std::fs::File::open(path)?;
                 Ok(Box::new(ferry_bundle::subfile::SubFile::new(
                     Arc::new(f),
-                    *offset,
-                    *len,
+                    offset,
+                    len,
                 )))
             }
+            (_, None) => unreachable!("only in-memory bytes have no file"),
         }
     }
 }

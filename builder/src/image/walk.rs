@@ -35,9 +35,9 @@ pub fn collect_blobs(
         }
         // A descriptor's size is someone else's claim; the bytes holding the blob bound it.
         if b.source.len() != b.size {
-            let held = match &b.source {
-                BlobSource::File { path, .. } => path.display().to_string(),
-                BlobSource::Bytes(_) => "the source".into(),
+            let held = match b.source.file() {
+                Some((path, ..)) => path.display().to_string(),
+                None => "the source".into(),
             };
             return Err(ImageError::invalid(
                 source_ref,

@@ -4,7 +4,8 @@
 //! index or Docker manifest list), selects platforms, and downloads every blob it needs into
 //! the cache, checking every digest and size while the bytes stream past. The returned
 //! [`PulledImage`] lists exactly those blobs, all present in the cache, for the bundle
-//! writer to copy.
+//! writer to copy. [`resolve`] stops before the layers, leaving them to
+//! [`PendingPull::fetch`]: `ferry build` fetches them while it writes the bundle.
 //!
 //! # Platforms and what the bundle keeps
 //!
@@ -89,6 +90,63 @@ pub fn pull(
     opts: &PullOptions,
     cache: &ContentCache,
 ) -> Result<PulledImage, PullError> {
+    let mut pending = resolve(reference, opts, cache)?;
+    pending.fetch_all(cache, opts.parallel_downloads)?;
+    let image = pending.image;
+    tracing::info!(
+        "pulled {reference} from {}: {} blob(s) fetched ({} bytes), {} reused",
+        pending.client.registry(),
+        image.stats.blobs_fetched,
+        image.stats.bytes_fetched,
+        image.stats.blobs_reused
+    );
+    Ok(image)
+}
+
+/// An image whose manifests and configs are in the cache and whose layers may not be yet:
+/// what [`resolve`] returns. Its [`PulledImage`] is complete but for those layers'
+/// bytes, so a build can plan (and start writing) while [`PendingPull::fetch`] brings
+/// them in, each when its turn comes.
+pub struct PendingPull {
+    client: Client,
+    /// The image as it will be once every layer is fetched; `stats` so far.
+    pub image: PulledImage,
+    layers: Vec<Wanted>,
+}
+
+impl PendingPull {
+    /// The layers still to bring into the cache (those it held at [`resolve`] are not).
+    pub fn layers(&self) -> impl Iterator<Item = &Descriptor> {
+        self.layers.iter().map(|w| &w.desc)
+    }
+
+    /// Brings layer `i` of [`Self::layers`] into `cache`, verified like every pulled blob;
+    /// returns what that transferred.
+    pub fn fetch(&self, cache: &ContentCache, i: usize) -> Result<PullStats, PullError> {
+        let f = Fetcher::new(&self.client, cache);
+        let w = &self.layers[i];
+        f.blob(&w.desc, &w.what)?;
+        Ok(f.counters.snapshot())
+    }
+
+    /// Brings every layer still pending into `cache`, `parallel` at a time; the image's
+    /// `stats` then count them and none is left pending.
+    pub fn fetch_all(&mut self, cache: &ContentCache, parallel: usize) -> Result<(), PullError> {
+        let f = Fetcher::new(&self.client, cache);
+        f.blobs(&self.layers, parallel)?;
+        self.image.stats.add(&f.counters.snapshot());
+        self.layers.clear();
+        Ok(())
+    }
+}
+
+/// Resolves `reference` to its manifests and brings them and the image configs into
+/// `cache`; its layers are left to [`PendingPull::fetch`] ([`pull`] fetches them at once).
+pub fn resolve(
+    reference: &Reference,
+    opts: &PullOptions,
+    cache: &ContentCache,
+) -> Result<PendingPull, PullError> {
     let client = Client::new(reference, opts)?;
     let f = Fetcher::new(&client, cache);
     let wanted_platforms = opts.effective_platforms();
@@ -147,23 +205,34 @@ pub fn pull(
         seen.insert(root_desc.digest);
         blobs.push(root_desc);
     }
-    let mut wanted: Vec<Wanted> = Vec::new();
-    for (_, mdesc, config, layers) in &images {
+    // Configs are fetched now: they are small, and a single manifest's names its
+    // platform. Layers are left to the caller. `blobs` lists them all: the manifests,
+    // then each config and its layers.
+    let (mut configs, mut layers, mut rest) = (Vec::new(), Vec::new(), Vec::new());
+    for (_, mdesc, config, image_layers) in &images {
         if seen.insert(mdesc.digest) {
             blobs.push(mdesc.clone());
         }
-        let parts = std::iter::once(("config", config)).chain(layers.iter().map(|l| ("layer", l)));
+        let parts =
+            std::iter::once(("config", config)).chain(image_layers.iter().map(|l| ("layer", l)));
         for (kind, d) in parts {
             if seen.insert(d.digest) {
-                wanted.push(Wanted {
+                rest.push(d.clone());
+                let w = Wanted {
                     what: format!("{kind} {}", d.digest),
                     desc: d.clone(),
-                });
+                };
+                match kind {
+                    "config" => configs.push(w),
+                    // A cached layer is not pending (the caller then needs no client).
+                    _ if cache.contains(&d.digest, d.size) => f.counters.reused(),
+                    _ => layers.push(w),
+                }
             }
         }
     }
-    f.blobs(&wanted, opts.parallel_downloads)?;
-    blobs.extend(wanted.into_iter().map(|w| w.desc));
+    f.blobs(&configs, opts.parallel_downloads)?;
+    blobs.extend(rest);
 
     let mut platforms = Vec::new();
     for (from_index, _, config, _) in &images {
@@ -187,19 +256,16 @@ pub fn pull(
         }
     }
     let stats = f.counters.snapshot();
-    tracing::info!(
-        "pulled {reference} from {}: {} blob(s) fetched ({} bytes), {} reused",
-        client.registry(),
-        stats.blobs_fetched,
-        stats.bytes_fetched,
-        stats.blobs_reused
-    );
-    Ok(PulledImage {
-        reference: reference.clone(),
-        root,
-        blobs,
-        platforms,
-        stats,
+    Ok(PendingPull {
+        image: PulledImage {
+            reference: reference.clone(),
+            root,
+            blobs,
+            platforms,
+            stats,
+        },
+        layers,
+        client,
     })
 }
 

@@ -31,6 +31,7 @@ macro_rules! serde_as_string {
 
 pub mod artifact;
 pub mod auth;
+mod background;
 pub mod delta;
 pub mod digest;
 pub mod error;

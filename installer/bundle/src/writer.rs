@@ -19,6 +19,7 @@
 //! (each part hashed on the way) and the part table goes in front of the footer
 //! ([`crate::parts`]); nothing is written twice.
 
+use crate::background::BackgroundFile;
 use crate::digest::{HashingReader, Sha256Digest};
 use crate::error::{BundleError, Result};
 use crate::footer::{derived_identity, Footer, SignatureRange, FOOTER_LEN, FORMAT_VERSION};
@@ -30,10 +31,9 @@ use crate::MANIFEST_PATH;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-const OUT_BUF: usize = 1 << 20;
 /// Largest installer stub accepted (the real ones are a few MiB).
 const MAX_STUB: u64 = 64 << 20;
 
@@ -46,6 +46,19 @@ pub struct WriterOptions {
     /// Cut the bundle into parts of at most this many bytes (part 1 is at least the
     /// installer stub, which must be whole to run).
     pub split: Option<u64>,
+}
+
+/// How [`BundleWriter::add_blob_checked`] knows a blob's bytes match its digest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobCheck {
+    /// Hash the bytes as they are written; a mismatch fails the bundle, naming the blob.
+    Hash,
+    /// The caller has already checked the bytes against the digest and vouches for them:
+    /// a content store that verified each blob when storing it and names it by its digest
+    /// (the builder's cache). The writer records the digest as the entry's sha256 without
+    /// hashing again. A false vouch makes a bundle whose entry fails `--check` and the
+    /// installer's verification, so only a store with that invariant may vouch.
+    Vouched,
 }
 
 /// Signs bundle.json's exact bytes; returns the DER signature.
@@ -72,7 +85,8 @@ struct Sink {
     first_limit: u64,
     /// Partial files written so far (the last is `cur`).
     partials: Vec<PathBuf>,
-    cur: BufWriter<File>,
+    /// Written by a thread of its own, off the hashing thread ([`crate::background`]).
+    cur: BackgroundFile,
     cur_len: u64,
     cur_hash: Sha256,
     rows: Vec<PartRow>,
@@ -87,7 +101,7 @@ impl Sink {
             dest: dest.to_path_buf(),
             part_size,
             first_limit: u64::MAX,
-            cur: BufWriter::with_capacity(OUT_BUF, create(&partial)?),
+            cur: BackgroundFile::new(create(&partial)?)?,
             partials: vec![partial],
             cur_len: 0,
             cur_hash: Sha256::new(),
@@ -143,7 +157,7 @@ impl Sink {
             )));
         }
         let partial = partial_path(&part_path(&self.dest, index));
-        self.cur = BufWriter::with_capacity(OUT_BUF, create(&partial)?);
+        self.cur = BackgroundFile::new(create(&partial)?)?;
         self.partials.push(partial);
         self.cur_len = 0;
         Ok(())
@@ -169,7 +183,7 @@ impl Sink {
             self.cur.write_all(&footer.encode())?;
             self.cur.flush()?;
             if let Some((at, bytes)) = marker {
-                self.cur.get_ref().write_all_at(bytes, at)?;
+                self.cur.file().write_all_at(bytes, at)?;
             }
             return Ok(footer);
         }
@@ -390,6 +404,7 @@ impl BundleWriter {
             .filter(|e| e.size == size && e.compression.as_deref() == compression)
             .cloned();
         let mut data: Box<dyn Read + '_> = Box::new(data);
+        let mut known = None;
         if let Some(be) = same_place {
             // The base has an entry of this size here: spool the bytes aside while hashing
             // them, and inherit the base's entry if they are the same.
@@ -399,10 +414,26 @@ impl BundleWriter {
                 return Ok(be);
             }
             data = Box::new(spool);
+            known = Some(sha);
         }
+        self.write_entry(path, size, mode, compression, data, known)
+    }
+
+    /// Writes one entry's header, data and padding and records it. Its sha256 is `known`
+    /// when given (the bytes were hashed already: spooled here, or [`BlobCheck::Vouched`]),
+    /// else hashed as the bytes pass.
+    fn write_entry(
+        &mut self,
+        path: &str,
+        size: u64,
+        mode: u32,
+        compression: Option<&str>,
+        mut data: impl Read,
+        known: Option<Sha256Digest>,
+    ) -> Result<EntryRecord> {
         self.header(path, size, mode).map_err(self.io_err())?;
         let offset = self.out.pos;
-        let mut h = Sha256::new();
+        let mut h = known.is_none().then(Sha256::new);
         let mut left = size;
         let mut buf = std::mem::take(&mut self.buf);
         let res = (|| -> io::Result<()> {
@@ -412,7 +443,9 @@ impl BundleWriter {
                 if n == 0 {
                     break;
                 }
-                h.update(&buf[..n]);
+                if let Some(h) = &mut h {
+                    h.update(&buf[..n]);
+                }
                 self.out.data(&buf[..n])?;
                 left -= n as u64;
             }
@@ -431,10 +464,15 @@ impl BundleWriter {
         }
         let pad = (padded(size) - size) as usize;
         self.out.gap(&[0u8; 512][..pad]).map_err(self.io_err())?;
+        let sha256 = match (known, h) {
+            (Some(d), _) => d,
+            (None, Some(h)) => Sha256Digest(h.finalize().into()),
+            (None, None) => unreachable!("a hasher whenever no digest is known"),
+        };
         let rec = EntryRecord {
             path: path.to_string(),
             size,
-            sha256: Sha256Digest(h.finalize().into()),
+            sha256,
             offset,
             compression: compression.map(str::to_string),
             mode: mode & 0o777,
@@ -448,6 +486,19 @@ impl BundleWriter {
     /// Returns false when the blob was already present (stored once, however many images
     /// share it).
     pub fn add_blob(&mut self, digest: &Sha256Digest, size: u64, data: impl Read) -> Result<bool> {
+        self.add_blob_checked(digest, size, BlobCheck::Hash, data)
+    }
+
+    /// [`Self::add_blob`], saying how the bytes are known to match `digest`: hashed here
+    /// ([`BlobCheck::Hash`]), or vouched for by the caller ([`BlobCheck::Vouched`]), which
+    /// skips a pass over every byte. The size is checked either way.
+    pub fn add_blob_checked(
+        &mut self,
+        digest: &Sha256Digest,
+        size: u64,
+        check: BlobCheck,
+        data: impl Read,
+    ) -> Result<bool> {
         let path = crate::paths::blob_entry(digest);
         if self.paths.contains(&path) {
             return Ok(false);
@@ -457,6 +508,12 @@ impl BundleWriter {
             self.paths.insert(path);
             self.inherited.push(be);
             return Ok(false);
+        }
+        if let BlobCheck::Vouched = check {
+            check_entry_path(&path).map_err(|e| BundleError::entry(&path, e))?;
+            self.paths.insert(path.clone());
+            self.write_entry(&path, size, 0o644, None, data, Some(*digest))?;
+            return Ok(true);
         }
         let rec = self.add_entry(&path, size, 0o644, data)?;
         if rec.sha256 != *digest {

@@ -114,6 +114,47 @@ fn blob_with_wrong_digest_is_refused_and_leaves_nothing() {
     );
 }
 
+/// A vouched blob is written byte for byte like a hashed one (same bundle), its size is
+/// still checked, and a false vouch is caught by `--check`, not silently carried.
+#[test]
+fn a_vouched_blob_is_the_same_bundle_and_a_false_vouch_fails_check() {
+    use ferry_bundle::writer::BlobCheck;
+    let dir = tempfile::tempdir().unwrap();
+    let blob = vec![7u8; 70_000];
+    let d = Sha256Digest::of(&blob);
+    let write = |name: &str, check: BlobCheck, digest: &Sha256Digest| {
+        let out = dir.path().join(name);
+        let mut w = BundleWriter::create(&out, &b"stub"[..]).unwrap();
+        assert!(w
+            .add_blob_checked(digest, blob.len() as u64, check, &blob[..])
+            .unwrap());
+        assert!(!w
+            .add_blob_checked(digest, blob.len() as u64, check, &blob[..])
+            .unwrap());
+        w.finish(BundleManifest::default()).unwrap();
+        out
+    };
+    let hashed = write("hashed.run", BlobCheck::Hash, &d);
+    let vouched = write("vouched.run", BlobCheck::Vouched, &d);
+    assert_eq!(
+        std::fs::read(&hashed).unwrap(),
+        std::fs::read(&vouched).unwrap()
+    );
+    let b = Bundle::open(&vouched).unwrap();
+    assert_eq!(b.blob_entry(&d).unwrap().sha256, d);
+    check(&b, &|_| {}).unwrap();
+
+    let short = BundleWriter::create(&dir.path().join("short.run"), &b"stub"[..])
+        .unwrap()
+        .add_blob_checked(&d, blob.len() as u64 + 1, BlobCheck::Vouched, &blob[..])
+        .unwrap_err();
+    assert!(short.to_string().contains("were expected"), "{short}");
+
+    let lie = write("lie.run", BlobCheck::Vouched, &Sha256Digest::of(b"other"));
+    let err = check(&Bundle::open(&lie).unwrap(), &|_| {}).unwrap_err();
+    assert!(err.to_string().contains("sha256"), "{err}");
+}
+
 /// The footer's payload sha256 is the bundle's identity (install prints and journals it):
 /// a footer re-sealed with another bundle's identity must fail `--check`, although every
 /// entry, bundle.json and the gaps still match.
