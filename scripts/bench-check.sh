@@ -73,7 +73,7 @@ stage() {
   # The whole install runs (its later phases may fail here: the bench bundle has no
   # runtime); staging's own time is read from the run log's millisecond time stamps,
   # from "==> stage" to the next phase's line.
-  "$work/bench.run" --root "$work/root" --yes -q --skip-preflight ports --skip-preflight disk --registry-port 39517 >/dev/null 2>&1 || true
+  "$work/bench.run" --root "$work/root" --yes -q --skip-preflight ports --skip-preflight disk --registry-port 39517 --wait-timeout 1 >/dev/null 2>&1 || true
   [ -s "$(find "$work/root" -name '*.run' -size +1M -print -quit 2>/dev/null)" ] || echo "warning: no staged copy found under $work/root" >&2
   python3 - "$work/root/var/log/ferry/ferry.log" >> "$work/times/stage" <<'PY'
 import sys, datetime
@@ -84,6 +84,8 @@ j = next(n for n in range(i + 1, len(lines)) if lines[n][25:].startswith("==> ")
 print("%.2f 0" % (t(lines[j]) - t(lines[i])).total_seconds())
 PY
   tail -1 "$work/times/stage" | awk '{ printf "stage: %s s (from the run log)\n", $1 }'
+  # The install went on past staging and started services in the scratch root: stop them.
+  "$work/bench.run" --root "$work/root" reset --yes -q >/dev/null 2>&1 || true
   sync; rm -rf "$work/root"
 }
 copy() {

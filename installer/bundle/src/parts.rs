@@ -267,6 +267,45 @@ impl BundleFile {
         Ok(())
     }
 
+    /// Copies the `len` bytes at bundle offset `offset` to `dst` at its current position,
+    /// part by part, in the kernel (`copy_file_range`: no pass through user space, which
+    /// on the VMs measured cost staging twice the time of `cp`). Returns `Ok(false)`,
+    /// having copied nothing, where the kernel cannot (another file system, an old
+    /// kernel): the caller then writes the bytes itself.
+    pub fn copy_to(&self, dst: &std::fs::File, offset: u64, len: u64) -> io::Result<bool> {
+        let mut at = offset;
+        let end = offset.saturating_add(len);
+        while at < end {
+            let p = &self.parts[self.part_index(at)];
+            let mut within = at - p.start;
+            if within >= p.len {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the bundle ends before byte {end}"),
+                ));
+            }
+            let n = (end - at).min(p.len - within) as usize;
+            match rustix::fs::copy_file_range(&p.file, Some(&mut within), dst, None, n) {
+                Ok(0) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("the bundle ends before byte {end}"),
+                    ))
+                }
+                Ok(copied) => at += copied as u64,
+                Err(rustix::io::Errno::INTR) => {}
+                Err(
+                    rustix::io::Errno::XDEV
+                    | rustix::io::Errno::NOSYS
+                    | rustix::io::Errno::INVAL
+                    | rustix::io::Errno::OPNOTSUPP,
+                ) if at == offset => return Ok(false),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(true)
+    }
+
     /// Where the `len` bytes at bundle offset `offset` lie: one [`FileRange`] per part
     /// they touch, in order. Ranges past the end are cut at the end.
     pub fn ranges(&self, offset: u64, len: u64) -> Vec<FileRange> {
@@ -308,6 +347,22 @@ mod tests {
             all.extend(bytes);
         }
         (dir, BundleFile::new(files).unwrap(), all)
+    }
+
+    #[test]
+    fn the_kernel_copies_ranges_across_parts() {
+        let (d, f, all) = parts_of(&[10, 7, 0, 13]);
+        for (start, len) in [(0u64, 30u64), (3, 20), (9, 2), (17, 13)] {
+            let out = d.path().join(format!("copy-{start}-{len}"));
+            let dst = File::create(&out).unwrap();
+            assert!(f.copy_to(&dst, start, len).unwrap());
+            assert_eq!(
+                std::fs::read(&out).unwrap(),
+                &all[start as usize..(start + len) as usize]
+            );
+        }
+        let dst = File::create(d.path().join("past")).unwrap();
+        assert!(f.copy_to(&dst, 25, 10).is_err(), "past the end");
     }
 
     #[test]

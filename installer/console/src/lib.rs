@@ -81,19 +81,19 @@ pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// `s` made safe for one line of a terminal: control characters, and the replacement
-/// characters a lossy decode leaves, become `?`, and it is cut at `max` characters with
-/// an ellipsis. Errors from parsers quote the bytes they choked on; read from a binary
-/// (a layer that is not a tar), those bytes would scramble the operator's terminal.
+/// `s` made safe for one line of a terminal: anything but printable ASCII becomes `?`,
+/// and it is cut at `max` characters with an ellipsis. Errors from parsers quote the
+/// bytes they choked on; read from a binary (a layer that is not a tar), those bytes
+/// would scramble the operator's terminal, and random bytes decode to any script.
 pub fn printable(s: &str, max: usize) -> String {
     let mut out: String = s
         .chars()
         .take(max)
         .map(|c| {
-            if c.is_control() || c == char::REPLACEMENT_CHARACTER {
-                '?'
-            } else {
+            if c.is_ascii_graphic() || c == ' ' {
                 c
+            } else {
+                '?'
             }
         })
         .collect();
@@ -170,6 +170,7 @@ mod tests {
         let raw = String::from_utf8_lossy(b"bad cksum \x1b[2J\xff\xfe\n ok");
         assert_eq!(printable(&raw, 100), "bad cksum ?[2J??? ok");
         assert_eq!(printable("abcdef", 3), "abc…");
+        assert_eq!(printable("a\u{67c}b", 10), "a?b");
         assert_eq!(printable("abc", 3), "abc");
     }
 

@@ -426,11 +426,10 @@ impl Engine<'_> {
         }
         let bar = ferry_console::bytes_bar(b.file_len, "verifying", self.report.is_quiet());
         let r = tx.write_with(dest, 0o755, |f| {
-            let mut w =
-                std::io::BufWriter::with_capacity(4 << 20, super::writeback::Writeback::new(f));
+            let mut w = super::writeback::Writeback::new(f);
             ferry_bundle::verify::check_and_copy(b, &|n| bar.set_position(n), Some(&mut w))
-                .map_err(std::io::Error::other)?;
-            std::io::Write::flush(&mut w)
+                .map(|_| ())
+                .map_err(std::io::Error::other)
         });
         bar.finish_and_clear();
         r.map_err(|source| self.write_error(dest, b.file_len, source))
