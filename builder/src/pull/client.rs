@@ -493,27 +493,7 @@ impl Client {
 /// The builder's HTTP agent (registry pulls and release downloads): every status is a
 /// response, not an error; connects and reads time out, whole transfers do not (layers and
 /// release files can be GBs).
-/// The HTTP agent for these timeouts: one per process, shared by every [`Client`], so
-/// that its connection pool and TLS set-up are too. With an agent per client, a build of
-/// 300 images kept 300 pools, each with an idle connection and its buffers, alive until
-/// the layers were written (measured: 177 MB peak RSS at 300 images, `bench-scale.sh`);
-/// one pool keeps a few idle connections per host whatever the image count.
 pub(crate) fn agent(connect: Duration, read: Duration) -> ureq::Agent {
-    type Agents = Vec<((Duration, Duration), ureq::Agent)>;
-    static AGENTS: std::sync::OnceLock<Mutex<Agents>> = std::sync::OnceLock::new();
-    let mut agents = AGENTS
-        .get_or_init(Default::default)
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if let Some((_, a)) = agents.iter().find(|(k, _)| *k == (connect, read)) {
-        return a.clone();
-    }
-    let a = new_agent(connect, read);
-    agents.push(((connect, read), a.clone()));
-    a
-}
-
-fn new_agent(connect: Duration, read: Duration) -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(connect))
