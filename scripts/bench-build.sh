@@ -22,6 +22,7 @@
 #        BENCH_WORK  scratch directory (default: a fresh mktemp dir, removed on exit)
 #        BENCH_PREWARM=0  do not pre-warm page-cache memory before timed writers
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 n=${1:-8}; mib=${2:-128}
 runs=${BENCH_RUNS:-5}

@@ -12,6 +12,7 @@
 #        BENCH_PREWARM=0  do not pre-warm page-cache memory before timed writers
 # The work dir keeps the layout and bench.run afterwards; scratch copies are removed.
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 work=${1:-/tmp/ferry-bench}; n=${2:-8}; mib=${3:-256}
 runs=${BENCH_RUNS:-1}

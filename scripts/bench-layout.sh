@@ -7,6 +7,7 @@
 # which would make skopeo-based baselines measure gzip instead of transfer.
 # Usage: bench-layout.sh <dir> <N> <MiB per layer>
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 dir=${1:?dir}; n=${2:?N}; mib=${3:?MiB}
 rm -rf "$dir"; mkdir -p "$dir/blobs/sha256"
 echo '{"imageLayoutVersion":"1.0.0"}' > "$dir/oci-layout"

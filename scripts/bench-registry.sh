@@ -39,6 +39,7 @@
 #        BENCH_CLIENTS  which clients pull (default "skopeo containerd")
 #        BENCH_SENDFILE=0  skip the sendfile vs copy loop comparison
 set -euo pipefail
+case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
 n=${1:-8}; mib=${2:-128}
 runs=${BENCH_RUNS:-5}
