@@ -22,9 +22,14 @@ use std::os::unix::fs::FileExt;
 /// Largest count handed to one sendfile call (the kernel caps it near 2 GiB anyway).
 const SENDFILE_CHUNK: u64 = 1 << 30;
 const COPY_BUF: usize = 64 << 10;
-/// Chunk of a blob verified while it is sent, and how many may wait for the hasher.
-const CHECKED_CHUNK: usize = 256 << 10;
+/// Chunk of a blob verified while it is sent, and how many may wait for the hasher:
+/// at most 5 × 64 KiB per first GET in flight, so that a hundred clients pulling at
+/// once stay within the registry's memory budget (`registry_interop`, < 64 MiB; with
+/// 256 KiB chunks they peaked at 72 MiB).
+const CHECKED_CHUNK: usize = 64 << 10;
 const CHECKED_BUFFERS: usize = 4;
+/// The hasher thread's stack: it only runs sha256 over the chunks it is handed.
+const HASHER_STACK: usize = 128 << 10;
 
 /// Sends `len` bytes of `file` starting at `offset`.
 pub fn send_file_range<T: ResponseSink>(
@@ -82,7 +87,7 @@ pub fn send_file_range<T: ResponseSink>(
 ///
 /// Why a second thread: hashing inline put one sha256 pass (≈ 0.6 s per GiB) between
 /// the reads and the writes, so a first pull waited for it chunk by chunk; on its own
-/// thread it overlaps the socket writes and only the last chunk waits for it.
+/// thread it overlaps the socket writes and only the last chunk (64 KiB) waits for it.
 pub fn send_checked<T: ResponseSink>(
     io: &mut T,
     ranges: &[OpenRange],
@@ -94,13 +99,16 @@ pub fn send_checked<T: ResponseSink>(
     let (to_hash, hash_rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHECKED_BUFFERS);
     let (back, spare) = std::sync::mpsc::sync_channel::<Vec<u8>>(CHECKED_BUFFERS + 1);
     std::thread::scope(|s| {
-        let hashing = s.spawn(move || {
-            for b in hash_rx {
-                hasher.update(&b);
-                let _ = back.try_send(b);
-            }
-            hasher
-        });
+        let hashing = std::thread::Builder::new()
+            .name("blob-hash".into())
+            .stack_size(HASHER_STACK)
+            .spawn_scoped(s, move || {
+                for b in hash_rx {
+                    hasher.update(&b);
+                    let _ = back.try_send(b);
+                }
+                hasher
+            })?;
         // Every chunk but the last: written, then hashed on the other thread.
         let mut left = total;
         let sent = (|| -> io::Result<Option<Vec<u8>>> {
