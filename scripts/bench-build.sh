@@ -65,47 +65,7 @@ prewarm() {
   head -c "$1" /dev/zero > "$prewarm_file" || true
   rm -f "$prewarm_file"; prewarm_file=""
 }
-free_port() { # a TCP port nobody listens on (raced by others only in theory; start retries)
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Hltn "sport = :$p")" ]; then echo "$p"; return 0; fi
-  done
-  echo "no free port found" >&2; return 1
-}
-wait_v2() { # url pid: polls GET /v2/ until 200, fails if the process died or 15 s pass
-  local url=$1 pid=$2
-  for _ in $(seq 1 1500); do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/" || true)" = 200 ] && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-    sleep 0.01
-  done
-  return 1
-}
-start_distribution() { # sets reg_pid and reg (127.0.0.1:port); storage under $work/registry
-  local port cfg
-  mkdir -p "$work/registry"
-  for _ in 1 2 3 4 5; do
-    port=$(free_port); cfg="$work/registry/config.yml"
-    cat > "$cfg" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry/storage
-http:
-  addr: 127.0.0.1:$port
-EOF
-    docker-registry serve "$cfg" > "$work/registry/log" 2>&1 &
-    reg_pid=$!
-    if wait_v2 "http://127.0.0.1:$port" "$reg_pid"; then reg=127.0.0.1:$port; return 0; fi
-    kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; reg_pid=""
-  done
-  echo "docker-registry did not start:" >&2; cat "$work/registry/log" >&2; return 1
-}
+. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution (the script runs from the repository root)
 # timed <label> <cmd…>: runs cmd under /usr/bin/time; appends "secs maxrss_kib" to $work/t.<label>
 timed() {
   local label=$1; shift
@@ -126,7 +86,7 @@ all() { awk -v c="${2:-1}" '{ printf "%s%s", sep, $c; sep = " " } END { print ""
 echo "== setup: $n images x $mib MiB in $work"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 bash scripts/bench-layout.sh "$work/layout" "$n" "$mib"
-start_distribution
+start_distribution "$work/registry/storage"
 for i in $(seq 1 "$n"); do
   skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$work/layout:img$i" "docker://$reg/bench/img$i:1"
 done

@@ -96,46 +96,7 @@ prewarm() {
   head -c "$1" /dev/zero > "$prewarm_file" || true
   rm -f "$prewarm_file"; prewarm_file=""
 }
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Hltn "sport = :$p")" ]; then echo "$p"; return 0; fi
-  done
-  echo "no free port found" >&2; return 1
-}
-wait_v2() { # url pid: polls GET /v2/ until 200 as fast as curl allows; fails if pid dies or 15 s pass
-  local url=$1 pid=$2 deadline=$(( $(date +%s) + 15 ))
-  while [ "$(date +%s)" -le "$deadline" ]; do
-    [ "$(curl -s -o /dev/null -w '%{http_code}' "$url/v2/" || true)" = 200 ] && return 0
-    kill -0 "$pid" 2>/dev/null || return 1
-  done
-  return 1
-}
-start_distribution() { # sets reg_pid and reg
-  local port cfg
-  mkdir -p "$work/registry"
-  for _ in 1 2 3 4 5; do
-    port=$(free_port); cfg="$work/registry/config.yml"
-    cat > "$cfg" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $work/registry/storage
-http:
-  addr: 127.0.0.1:$port
-EOF
-    docker-registry serve "$cfg" > "$work/registry/log" 2>&1 &
-    reg_pid=$!
-    if wait_v2 "http://127.0.0.1:$port" "$reg_pid"; then reg=127.0.0.1:$port; return 0; fi
-    stop "$reg_pid"; reg_pid=""
-  done
-  echo "docker-registry did not start:" >&2; cat "$work/registry/log" >&2; return 1
-}
+. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution (the script runs from the repository root)
 # start_ferry <bundle> [sendfile 0|1]: sets srv_pid, srv; appends the time to first 200 on
 # /v2/ (ms) to $work/ttfb.<basename>. Without the second argument: the server's default.
 start_ferry() {
@@ -149,7 +110,7 @@ start_ferry() {
       env -u FERRY_REGISTRY_SENDFILE "$bundle" registry --listen "127.0.0.1:$port" > "$work/ferry-registry.log" 2>&1 &
     fi
     srv_pid=$!
-    if wait_v2 "http://127.0.0.1:$port" "$srv_pid"; then
+    if wait_v2 "http://127.0.0.1:$port" "$srv_pid" 0; then
       e=$(date +%s%N)
       [ -n "$sendfile" ] || echo $(( (e - s) / 1000000 )) >> "$work/ttfb.$(basename "$bundle")"
       srv=127.0.0.1:$port; return 0
@@ -248,7 +209,7 @@ printf 'FROM scratch\nIMAGE oci:tiny-layout:img1\n' > "$work/Kubefile.tiny"
 big=$(stat -c %s "$work/big.run"); tiny=$(stat -c %s "$work/tiny.run")
 layer_bytes=$(( n * mib * 1024 * 1024 ))
 echo "bundles: big.run $big bytes, tiny.run $tiny bytes"
-start_distribution
+start_distribution "$work/registry/storage"
 for i in $(seq 1 "$n"); do
   skopeo copy -q --preserve-digests --dest-tls-verify=false "oci:$work/layout:img$i" "docker://$reg/bench/img$i:1"
 done

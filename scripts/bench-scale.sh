@@ -191,14 +191,8 @@ timed() {
   e=$(now)
   T=$(awk -v s="$s" -v e="$e" 'BEGIN { print e - s }'); R=$(tail -1 "$work/time.out")
 }
-free_port() {
-  local p
-  for _ in $(seq 1 50); do
-    p=$((20000 + RANDOM % 40000))
-    if [ -z "$(ss -Hltn "sport = :$p")" ]; then echo "$p"; return 0; fi
-  done
-  echo "no free port found" >&2; return 1
-}
+. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution (the script runs from the repository root)
+
 # The long-running ferry processes of a sandbox: the ferry-installer binaries (installed
 # copy, staged bundle, delivery.run) whose command line names the sandbox root.
 ferry_daemons() {
@@ -244,39 +238,7 @@ mapfile -t images < "$data/images.txt"
 [ "${#images[@]}" = "$n" ] || { echo "$data/images.txt lists ${#images[@]} images, expected $n" >&2; exit 1; }
 echo "   $n images, $bytes bytes of distinct blobs ($(gib "$bytes"))"
 
-start_distribution() {
-  local port
-  for _ in 1 2 3 4 5; do
-    port=$(free_port)
-    cat > "$work/registry.yml" <<EOF
-version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  filesystem:
-    rootdirectory: $data/storage
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: 127.0.0.1:$port
-EOF
-    docker-registry serve "$work/registry.yml" > "$work/registry.log" 2>&1 &
-    reg_pid=$!
-    for _ in $(seq 1 500); do
-      if [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/v2/" || true)" = 200 ]; then
-        reg=127.0.0.1:$port; return 0
-      fi
-      kill -0 "$reg_pid" 2>/dev/null || break
-      sleep 0.02
-    done
-    kill "$reg_pid" 2>/dev/null || true; wait "$reg_pid" 2>/dev/null || true; reg_pid=""
-  done
-  echo "docker-registry did not start:" >&2; cat "$work/registry.log" >&2; return 1
-}
-start_distribution
+start_distribution "$data/storage"
 # One image by its mirror path, to fail early and clearly if the tree is not servable.
 first=${images[0]}; fhost=${first%%/*}; frest=${first#*/}
 code=$(curl -s -o /dev/null -w '%{http_code}' -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
