@@ -26,6 +26,9 @@
 #    FERRY_REGISTRY_SENDFILE=1 and with =0, its blobs verified first by one untimed round
 #    of GETs, then a pull by each client and the raw GETs: which way of sending verified
 #    blobs over plain HTTP is faster (the default of `ServeOptions::sendfile`).
+#  - CPU seconds (user + system) of each pull, split into the server's (the registry
+#    process) and the client's (skopeo; ctr + the containerd daemon): the server's share
+#    bounds what any server could gain, since the client's work is the same from both.
 # Each number is the median (and min) of BENCH_RUNS runs (default 5, alternating which
 # server goes first). The ratios printed at the end are ferry / Distribution of the
 # medians (and of the minima): below 1 means ferry is faster. The goal is a first pull
@@ -119,14 +122,17 @@ start_ferry() {
   done
   echo "ferry registry did not start:" >&2; cat "$work/ferry-registry.log" >&2; return 1
 }
-pull_skopeo() { # label host: times skopeo copies of all N images from host, appends secs to $work/t.<label>
-  local label=$1 host=$2 i s e
+pull_skopeo() { # label host server-pid: times skopeo copies of all N images from host, appends secs to $work/t.<label>
+  local label=$1 host=$2 pid=$3 i s e s0 s1 c0 c1
   rm -rf "$work/pull"; mkdir -p "$work/pull"; sync; prewarm $((layer_bytes + (64 << 20)))
+  s0=$(cpu_of "$pid"); client_cpu; c0=$cc
   s=$(date +%s%N)
   for i in $(seq 1 "$n"); do
     skopeo copy -q --src-tls-verify=false "docker://$host/bench/img$i:1" "dir:$work/pull/img$i"
   done
   e=$(date +%s%N)
+  s1=$(cpu_of "$pid"); client_cpu; c1=$cc
+  record_cpu "$label" "$s0" "$s1" "$c0" "$c1"
   got=$(find "$work/pull" -type f -name '[0-9a-f]*' ! -name version -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
   [ "$got" -ge "$layer_bytes" ] || { echo "$label: pulled $got bytes, expected >= $layer_bytes" >&2; exit 1; }
   awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f\n", (e - s) / 1e9 }' >> "$work/t.$label"
@@ -160,24 +166,27 @@ hosts_dir() {
   printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' "$1" "$1" > "$d/docker.io/hosts.toml"
   echo "$d"
 }
-pull_containerd() { # label host: times ctr content fetch of all N images through the mirror, appends secs
-  local label=$1 host=$2 hosts i s e
+pull_containerd() { # label host server-pid: times ctr content fetch of all N images through the mirror, appends secs
+  local label=$1 host=$2 pid=$3 hosts i s e s0 s1 c0 c1
   hosts=$(hosts_dir "$host")
   start_containerd; sync; prewarm $((layer_bytes + (64 << 20)))
+  s0=$(cpu_of "$pid"); client_cpu "$ctd_pid"; c0=$cc
   s=$(date +%s%N)
   for i in $(seq 1 "$n"); do
     ctr --address "$ctd_sock" content fetch --hosts-dir "$hosts" "docker.io/bench/img$i:1" > /dev/null
   done
   e=$(date +%s%N)
+  s1=$(cpu_of "$pid"); client_cpu "$ctd_pid"; c1=$cc
+  record_cpu "$label" "$s0" "$s1" "$c0" "$c1"
   got=$(find "$work/ctd/root/io.containerd.content.v1.content/blobs" -type f -printf '%s\n' | awk '{ s += $1 } END { print s + 0 }')
   [ "$got" -ge "$layer_bytes" ] || { echo "$label: pulled $got bytes, expected >= $layer_bytes" >&2; exit 1; }
   awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f\n", (e - s) / 1e9 }' >> "$work/t.$label"
   stop_containerd
 }
-pull_all() { # client label host
+pull_all() { # client label host server-pid
   case $1 in
-    skopeo) pull_skopeo "$2" "$3" ;;
-    containerd) pull_containerd "$2" "$3" ;;
+    skopeo) pull_skopeo "$2" "$3" "$4" ;;
+    containerd) pull_containerd "$2" "$3" "$4" ;;
   esac
 }
 get_all() { # label host: times plain GETs of every image's big layer to /dev/null (curl), appends secs
@@ -196,6 +205,21 @@ median() { # file [printf format]
 }
 minimum() { sort -n "$1" | head -1; }
 all() { tr '\n' ' ' < "$1" | sed 's/ $//'; }
+# cpu_of <pid>: user + system CPU seconds the process has used so far (clock ticks)
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# client_cpu [pid]: sets cc to the user + system CPU seconds of this shell's waited-for
+# children so far (`times` runs in this shell: a subshell would count its own children),
+# plus those of process pid if given
+client_cpu() {
+  times > "$work/times"
+  cc=$(tail -1 "$work/times" | awk -v p="${1:+$(cpu_of "$1")}" \
+    '{ for (i = 1; i <= 2; i++) { split($i, q, /[ms]/); t += q[1] * 60 + q[2] } } END { printf "%.2f\n", t + p }')
+}
+# record_cpu <label> <server before> <server after> <client before> <client after>
+record_cpu() {
+  awk -v a="$2" -v b="$3" 'BEGIN { printf "%.2f\n", b - a }' >> "$work/cpu-server.$1"
+  awk -v a="$4" -v b="$5" 'BEGIN { printf "%.2f\n", b - a }' >> "$work/cpu-client.$1"
+}
 
 echo "== setup: $n images x $mib MiB in $work"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -230,8 +254,8 @@ run_ferry() {
   start_ferry "$work/tiny.run"; stop "$srv_pid"; srv_pid=""
   for c in $clients; do
     start_ferry "$work/big.run"
-    pull_all "$c" "$c.ferry-first" "$srv"
-    pull_all "$c" "$c.ferry-again" "$srv"
+    pull_all "$c" "$c.ferry-first" "$srv" "$srv_pid"
+    pull_all "$c" "$c.ferry-again" "$srv" "$srv_pid"
     stop "$srv_pid"; srv_pid=""
   done
   start_ferry "$work/big.run"
@@ -241,7 +265,7 @@ run_ferry() {
 }
 run_distribution() {
   local c
-  for c in $clients; do pull_all "$c" "$c.distribution" "$reg"; done
+  for c in $clients; do pull_all "$c" "$c.distribution" "$reg" "$reg_pid"; done
   get_all get-distribution "$reg"
 }
 run_sendfile() { # 0|1: verified blobs sent without (0) or with (1) sendfile
@@ -249,7 +273,7 @@ run_sendfile() { # 0|1: verified blobs sent without (0) or with (1) sendfile
   for c in $clients; do
     start_ferry "$work/big.run" "$1"
     get_all verify-pass "$srv"   # not reported: verifies every blob first
-    pull_all "$c" "$c.sendfile$1" "$srv"
+    pull_all "$c" "$c.sendfile$1" "$srv" "$srv_pid"
     stop "$srv_pid"; srv_pid=""
   done
   start_ferry "$work/big.run" "$1"
@@ -284,6 +308,10 @@ for c in $clients; do
   row "Distribution (docker-registry)" "$c.distribution"
   ratio "RATIO ferry/Distribution, first pull ($c)" "$c.ferry-first" "$c.distribution"
   ratio "ratio ferry/Distribution, second pull ($c)" "$c.ferry-again" "$c.distribution"
+  for l in ferry-first ferry-again distribution; do
+    awk -v t="CPU s: server / client, $l" -v s="$(median "$work/cpu-server.$c.$l")" -v k="$(median "$work/cpu-client.$c.$l")" -v w="$(median "$work/t.$c.$l")" \
+      'BEGIN { printf "%-50s %5.2f / %5.2f  (server %.0f %% of the CPU; client busy %.2f cores)\n", t, s, k, 100 * s / (s + k), k / w }'
+  done
   awk -v b="$layer_bytes" -v f="$(median "$work/t.$c.ferry-first")" -v g="$(median "$work/t.$c.ferry-again")" -v d="$(median "$work/t.$c.distribution")" \
     'BEGIN { printf "%-50s %.0f / %.0f / %.0f MB/s\n", "throughput ferry first / second / Distribution", b / f / 1e6, b / g / 1e6, b / d / 1e6 }'
 done

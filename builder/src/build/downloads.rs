@@ -18,7 +18,7 @@ use anyhow::{anyhow, Context, Result};
 use ferry_bundle::Sha256Digest;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// A registry image whose layers are still to come, with the Kubefile line that names it.
 pub(crate) struct Pending {
@@ -26,6 +26,30 @@ pub(crate) struct Pending {
     pub cache: ContentCache,
     /// Where the image was asked for (`Kubefile:3`), for errors.
     pub at: String,
+}
+
+/// Per image, its download jobs not yet done.
+struct JobsLeft(Vec<AtomicUsize>);
+
+impl JobsLeft {
+    /// `images` images; `jobs` names the image of each job.
+    fn new(images: usize, jobs: impl Iterator<Item = usize>) -> Self {
+        let left: Vec<AtomicUsize> = (0..images).map(|_| AtomicUsize::new(0)).collect();
+        for p in jobs {
+            left[p].fetch_add(1, Ordering::Relaxed);
+        }
+        JobsLeft(left)
+    }
+
+    /// The images without any job.
+    fn none_left(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.0.len()).filter(|&p| self.0[p].load(Ordering::Relaxed) == 0)
+    }
+
+    /// One job of image `p` is done: whether it was the image's last.
+    fn done(&self, p: usize) -> bool {
+        self.0[p].fetch_sub(1, Ordering::AcqRel) == 1
+    }
 }
 
 /// Fetches one layer into the cache; its error names the image's Kubefile line.
@@ -61,20 +85,33 @@ impl<'a> Downloads<'a> {
     /// The layers of `pending`, queued in `order` (the digests in the order the writer
     /// copies them; each layer once). Layers the writer never asks for are not fetched.
     pub fn new(pending: &'a [Pending], order: impl IntoIterator<Item = Sha256Digest>) -> Self {
-        let mut layers: HashMap<Sha256Digest, (&'a Pending, usize)> = HashMap::new();
-        for pend in pending {
+        let mut layers: HashMap<Sha256Digest, (usize, usize)> = HashMap::new();
+        for (p, pend) in pending.iter().enumerate() {
             for (l, d) in pend.pull.layers().enumerate() {
-                layers.entry(d.digest).or_insert((pend, l));
+                layers.entry(d.digest).or_insert((p, l));
             }
         }
-        let jobs = order.into_iter().filter_map(|d| {
-            let (pend, l) = layers.remove(&d)?;
+        let jobs: Vec<_> = order
+            .into_iter()
+            .filter_map(|d| layers.remove(&d).map(|(p, l)| (d, p, l)))
+            .collect();
+        // Each image's client keeps a connection open for its next fetch: closed after
+        // the image's last job here, or now if it has none (a layer two images share is
+        // fetched through the first that lists it).
+        let left = Arc::new(JobsLeft::new(pending.len(), jobs.iter().map(|j| j.1)));
+        for p in left.none_left() {
+            pending[p].pull.close_idle();
+        }
+        let jobs = jobs.into_iter().map(|(d, p, l)| {
+            let (pend, left) = (&pending[p], left.clone());
             let fetch: Fetch<'a> = Box::new(move || {
-                pend.pull
-                    .fetch(&pend.cache, l)
-                    .with_context(|| pend.at.clone())
+                let fetched = pend.pull.fetch(&pend.cache, l);
+                if left.done(p) {
+                    pend.pull.close_idle();
+                }
+                fetched.with_context(|| pend.at.clone())
             });
-            Some((d, fetch))
+            (d, fetch)
         });
         Self::of(jobs.collect())
     }
@@ -331,6 +368,15 @@ mod tests {
             let e = dl.wait(&digest(0)).unwrap_err().to_string();
             assert!(e.contains("panicked"), "{e}");
         });
+    }
+
+    #[test]
+    fn an_image_is_done_after_its_last_job_and_one_without_jobs_at_once() {
+        let left = JobsLeft::new(3, [0, 2, 0].into_iter());
+        assert_eq!(left.none_left().collect::<Vec<_>>(), [1]);
+        assert!(!left.done(0));
+        assert!(left.done(2));
+        assert!(left.done(0));
     }
 
     #[test]

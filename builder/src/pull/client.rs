@@ -102,7 +102,9 @@ pub enum Access {
 /// An HTTP client bound to one reference's endpoint. Shared by the download threads
 /// (`&Client` is `Sync`), so a token fetched by one is used by all.
 pub struct Client {
-    agent: ureq::Agent,
+    /// Replaced by [`Client::close_idle`]; requests clone it (an `Agent` is a handle).
+    agent: Mutex<ureq::Agent>,
+    timeouts: (Duration, Duration),
     pub endpoint: Endpoint,
     reference: String,
     creds: Option<Credentials>,
@@ -135,9 +137,10 @@ impl Client {
         let config_name = config_path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "~/.docker/config.json".to_string());
-        let agent = agent(opts.connect_timeout, opts.read_timeout);
+        let timeouts = (opts.connect_timeout, opts.read_timeout);
         Ok(Client {
-            agent,
+            agent: Mutex::new(agent(timeouts.0, timeouts.1)),
+            timeouts,
             endpoint,
             reference: reference.to_string(),
             creds,
@@ -148,6 +151,18 @@ impl Client {
             insecure: opts.insecure_registries.clone(),
             access,
         })
+    }
+
+    /// Closes the connections this client keeps open for its next request (each holds
+    /// ureq's 256 KiB of buffers). The next request, if any, connects again; a request in
+    /// flight keeps its connection and closes it when done.
+    pub fn close_idle(&self) {
+        let fresh = agent(self.timeouts.0, self.timeouts.1);
+        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+    }
+
+    fn agent(&self) -> ureq::Agent {
+        self.agent.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The reference being pulled, for messages.
@@ -224,14 +239,15 @@ impl Client {
             b = b.header(*k, v.as_str());
         }
         let has_body = matches!(req.method, Method::Post | Method::Put | Method::Patch);
+        let agent = self.agent();
         match &req.body {
-            ReqBody::None if !has_body => self.agent.run(b.body(()).map_err(http_err)?),
-            ReqBody::None => self.agent.run(
+            ReqBody::None if !has_body => agent.run(b.body(()).map_err(http_err)?),
+            ReqBody::None => agent.run(
                 b.header("Content-Length", "0")
                     .body(&[][..])
                     .map_err(http_err)?,
             ),
-            ReqBody::Bytes(bytes) => self.agent.run(
+            ReqBody::Bytes(bytes) => agent.run(
                 b.header("Content-Length", bytes.len().to_string())
                     .body(*bytes)
                     .map_err(http_err)?,
@@ -239,7 +255,7 @@ impl Client {
             ReqBody::Stream { len, open } => {
                 let mut r = open().map_err(ureq::Error::Io)?;
                 let body = ureq::SendBody::from_reader(&mut r);
-                self.agent.run(
+                agent.run(
                     b.header("Content-Length", len.to_string())
                         .body(body)
                         .map_err(http_err)?,
@@ -427,7 +443,7 @@ impl Client {
                     .any(|h| h.eq_ignore_ascii_case(realm_host))
         });
         let (mut resp, _) = self.call_with_retry("token", || {
-            let mut req = self.agent.get(&url);
+            let mut req = self.agent().get(&url);
             if let Some(c) = creds {
                 req = req.header("Authorization", c.basic_header());
             }
@@ -603,5 +619,42 @@ mod tests {
         assert_eq!(c.backoff(1), Duration::from_millis(100));
         assert_eq!(c.backoff(3), Duration::from_millis(400));
         assert_eq!(c.backoff(40), MAX_DELAY);
+    }
+
+    #[test]
+    fn close_idle_closes_the_kept_connection() {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let host = l.local_addr().unwrap().to_string();
+        let (closed_tx, closed_rx) = std::sync::mpsc::channel();
+        let server = std::thread::spawn(move || {
+            let (s, _) = l.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            while r.read_line(&mut String::new()).unwrap() > 2 {}
+            (&s).write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+                .unwrap();
+            // Keep-alive: the client keeps this connection until it closes it.
+            let n = r.read(&mut [0u8; 1]).unwrap();
+            closed_tx.send(n).unwrap();
+        });
+        let opts = PullOptions {
+            insecure_registries: vec![host.clone()],
+            docker_config: Some("/nonexistent/ferry/config.json".into()),
+            attempts: 1,
+            ..Default::default()
+        };
+        let c = Client::new(&Reference::parse(&format!("{host}/x/y:1")).unwrap(), &opts).unwrap();
+        let url = format!("http://{host}/v2/");
+        let mut resp = c.send(Method::Get, &url, None, "ping").unwrap();
+        assert_eq!(resp.body_mut().read_to_vec().unwrap(), b"{}");
+        drop(resp);
+        let wait = Duration::from_millis(300);
+        assert!(
+            closed_rx.recv_timeout(wait).is_err(),
+            "the connection is kept for the next request"
+        );
+        c.close_idle();
+        assert_eq!(closed_rx.recv_timeout(Duration::from_secs(5)), Ok(0), "EOF");
+        server.join().unwrap();
     }
 }

@@ -129,6 +129,13 @@ impl PendingPull {
         Ok(f.counters.snapshot())
     }
 
+    /// Closes the connection kept for the next fetch: the caller knows this image's last
+    /// layer is in (or will not be asked for), and a kept connection holds ureq's 256 KiB
+    /// of buffers until the build ends (300 images held 177 MB).
+    pub fn close_idle(&self) {
+        self.client.close_idle();
+    }
+
     /// Brings every layer still pending into `cache`, `parallel` at a time; the image's
     /// `stats` then count them and none is left pending.
     pub fn fetch_all(&mut self, cache: &ContentCache, parallel: usize) -> Result<(), PullError> {
@@ -256,6 +263,9 @@ pub fn resolve(
         }
     }
     let stats = f.counters.snapshot();
+    // Layers come when the bundle writer reaches this image, maybe minutes later: the
+    // connection is not kept open (and its buffers held) until then.
+    client.close_idle();
     Ok(PendingPull {
         image: PulledImage {
             reference: reference.clone(),
