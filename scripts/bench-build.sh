@@ -50,22 +50,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# prewarm <bytes>: writes then deletes that much in /dev/shm right before a timed command
-# that writes as much. On VMs that hand freed guest memory back to the host (virtio-balloon
-# free page reporting, as on the machines these numbers come from), the first touch of a
-# page-cache page costs a host fault and page-cache writes run at 0.4-2.7 GB/s instead of
-# ~6 GB/s, depending on how long ago memory was freed: noise that has nothing to do with
-# the programs measured. Pages freed just before are reused at full speed, so every
-# measured writer gets the same head start. BENCH_PREWARM=0 turns this off.
-prewarm() {
-  [ "${BENCH_PREWARM:-1}" = 1 ] || return 0
-  local dir=/dev/shm
-  [ -d "$dir" ] && [ -w "$dir" ] || dir=$work
-  prewarm_file=$(mktemp "$dir/ferry-prewarm.XXXXXX")
-  head -c "$1" /dev/zero > "$prewarm_file" || true
-  rm -f "$prewarm_file"; prewarm_file=""
-}
-. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution (the script runs from the repository root)
+. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 # timed <label> <cmd…>: runs cmd under /usr/bin/time; appends "secs maxrss_kib" to $work/t.<label>
 timed() {
   local label=$1; shift
@@ -77,11 +62,6 @@ sync_timed() {
   local s e; s=$(date +%s%N); sync; e=$(date +%s%N)
   awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f\n", (e - s) / 1e9 }' >> "$work/s.$1"
 }
-minimum() { sort -n "$1" | head -1 | cut -d' ' -f1; }
-median() { # file [column]: median of a column of numbers
-  sort -n -k"${2:-1}","${2:-1}" "$1" | awk -v c="${2:-1}" '{ v[NR] = $c } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
-}
-all() { awk -v c="${2:-1}" '{ printf "%s%s", sep, $c; sep = " " } END { print "" }' "$1"; }
 
 echo "== setup: $n images x $mib MiB in $work"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"

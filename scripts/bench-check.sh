@@ -32,25 +32,11 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$work/times"; mkdir -p "$work/times"
+. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 bash scripts/bench-layout.sh "$work/layout" "$n" "$mib"
 { echo "FROM scratch"; for i in $(seq 1 "$n"); do echo "IMAGE oci:layout:img$i"; done; } > "$work/Kubefile"
-# prewarm <bytes>: writes then deletes that much in /dev/shm right before a timed command
-# that writes as much. On VMs that hand freed guest memory back to the host (virtio-balloon
-# free page reporting, as on the machines these numbers come from), the first touch of a
-# page-cache page costs a host fault and page-cache writes run at 0.4-2.7 GB/s instead of
-# ~6 GB/s, depending on how long ago memory was freed: noise that has nothing to do with
-# the programs measured. Pages freed just before are reused at full speed, so every
-# measured writer gets the same head start. BENCH_PREWARM=0 turns this off.
-prewarm() {
-  [ "${BENCH_PREWARM:-1}" = 1 ] || return 0
-  local dir=/dev/shm
-  [ -d "$dir" ] && [ -w "$dir" ] || dir=$work
-  prewarm_file=$(mktemp "$dir/ferry-prewarm.XXXXXX")
-  head -c "$1" /dev/zero > "$prewarm_file" || true
-  rm -f "$prewarm_file"; prewarm_file=""
-}
 # t <label> <cmd…>: prints "<secs> s, peak RSS <KiB> KiB" and keeps "<secs> <KiB>" for the summary
 t() {
   local label=$1; shift
@@ -61,7 +47,6 @@ t() {
   tail -1 "$work/times/$label" | awk '{ printf "%s s, peak RSS %s KiB\n", $1, $2 }'
   return "$rc"
 }
-median() { sort -n "$1" | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 maxrss() { sort -n -k2,2 "$1" | tail -1 | awk '{ printf "%.1f", $2 * 1024 / 1e6 }'; }
 
 stage() {

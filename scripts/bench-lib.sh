@@ -1,5 +1,6 @@
-# Shared by the bench-*.sh scripts (sourced, never run): free ports and a local
-# Distribution registry. Expects $work to be the script's scratch directory.
+# Shared by the bench-*.sh scripts (sourced, never run): free ports, a local Distribution
+# registry, page-cache pre-warming and the statistics of repeated runs. Expects $work to be
+# the script's scratch directory; a script that prewarms removes $prewarm_file on exit.
 
 # free_port: a TCP port nobody listens on (raced by others only in theory; start retries)
 free_port() {
@@ -52,3 +53,33 @@ YML
   done
   echo "docker-registry did not start:" >&2; cat "$work/registry.log" >&2; return 1
 }
+
+# prewarm <bytes>: writes then deletes that much in /dev/shm right before a timed command
+# that writes as much. On VMs that hand freed guest memory back to the host (virtio-balloon
+# free page reporting, as on the machines these numbers come from), the first touch of a
+# page-cache page costs a host fault and page-cache writes run at 0.4-2.7 GB/s instead of
+# ~6 GB/s, depending on how long ago memory was freed: noise that has nothing to do with
+# the programs measured. Pages freed just before are reused at full speed, so every
+# measured writer gets the same head start. BENCH_PREWARM=0 turns this off.
+prewarm_file=""
+prewarm() {
+  [ "${BENCH_PREWARM:-1}" = 1 ] || return 0
+  local dir=/dev/shm
+  [ -d "$dir" ] && [ -w "$dir" ] || dir=$work
+  prewarm_file=$(mktemp "$dir/ferry-prewarm.XXXXXX")
+  head -c "$1" /dev/zero > "$prewarm_file" || true
+  rm -f "$prewarm_file"; prewarm_file=""
+}
+
+# median <file> [column] [printf format]: the median of a column of numbers (default the
+# first): the middle value as written, or the mean of the middle two as %.2f, unless a
+# format is given
+median() {
+  sort -n -k"${2:-1}","${2:-1}" "$1" | awk -v c="${2:-1}" -v f="${3:-}" '{ v[NR] = $c }
+    END { if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2
+          if (f != "") printf f "\n", m; else if (NR % 2) print m; else printf "%.2f\n", m }'
+}
+# minimum <file> [column]: the smallest number of a column
+minimum() { sort -n -k"${2:-1}","${2:-1}" "$1" | head -1 | awk -v c="${2:-1}" '{ print $c }'; }
+# all <file> [column]: the column's values on one line, in the order they were recorded
+all() { awk -v c="${2:-1}" '{ printf "%s%s", sep, $c; sep = " " } END { print "" }' "$1"; }

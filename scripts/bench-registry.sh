@@ -84,22 +84,7 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# prewarm <bytes>: writes then deletes that much in /dev/shm right before a timed command
-# that writes as much. On VMs that hand freed guest memory back to the host (virtio-balloon
-# free page reporting, as on the machines these numbers come from), the first touch of a
-# page-cache page costs a host fault and page-cache writes run at 0.4-2.7 GB/s instead of
-# ~6 GB/s, depending on how long ago memory was freed: noise that has nothing to do with
-# the programs measured. Pages freed just before are reused at full speed, so every
-# measured writer gets the same head start. BENCH_PREWARM=0 turns this off.
-prewarm() {
-  [ "${BENCH_PREWARM:-1}" = 1 ] || return 0
-  local dir=/dev/shm
-  [ -d "$dir" ] && [ -w "$dir" ] || dir=$work
-  prewarm_file=$(mktemp "$dir/ferry-prewarm.XXXXXX")
-  head -c "$1" /dev/zero > "$prewarm_file" || true
-  rm -f "$prewarm_file"; prewarm_file=""
-}
-. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution (the script runs from the repository root)
+. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 # start_ferry <bundle> [sendfile 0|1]: sets srv_pid, srv; appends the time to first 200 on
 # /v2/ (ms) to $work/ttfb.<basename>. Without the second argument: the server's default.
 start_ferry() {
@@ -200,11 +185,6 @@ get_all() { # label host: times plain GETs of every image's big layer to /dev/nu
   e=$(date +%s%N)
   awk -v s="$s" -v e="$e" 'BEGIN { printf "%.2f\n", (e - s) / 1e9 }' >> "$work/t.$label"
 }
-median() { # file [printf format]
-  sort -n "$1" | awk -v f="${2:-%.2f}" '{ v[NR] = $1 } END { if (NR % 2) m = v[(NR + 1) / 2]; else m = (v[NR / 2] + v[NR / 2 + 1]) / 2; printf f "\n", m }'
-}
-minimum() { sort -n "$1" | head -1; }
-all() { tr '\n' ' ' < "$1" | sed 's/ $//'; }
 # cpu_of <pid>: user + system CPU seconds the process has used so far (clock ticks)
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15) / hz }' "/proc/$1/stat"; }
 # client_cpu [pid]: sets cc to the user + system CPU seconds of this shell's waited-for
@@ -331,6 +311,6 @@ if [ "${BENCH_SENDFILE:-1}" = 1 ]; then
   row "ferry, raw GETs, copy loop" get-sendfile0
   ratio "ratio sendfile/copy loop (raw GETs)" get-sendfile1 get-sendfile0
 fi
-printf '%-46s %6s ms (%s)  runs: %s; goal < 1000 ms\n' "ferry: start to first 200 on /v2/, $big B" "$(median "$work/ttfb.big.run" %.0f)" "$(minimum "$work/ttfb.big.run")" "$(all "$work/ttfb.big.run")"
-printf '%-46s %6s ms (%s)  runs: %s\n' "ferry: start to first 200 on /v2/, $tiny B" "$(median "$work/ttfb.tiny.run" %.0f)" "$(minimum "$work/ttfb.tiny.run")" "$(all "$work/ttfb.tiny.run")"
+printf '%-46s %6s ms (%s)  runs: %s; goal < 1000 ms\n' "ferry: start to first 200 on /v2/, $big B" "$(median "$work/ttfb.big.run" 1 %.0f)" "$(minimum "$work/ttfb.big.run")" "$(all "$work/ttfb.big.run")"
+printf '%-46s %6s ms (%s)  runs: %s\n' "ferry: start to first 200 on /v2/, $tiny B" "$(median "$work/ttfb.tiny.run" 1 %.0f)" "$(minimum "$work/ttfb.tiny.run")" "$(all "$work/ttfb.tiny.run")"
 printf '%-46s %6s ms   (resolution of the two lines above)\n' "one curl GET /v2/ to a server already up" "$curl_ms"

@@ -191,7 +191,7 @@ timed() {
   e=$(now)
   T=$(awk -v s="$s" -v e="$e" 'BEGIN { print e - s }'); R=$(tail -1 "$work/time.out")
 }
-. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution (the script runs from the repository root)
+. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 
 # The long-running ferry processes of a sandbox: the ferry-installer binaries (installed
 # copy, staged bundle, delivery.run) whose command line names the sandbox root.

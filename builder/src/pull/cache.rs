@@ -13,6 +13,7 @@
 //! download it saves); [`ContentCache::verify`] re-hashes on demand.
 
 use ferry_bundle::digest::{hash_reader, HashingWriter};
+use ferry_bundle::writeback::WritebackFile;
 use ferry_bundle::Sha256Digest;
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
@@ -168,7 +169,8 @@ impl ContentCache {
             dest: self.blob_path(&expected),
             expected,
             size,
-            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, file)),
+            // Committed with an fsync: writeback starts as the blob is written.
+            inner: HashingWriter::new(BufWriter::with_capacity(1 << 20, WritebackFile::new(file))),
             tmp,
         })
     }
@@ -207,7 +209,7 @@ pub struct BlobWriter {
     dest: PathBuf,
     expected: Sha256Digest,
     size: Option<u64>,
-    inner: HashingWriter<BufWriter<File>>,
+    inner: HashingWriter<BufWriter<WritebackFile>>,
     tmp: NamedTempFile,
 }
 
@@ -237,7 +239,10 @@ impl BlobWriter {
             path: tmp.path().to_path_buf(),
             source,
         };
-        let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+        let file = buf
+            .into_inner()
+            .map_err(|e| io_err(e.into_error()))?
+            .into_inner();
         if let Some(size) = size {
             if count != size {
                 return Err(CacheError::SizeMismatch {

@@ -11,6 +11,7 @@
 //! once everything written so far is in the file (so positional writes and `sync_all` may
 //! follow); a write error of the thread is returned by the next `write` or `flush`.
 
+use crate::writeback::WritebackWindows;
 use std::fs::File;
 use std::io::{self, Write};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
@@ -149,10 +150,13 @@ impl Drop for BackgroundFile {
 
 fn run(file: &File, rx: Receiver<Msg>, back: Sender<Back>) -> io::Result<()> {
     let mut out = file;
+    // The bundle is fsynced when it is finished: its writeback starts as it is written.
+    let mut windows = WritebackWindows::new();
     for msg in rx {
         match msg {
             Msg::Data(mut b) => {
                 out.write_all(&b)?;
+                windows.wrote(file, b.len() as u64);
                 b.clear();
                 let _ = back.send(Back::Buffer(b));
             }

@@ -52,6 +52,7 @@ pub mod subfile;
 pub mod tarscan;
 pub mod trust;
 pub mod verify;
+pub mod writeback;
 pub mod writer;
 
 pub use digest::Sha256Digest;
