@@ -14,14 +14,18 @@
 #      for every pull), through a hosts.toml that mirrors docker.io to the server under
 #      test, as on an installed node (containerd adds ?ns=docker.io). ctr does the HTTP
 #      with containerd's fetcher and streams the bytes into the daemon's content store.
-#    ferry verifies every blob against its digest once (registry/verify.rs: the first full
-#    GET is hashed while it is sent), so each client pulls from ferry twice per run: the
-#    first pull after a fresh start (what a fresh install sees) and a second pull
-#    (verdicts memoised). Every blob is warm in the page cache for both servers; pulled
+#    ferry verifies every blob against its digest once (registry/verify.rs): in the
+#    background at idle priority from its start, or, for a blob not yet verified when it
+#    is asked for, while its first full GET is sent. So each client pulls from ferry three
+#    times per run: the first pull after a fresh start (what a fresh install sees), a
+#    second pull (verdicts memoised), and a first pull after a fresh start with the
+#    background verification off (FERRY_REGISTRY_BACKGROUND_VERIFY=0: every blob hashed
+#    while it is sent). Every blob is warm in the page cache for both servers; pulled
 #    copies are deleted and `sync`ed (untimed) between pulls, and page-cache memory is
 #    pre-warmed before each pull (see prewarm below);
 #  - raw blob GETs: each image's big layer with curl to /dev/null (no client-side disk
-#    writes or hashing), to see the servers without the clients' own costs;
+#    writes or hashing), to see the servers without the clients' own costs (ferry without
+#    the background verification: the first GET hashes while it sends, the second not);
 #  - sendfile vs copy loop (unless BENCH_SENDFILE=0): ferry started with
 #    FERRY_REGISTRY_SENDFILE=1 and with =0, its blobs verified first by one untimed round
 #    of GETs, then a pull by each client and the raw GETs: which way of sending verified
@@ -85,22 +89,21 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 . scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
-# start_ferry <bundle> [sendfile 0|1]: sets srv_pid, srv; appends the time to first 200 on
-# /v2/ (ms) to $work/ttfb.<basename>. Without the second argument: the server's default.
+# start_ferry <bundle> [sendfile 0|1] [background verification 0|1]: sets srv_pid, srv;
+# appends the time to first 200 on /v2/ (ms) to $work/ttfb.<basename>. An empty or
+# missing argument leaves that knob at the server's default.
 start_ferry() {
-  local bundle=$1 sendfile=${2:-} port s e
+  local bundle=$1 sendfile=${2:-} bg=${3:-} port s e
   for _ in 1 2 3 4 5; do
     port=$(free_port)
     s=$(date +%s%N)
-    if [ -n "$sendfile" ]; then
-      FERRY_REGISTRY_SENDFILE=$sendfile "$bundle" registry --listen "127.0.0.1:$port" > "$work/ferry-registry.log" 2>&1 &
-    else
-      env -u FERRY_REGISTRY_SENDFILE "$bundle" registry --listen "127.0.0.1:$port" > "$work/ferry-registry.log" 2>&1 &
-    fi
+    env -u FERRY_REGISTRY_SENDFILE -u FERRY_REGISTRY_BACKGROUND_VERIFY \
+      ${sendfile:+FERRY_REGISTRY_SENDFILE=$sendfile} ${bg:+FERRY_REGISTRY_BACKGROUND_VERIFY=$bg} \
+      "$bundle" registry --listen "127.0.0.1:$port" > "$work/ferry-registry.log" 2>&1 &
     srv_pid=$!
     if wait_v2 "http://127.0.0.1:$port" "$srv_pid" 0; then
       e=$(date +%s%N)
-      [ -n "$sendfile" ] || echo $(( (e - s) / 1000000 )) >> "$work/ttfb.$(basename "$bundle")"
+      [ -n "$sendfile$bg" ] || echo $(( (e - s) / 1000000 )) >> "$work/ttfb.$(basename "$bundle")"
       srv=127.0.0.1:$port; return 0
     fi
     stop "$srv_pid"; srv_pid=""
@@ -237,8 +240,11 @@ run_ferry() {
     pull_all "$c" "$c.ferry-first" "$srv" "$srv_pid"
     pull_all "$c" "$c.ferry-again" "$srv" "$srv_pid"
     stop "$srv_pid"; srv_pid=""
+    start_ferry "$work/big.run" "" 0
+    pull_all "$c" "$c.ferry-stream" "$srv" "$srv_pid"
+    stop "$srv_pid"; srv_pid=""
   done
-  start_ferry "$work/big.run"
+  start_ferry "$work/big.run" "" 0
   get_all get-ferry-first "$srv"
   get_all get-ferry-again "$srv"
   stop "$srv_pid"; srv_pid=""
@@ -285,10 +291,12 @@ for c in $clients; do
   esac
   row "ferry registry, first pull after start" "$c.ferry-first"
   row "ferry registry, second pull (blobs verified)" "$c.ferry-again"
+  row "ferry, first pull, no background verification" "$c.ferry-stream"
   row "Distribution (docker-registry)" "$c.distribution"
   ratio "RATIO ferry/Distribution, first pull ($c)" "$c.ferry-first" "$c.distribution"
   ratio "ratio ferry/Distribution, second pull ($c)" "$c.ferry-again" "$c.distribution"
-  for l in ferry-first ferry-again distribution; do
+  ratio "ratio ferry/Distribution, first, no background ($c)" "$c.ferry-stream" "$c.distribution"
+  for l in ferry-first ferry-again ferry-stream distribution; do
     awk -v t="CPU s: server / client, $l" -v s="$(median "$work/cpu-server.$c.$l")" -v k="$(median "$work/cpu-client.$c.$l")" -v w="$(median "$work/t.$c.$l")" \
       'BEGIN { printf "%-50s %5.2f / %5.2f  (server %.0f %% of the CPU; client busy %.2f cores)\n", t, s, k, 100 * s / (s + k), k / w }'
   done
@@ -296,7 +304,7 @@ for c in $clients; do
     'BEGIN { printf "%-50s %.0f / %.0f / %.0f MB/s\n", "throughput ferry first / second / Distribution", b / f / 1e6, b / g / 1e6, b / d / 1e6 }'
 done
 echo "-- raw blob GETs (curl -> /dev/null, the $n big layers, one after another)"
-row "ferry, first GET after start" get-ferry-first
+row "ferry, first GET after start (verified as sent)" get-ferry-first
 row "ferry, second GET" get-ferry-again
 row "Distribution" get-distribution
 ratio "ratio ferry/Distribution, first GET" get-ferry-first get-distribution

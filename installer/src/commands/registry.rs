@@ -54,6 +54,10 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
         store = store.with_extension(js.into_extension());
     }
     let store = Arc::new(store);
+    if background_verification() {
+        crate::registry::verify_in_background(store.clone())
+            .context("starting the background verification of blobs")?;
+    }
     let plain =
         TcpListener::bind(&args.listen).with_context(|| format!("listening on {}", args.listen))?;
     if let (None, Some(cert), Some(key)) = (&args.tls_listen, &args.tls_cert, &args.tls_key) {
@@ -101,6 +105,13 @@ pub fn run(bundle: Option<&Path>, args: &RegistryArgs) -> Result<ExitCode> {
     );
     crate::registry::serve(store, plain, serve_options())?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Whether blobs are verified in the background at idle priority (the default; see
+/// `registry::verify`); `FERRY_REGISTRY_BACKGROUND_VERIFY=0` turns it off, for
+/// `scripts/bench-registry.sh` to measure first pulls that verify while they send.
+fn background_verification() -> bool {
+    std::env::var("FERRY_REGISTRY_BACKGROUND_VERIFY").as_deref() != Ok("0")
 }
 
 /// The server's options; `FERRY_REGISTRY_SENDFILE=1` (or `0`) overrides whether plain

@@ -51,3 +51,4 @@ pub use names::{percent_decode, percent_encode};
 pub use server::{serve, RunningServer, ServeOptions};
 pub use store::{BlobLocation, Extension, ExtensionFn, ImageStore, SkippedImage, StoredImage};
 pub use transport::{Acceptor, NoSendfile, PlainTcp, PlainTcpNoSendfile, ResponseSink, Transport};
+pub use verify::verify_in_background;

@@ -781,6 +781,40 @@ fn range_requests_and_head_on_unverified_blobs_still_verify_first() {
 }
 
 #[test]
+fn background_verification_records_every_verdict_so_that_requests_hash_nothing() {
+    let f = fixture();
+    corrupt(&f.bundle, &f.docker.1);
+    let store = Arc::new(f.store);
+    super::verify_in_background(store.clone())
+        .unwrap()
+        .join()
+        .unwrap();
+    for (digest, blob) in &store.blobs {
+        assert_eq!(hashes(&store, digest), 1, "{digest}");
+        let verdict = blob.verdict.known().expect("every verdict is known");
+        assert_eq!(verdict.is_err(), *digest == f.docker.1, "{digest}");
+    }
+    // The good blob goes out as verified; the corrupt one is refused before any byte.
+    let (r, body) = call(
+        &store,
+        "GET",
+        &format!("/v2/quay.io/library/app/blobs/{}", f.quay.1),
+        None,
+    );
+    assert!(matches!(r.body, Body::Files { check: None, .. }));
+    assert_eq!(Sha256Digest::of(&body), f.quay.1);
+    let (r, _) = call(
+        &store,
+        "GET",
+        &format!("/v2/docker.io/library/app/blobs/{}", f.docker.1),
+        None,
+    );
+    assert_eq!(r.status, 500);
+    assert_eq!(hashes(&store, &f.docker.1), 1);
+    assert_eq!(hashes(&store, &f.quay.1), 1);
+}
+
+#[test]
 fn concurrent_first_gets_do_not_wait_for_each_other_and_both_succeed() {
     let mut b = Bundle::new();
     let (manifest, layer) = b.image(&"big".repeat(2000)); // a 3 MB layer: many chunks

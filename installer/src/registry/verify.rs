@@ -24,11 +24,22 @@
 //!   of `check` wait for the one hash in progress (a per-blob mutex) instead of all
 //!   hashing the same gigabytes; a streaming GET never takes that mutex.
 //!
+//! - **In the background** ([`verify_in_background`], started by the `registry` command):
+//!   one thread hashes every blob not yet verified, in file order, at idle CPU and I/O
+//!   priority (`SCHED_IDLE`, `IOPRIO_CLASS_IDLE`), so it only takes what clients leave.
+//!   Why: on a node that has just installed, the first pulls start at once and hashing
+//!   while sending cost them CPU they needed (a first pull was 1.1× a second one with
+//!   containerd, `docs/benchmarks.md`); done on idle time ahead of the requests, the
+//!   first pull finds most blobs verified, and rot is found before anyone asks for the
+//!   blob. It records verdicts like a streaming GET does (whichever concludes first) and
+//!   never takes the per-blob mutex, so no request waits for a thread that may get
+//!   little CPU.
+//!
 //! Once the verdict is known, every request is answered from it and a verified blob goes
 //! out the fastest way the transport has.
 
 use super::errors::{ApiError, ErrorCode};
-use super::store::BlobLocation;
+use super::store::{BlobLocation, ImageStore};
 use ferry_bundle::Sha256Digest;
 use sha2::{Digest as _, Sha256};
 use std::io;
@@ -105,6 +116,23 @@ impl Verdict {
         verdict
     }
 
+    /// Hashes the blob unless its verdict is known, without taking the mutex that
+    /// [`Verdict::check`] callers share (see the module docs); an unreadable blob is left
+    /// to the requests (an I/O error may heal).
+    fn check_quietly(&self, digest: &Sha256Digest, loc: &BlobLocation) {
+        if self.known().is_some() {
+            return;
+        }
+        self.count_hash();
+        match hash_range(loc) {
+            Ok(actual) => {
+                let _ = self.record(digest, loc, &actual);
+            }
+            Err(e) => tracing::warn!(digest = %digest, location = %loc.describe(), error = %e,
+                "cannot read blob to verify it in the background; its first request will try again"),
+        }
+    }
+
     fn count_hash(&self) {
         #[cfg(test)]
         self.hashes
@@ -141,6 +169,55 @@ impl Deferred {
     pub(crate) fn conclude(&self, hasher: &mut Sha256) -> Result<(), String> {
         let actual = Sha256Digest(hasher.finalize_reset().into());
         self.verdict.record(&self.digest, &self.location, &actual)
+    }
+}
+
+/// Verifies every blob of `store` not yet verified on a thread of its own at idle
+/// priority (see the module docs), in the order their bytes lie in their files; the
+/// thread ends when all are done.
+pub fn verify_in_background(store: Arc<ImageStore>) -> io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("blob-verify".into())
+        .spawn(move || {
+            lower_own_priority();
+            let mut order: Vec<_> = store.blobs.iter().collect();
+            order.sort_by_key(|(_, b)| b.location.pieces.first().map(|p| (&p.path, p.offset)));
+            let started = std::time::Instant::now();
+            let mut bytes = 0;
+            for (digest, blob) in order {
+                blob.verdict.check_quietly(digest, &blob.location);
+                bytes += blob.location.len;
+            }
+            tracing::info!(
+                blobs = store.blobs.len(),
+                bytes,
+                seconds = started.elapsed().as_secs_f64(),
+                "every blob verified (in the background)"
+            );
+        })
+}
+
+/// Makes the calling thread run only on CPU time and disk time nothing else wants.
+/// Best effort: where the kernel refuses, the thread runs at normal priority.
+fn lower_own_priority() {
+    use nix::libc;
+    // SAFETY: plain data, all zeroes is priority 0 (what SCHED_IDLE takes); musl's
+    // struct has fields glibc's lacks, so it is not spelled out.
+    let param: libc::sched_param = unsafe { std::mem::zeroed() };
+    // SAFETY: system calls on the calling thread (pid 0) with a valid parameter block;
+    // nothing else is touched.
+    let (sched, io) = unsafe {
+        (
+            libc::sched_setscheduler(0, libc::SCHED_IDLE, &param),
+            // IOPRIO_WHO_PROCESS (1) of the calling thread (0): IOPRIO_CLASS_IDLE (3) << 13.
+            libc::syscall(libc::SYS_ioprio_set, 1, 0, 3 << 13),
+        )
+    };
+    if sched != 0 || io != 0 {
+        tracing::debug!(
+            error = %io::Error::last_os_error(),
+            "background verification could not lower its priority"
+        );
     }
 }
 
