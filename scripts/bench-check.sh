@@ -59,15 +59,17 @@ stage() {
   # The whole install runs (its later phases may fail here: the bench bundle has no
   # runtime); staging's own time is read from the run log's millisecond time stamps,
   # from "==> stage" to the next phase's line.
-  "$work/bench.run" --root "$work/root" --yes -q --skip-preflight ports --skip-preflight disk --registry-port 39517 --wait-timeout 1 >/dev/null 2>&1 || true
+  # Peak RSS: of the whole install process (staging is its largest phase).
+  /usr/bin/time -f '%M' -o "$work/times/stage-rss" "$work/bench.run" --root "$work/root" --yes -q \
+    --skip-preflight ports --skip-preflight disk --registry-port 39517 --wait-timeout 1 >/dev/null 2>&1 || true
   [ -s "$(find "$work/root" -name '*.run' -size +1M -print -quit 2>/dev/null)" ] || echo "warning: no staged copy found under $work/root" >&2
-  python3 - "$work/root/var/log/ferry/ferry.log" >> "$work/times/stage" <<'PY'
+  python3 - "$work/root/var/log/ferry/ferry.log" "$(grep -v '^Command' "$work/times/stage-rss" | tail -1)" >> "$work/times/stage" <<'PY'
 import sys, datetime
 t = lambda l: datetime.datetime.strptime(l[:23], "%Y-%m-%d %H:%M:%S.%f")
 lines = open(sys.argv[1]).read().splitlines()
 i = next(n for n, l in enumerate(lines) if l[25:].startswith("==> stage"))
 j = next(n for n in range(i + 1, len(lines)) if lines[n][25:].startswith("==> "))
-print("%.2f 0" % (t(lines[j]) - t(lines[i])).total_seconds())
+print("%.2f %s" % ((t(lines[j]) - t(lines[i])).total_seconds(), sys.argv[2] or 0))
 PY
   tail -1 "$work/times/stage" | awk '{ printf "stage: %s s (from the run log)\n", $1 }'
   # The install went on past staging and started services in the scratch root: stop them.
@@ -117,7 +119,7 @@ if [ -s "$work/times/openssl" ]; then
   printf '%-34s %7s s  (%.2f GB/s)\n' "openssl dgst -sha256" "$o" "$(awk -v z="$size" -v t="$o" 'BEGIN { print z / t / 1e9 }')"
   awk -v a="$c" -v b="$o" 'BEGIN { printf "%-34s %7.2f\n", "ratio --check/openssl", a / b }'
 fi
-printf '%-34s %7s s  peak RSS %s MB\n' "verify+stage" "$st" "$(maxrss "$work/times/stage")"
+printf '%-34s %7s s  peak RSS %s MB (the whole install process)\n' "verify+stage" "$st" "$(maxrss "$work/times/stage")"
 printf '%-34s %7s s\n' "cp" "$cp"
 awk -v a="$st" -v b="$cp" 'BEGIN { printf "%-34s %7.2f\n", "ratio verify+stage/cp", a / b }'
 cs=$(median "$work/times/cpsync")
