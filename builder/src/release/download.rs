@@ -27,6 +27,7 @@ use super::mirror::{rewrite, ReleaseMirror};
 use super::ReleaseError;
 use crate::pull::client::{agent, header, retry_after, transient};
 use crate::pull::ContentCache;
+use ferry_bundle::writeback::WritebackWindows;
 use ferry_bundle::Sha256Digest;
 use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions};
@@ -249,6 +250,8 @@ impl Downloader {
             bar.set_length(total.unwrap_or(0));
             bar.set_position(have);
             file.seek(SeekFrom::End(0)).map_err(io)?;
+            // Fsynced before it is named: its writeback starts as it downloads.
+            let mut windows = WritebackWindows::starting_at(have);
             let mut r = resp.body_mut().as_reader();
             let mut buf = vec![0u8; 256 * 1024];
             let broken = loop {
@@ -266,6 +269,7 @@ impl Downloader {
                     });
                 }
                 file.write_all(&buf[..n]).map_err(io)?;
+                windows.wrote(file, n as u64);
                 hasher.update(&buf[..n]);
                 have += n as u64;
                 bar.inc(n as u64);

@@ -39,6 +39,16 @@ impl WritebackWindows {
         Self::default()
     }
 
+    /// For a file whose first `offset` bytes were written before (a resumed download):
+    /// windows count from there.
+    pub fn starting_at(offset: u64) -> Self {
+        WritebackWindows {
+            written: offset,
+            started: offset,
+            off: false,
+        }
+    }
+
     /// `len` more bytes were written to `file`, after those before (from its start).
     pub fn wrote(&mut self, file: &File, len: u64) {
         self.written += len;
@@ -131,5 +141,16 @@ mod tests {
         assert!(started.windows(2).all(|s| s[0] <= s[1]));
         w.into_inner().sync_all().unwrap();
         assert!(std::fs::read(&path).unwrap() == data, "the file differs");
+    }
+
+    #[test]
+    fn a_resumed_file_counts_its_windows_from_where_it_resumed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        let mut w = WritebackWindows::starting_at(1000);
+        w.wrote(&file, WINDOW - 1);
+        assert_eq!(w.started(), 1000, "one byte short of a window");
+        w.wrote(&file, 1);
+        assert_eq!(w.started(), 1000 + WINDOW);
     }
 }
