@@ -121,7 +121,7 @@ if [ -s "$work/times/openssl" ]; then
 fi
 printf '%-34s %7s s  peak RSS %s MB (the whole install process)\n' "verify+stage" "$st" "$(maxrss "$work/times/stage")"
 printf '%-34s %7s s\n' "cp" "$cp"
-awk -v a="$st" -v b="$cp" 'BEGIN { printf "%-34s %7.2f\n", "ratio verify+stage/cp", a / b }'
+awk -v a="$st" -v b="$cp" 'BEGIN { if (b > 0) printf "%-34s %7.2f\n", "ratio verify+stage/cp", a / b; else printf "%-34s %7s  (cp took < 0.01 s)\n", "ratio verify+stage/cp", "n/a" }'
 cs=$(median "$work/times/cpsync")
 printf '%-34s %7s s  (runs: %s)\n' "cp then sync" "$cs" "$(tr '\n' ' ' < "$work/times/cpsync")"
 awk -v a="$st" -v b="$cs" 'BEGIN { printf "%-34s %7.2f\n", "ratio verify+stage/(cp then sync)", a / b }'
