@@ -41,11 +41,6 @@ impl JobsLeft {
         JobsLeft(left)
     }
 
-    /// The images without any job.
-    fn none_left(&self) -> impl Iterator<Item = usize> + '_ {
-        (0..self.0.len()).filter(|&p| self.0[p].load(Ordering::Relaxed) == 0)
-    }
-
     /// One job of image `p` is done: whether it was the image's last.
     fn done(&self, p: usize) -> bool {
         self.0[p].fetch_sub(1, Ordering::AcqRel) == 1
@@ -95,13 +90,11 @@ impl<'a> Downloads<'a> {
             .into_iter()
             .filter_map(|d| layers.remove(&d).map(|(p, l)| (d, p, l)))
             .collect();
-        // Each image's client keeps a connection open for its next fetch: closed after
-        // the image's last job here, or now if it has none (a layer two images share is
-        // fetched through the first that lists it).
+        // An image's client keeps the connection of its last fetch open for the next:
+        // closed after the image's last job here. (Resolving closed the one it used; an
+        // image without jobs here, such as one whose only new layers another image
+        // fetches, makes no request after it.)
         let left = Arc::new(JobsLeft::new(pending.len(), jobs.iter().map(|j| j.1)));
-        for p in left.none_left() {
-            pending[p].pull.close_idle();
-        }
         let jobs = jobs.into_iter().map(|(d, p, l)| {
             let (pend, left) = (&pending[p], left.clone());
             let fetch: Fetch<'a> = Box::new(move || {
@@ -371,9 +364,8 @@ mod tests {
     }
 
     #[test]
-    fn an_image_is_done_after_its_last_job_and_one_without_jobs_at_once() {
+    fn an_image_is_done_after_its_last_job() {
         let left = JobsLeft::new(3, [0, 2, 0].into_iter());
-        assert_eq!(left.none_left().collect::<Vec<_>>(), [1]);
         assert!(!left.done(0));
         assert!(left.done(2));
         assert!(left.done(0));

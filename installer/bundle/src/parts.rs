@@ -275,23 +275,21 @@ impl BundleFile {
     pub fn copy_to(&self, dst: &std::fs::File, offset: u64, len: u64) -> io::Result<bool> {
         let mut at = offset;
         let end = offset.saturating_add(len);
+        let past_end = || {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the bundle ends before byte {end}"),
+            )
+        };
         while at < end {
             let p = &self.parts[self.part_index(at)];
             let mut within = at - p.start;
             if within >= p.len {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!("the bundle ends before byte {end}"),
-                ));
+                return Err(past_end());
             }
             let n = (end - at).min(p.len - within) as usize;
             match rustix::fs::copy_file_range(&p.file, Some(&mut within), dst, None, n) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("the bundle ends before byte {end}"),
-                    ))
-                }
+                Ok(0) => return Err(past_end()),
                 Ok(copied) => at += copied as u64,
                 Err(rustix::io::Errno::INTR) => {}
                 Err(

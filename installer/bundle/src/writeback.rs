@@ -99,10 +99,6 @@ impl WritebackFile {
         }
     }
 
-    pub fn get_ref(&self) -> &File {
-        &self.file
-    }
-
     pub fn into_inner(self) -> File {
         self.file
     }

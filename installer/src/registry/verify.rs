@@ -10,8 +10,8 @@
 //!
 //! - **A full GET of a blob not yet verified** (what every first pull sends) is hashed
 //!   *as it is sent*: the body carries a [`Deferred`] check, `super::body` sends it
-//!   through its copy loop, hashing each chunk before writing it, and holds back the last
-//!   chunk until [`Deferred::conclude`] has the digest. A match sends that chunk and
+//!   through its copy loop while a second thread hashes each chunk written, and holds
+//!   back the last chunk until [`Deferred::conclude`] has the digest. A match sends that chunk and
 //!   memoises "verified"; a mismatch memoises "corrupt" and cuts the connection before
 //!   the last chunk, so no client ever receives a whole corrupt blob (it sees a body
 //!   shorter than its `Content-Length`; the next request gets a 500). Hashing first and
@@ -23,7 +23,6 @@
 //!   [`Verdict::check`], which hashes the whole blob before answering. Concurrent callers
 //!   of `check` wait for the one hash in progress (a per-blob mutex) instead of all
 //!   hashing the same gigabytes; a streaming GET never takes that mutex.
-//!
 //! - **In the background** ([`verify_in_background`], started by the `registry` command):
 //!   one thread hashes every blob not yet verified, in file order, at idle CPU and I/O
 //!   priority (`SCHED_IDLE`, `IOPRIO_CLASS_IDLE`), so it only takes what clients leave.
