@@ -26,17 +26,11 @@
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh   # binaries, need, free_port, wait_v2, start_distribution, prewarm, median…
 n=${1:-8}; mib=${2:-128}
 runs=${BENCH_RUNS:-5}
-ferry=${FERRY_BIN:-target/dist/ferry}
-installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
-for b in "$ferry" "$installer"; do
-  [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
-done
-ferry=$(realpath "$ferry"); installer=$(realpath "$installer")
-for tool in docker-registry skopeo zstd curl ss /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
-done
+binaries
+need docker-registry skopeo zstd curl ss /usr/bin/time
 
 if [ -n "${BENCH_WORK:-}" ]; then
   work=$BENCH_WORK; mkdir -p "$work"; own_work=0
@@ -52,7 +46,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 # timed <label> <cmd…>: runs cmd under /usr/bin/time; appends "secs maxrss_kib" to $work/t.<label>
 timed() {
   local label=$1; shift

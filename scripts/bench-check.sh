@@ -14,14 +14,11 @@
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh   # binaries, need, free_port, wait_v2, start_distribution, prewarm, median…
 work=${1:-/tmp/ferry-bench}; n=${2:-8}; mib=${3:-256}
 runs=${BENCH_RUNS:-1}
-ferry=${FERRY_BIN:-target/dist/ferry}
-installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
-if [ -z "${FERRY_BIN:-}" ] && [ ! -x "$ferry" ]; then bash scripts/build.sh; fi
-for b in "$ferry" "$installer"; do
-  [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
-done
+if [ -z "${FERRY_BIN:-}" ] && [ ! -x target/dist/ferry ]; then bash scripts/build.sh; fi
+binaries
 mkdir -p "$work"
 work=$(realpath "$work")
 prewarm_file=""
@@ -32,7 +29,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 rm -rf "$work/times"; mkdir -p "$work/times"
-. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 bash scripts/bench-layout.sh "$work/layout" "$n" "$mib"

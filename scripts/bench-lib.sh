@@ -2,6 +2,26 @@
 # registry, page-cache pre-warming and the statistics of repeated runs. Expects $work to be
 # the script's scratch directory; a script that prewarms removes $prewarm_file on exit.
 
+# binaries: sets ferry and installer to the absolute paths of FERRY_BIN and
+# FERRY_INSTALLER_BIN (default target/dist/…); exits naming one that is missing
+binaries() {
+  local b
+  ferry=${FERRY_BIN:-target/dist/ferry}
+  installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
+  for b in "$ferry" "$installer"; do
+    [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
+  done
+  ferry=$(realpath "$ferry"); installer=$(realpath "$installer")
+}
+
+# need <tool>…: exits naming the first tool that is not on PATH
+need() {
+  local t
+  for t in "$@"; do
+    command -v "$t" >/dev/null || { echo "missing $t (scripts/deps.sh installs it)" >&2; exit 1; }
+  done
+}
+
 # free_port: a TCP port nobody listens on (raced by others only in theory; start retries)
 free_port() {
   local p

@@ -48,14 +48,10 @@
 set -euo pipefail
 case "${1:-}" in -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;; esac
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh   # binaries, need, free_port, wait_v2, start_distribution, prewarm, median…
 n=${1:-8}; mib=${2:-128}
 runs=${BENCH_RUNS:-5}
-ferry=${FERRY_BIN:-target/dist/ferry}
-installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
-for b in "$ferry" "$installer"; do
-  [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
-done
-ferry=$(realpath "$ferry"); installer=$(realpath "$installer")
+binaries
 clients=${BENCH_CLIENTS:-skopeo containerd}
 tools="docker-registry curl ss"
 for c in $clients; do
@@ -65,9 +61,7 @@ for c in $clients; do
     *) echo "BENCH_CLIENTS: unknown client $c (skopeo, containerd)" >&2; exit 1 ;;
   esac
 done
-for tool in $tools; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
-done
+need $tools
 
 if [ -n "${BENCH_WORK:-}" ]; then
   work=$BENCH_WORK; mkdir -p "$work"; own_work=0
@@ -88,7 +82,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 # start_ferry <bundle> [sendfile 0|1] [background verification 0|1]: sets srv_pid, srv;
 # appends the time to first 200 on /v2/ (ms) to $work/ttfb.<basename>. An empty or
 # missing argument leaves that knob at the server's default.

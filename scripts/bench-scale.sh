@@ -49,6 +49,7 @@ case "${1:-}" in -h | --help) usage; exit 0 ;; esac
 [ $# -le 2 ] || { usage >&2; exit 2; }
 
 cd "$(dirname "$0")/.."
+. scripts/bench-lib.sh   # binaries, need, free_port, wait_v2, start_distribution, prewarm, median…
 n=${1:-300}; size_arg=${2:-10G}
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || { echo "N must be a positive integer, not '$n'" >&2; exit 2; }
 to_bytes() {
@@ -64,15 +65,8 @@ size=$(to_bytes "$size_arg") || exit 2
 [ "$size" -ge $((n * 65536 * 2)) ] || { echo "SIZE $size_arg is too small for $n images (at least 128 KiB each)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "run as root: the benchmark creates network namespaces and runs containerd" >&2; exit 1; }
 
-ferry=${FERRY_BIN:-target/dist/ferry}
-installer=${FERRY_INSTALLER_BIN:-target/dist/ferry-installer}
-for b in "$ferry" "$installer"; do
-  [ -x "$b" ] || { echo "missing $b: run scripts/build.sh or set FERRY_BIN/FERRY_INSTALLER_BIN" >&2; exit 1; }
-done
-ferry=$(realpath "$ferry"); installer=$(realpath "$installer")
-for tool in docker-registry python3 curl ss ip nsenter containerd ctr runc xargs /usr/bin/time; do
-  command -v "$tool" >/dev/null || { echo "missing $tool (scripts/deps.sh installs it)" >&2; exit 1; }
-done
+binaries
+need docker-registry python3 curl ss ip nsenter containerd ctr runc xargs /usr/bin/time
 jobs=${BENCH_PULL_JOBS:-4}
 unpack=${BENCH_UNPACK:-0}
 
@@ -191,7 +185,6 @@ timed() {
   e=$(now)
   T=$(awk -v s="$s" -v e="$e" 'BEGIN { print e - s }'); R=$(tail -1 "$work/time.out")
 }
-. scripts/bench-lib.sh   # free_port, wait_v2, start_distribution, prewarm, median… (run from the repository root)
 
 # The long-running ferry processes of a sandbox: the ferry-installer binaries (installed
 # copy, staged bundle, delivery.run) whose command line names the sandbox root.
