@@ -18,9 +18,10 @@
 //! `range` and `pagination`, and counts what it could not answer in [`misses`]; `server`
 //! runs connections over `http`, `body` and a `pool`,
 //! generic over a [`Transport`] so TLS can be added. Every blob is checked against its
-//! digest once (`verify`): its first full GET is hashed while it is sent, and the last
-//! chunk only goes out if the digest matches; HEAD and range requests on a blob not yet
-//! verified hash it before answering.
+//! digest once (`verify`): in the background at idle priority from the `registry`
+//! command's start, or, for a blob asked for first, while its first full GET is sent (the
+//! last chunk only goes out if the digest matches); HEAD and range requests on a blob not
+//! yet verified hash it before answering.
 
 mod body;
 mod errors;

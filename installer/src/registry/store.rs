@@ -4,8 +4,9 @@
 //! Nothing is extracted: a blob is a byte range of a bigger file (the staged
 //! `delivery.run`, or a file of an OCI layout). Manifests are small and are read,
 //! checked against their digest and kept in memory at load ([`super::load`]); blobs are
-//! checked on their first request ([`super::verify`]). A repository only answers for the
-//! blobs its own images reference, as a real registry does.
+//! checked once, in the background or on their first request ([`super::verify`]). A
+//! repository only answers for the blobs its own images reference, as a real registry
+//! does.
 
 use super::body::read_chunks;
 use super::errors::{ApiError, RegistryError};
