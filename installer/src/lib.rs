@@ -9,6 +9,7 @@ pub mod install;
 pub mod join;
 pub mod k3s;
 pub mod locate;
+pub mod process_lock;
 pub mod registry;
 pub mod service;
 pub mod site;

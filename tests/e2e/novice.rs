@@ -251,8 +251,9 @@ fn a_failing_service_is_named_with_its_log_and_status_says_unhealthy() {
     std::thread::sleep(std::time::Duration::from_secs(2));
     let msg = run_fail(sb.cmd().args(["-q", "--skip-preflight", "ports"]));
     assert!(
-        msg.contains("another ferry install, join or reset is running"),
-        "{msg}"
+        msg.contains("another ferry install, join or reset is running")
+            && msg.contains(&format!("held by pid {}", first.id())),
+        "the refusal names the run that holds the host: {msg}"
     );
     let _ = first.wait();
     drop(squatter);

@@ -127,32 +127,27 @@ pub fn confirm(question: &str, yes: bool, destructive: bool) -> Result<()> {
     Ok(())
 }
 
-/// The run lock: one install, join or reset at a time on a host. Held until dropped.
+/// The run lock: one install, join or reset at a time on a host. Held until dropped, or
+/// until the process ends however it ends.
 pub struct RunLock {
-    _lock: nix::fcntl::Flock<std::fs::File>,
+    _lock: crate::process_lock::ProcessLock,
     path: std::path::PathBuf,
 }
 
 impl RunLock {
     pub fn take(host: &Host) -> Result<RunLock> {
+        use crate::process_lock::{LockError, ProcessLock};
         let path = host.path(&host.lock_file());
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        let f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("opening {}", path.display()))?;
-        match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+        match ProcessLock::try_take(&path) {
             Ok(l) => Ok(RunLock { _lock: l, path }),
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => bail!(
-                "another ferry install, join or reset is running on this host (lock {}); wait for it to finish",
+            Err(held @ LockError::Held { .. }) => bail!(
+                "another ferry install, join or reset is running on this host ({held}; lock {}); wait for it to finish",
                 path.display()
             ),
-            Err((_, e)) => bail!("locking {}: {e}", path.display()),
+            Err(e) => bail!("locking {}: {e}", path.display()),
         }
     }
     /// Removes the lock file (reset: nothing of ferry's may be left).

@@ -76,26 +76,22 @@ pub fn supervise(
     if argv.is_empty() {
         return Err(io::Error::other("supervise: no command"));
     }
-    let f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(pid_file)?;
-    let mut lock = match nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+    let mut lock = match crate::process_lock::ProcessLock::try_take(pid_file) {
         Ok(l) => l,
-        Err((_, nix::errno::Errno::EWOULDBLOCK)) => {
+        Err(held @ crate::process_lock::LockError::Held { .. }) => {
             eprintln!(
-                "ferry supervise {name}: already supervised (lock {}); leaving it be",
+                "ferry supervise {name}: already supervised ({held}; lock {}); leaving it be",
                 pid_file.display()
             );
             return Ok(());
         }
-        Err((_, e)) => return Err(e.into()),
+        Err(crate::process_lock::LockError::Io(e)) => return Err(e),
     };
     {
         use std::io::Write;
-        lock.set_len(0)?;
-        lock.write_all(format!("{}\n", std::process::id()).as_bytes())?;
+        let f = lock.file();
+        f.set_len(0)?;
+        f.write_all(format!("{}\n", std::process::id()).as_bytes())?;
     }
     let mut status = SuperviseStatus::default();
     let status_path = SuperviseStatus::path(pid_file);
