@@ -242,13 +242,30 @@ fn a_failing_service_is_named_with_its_log_and_status_says_unhealthy() {
         .unwrap();
     assert_ne!(reg["state"], "running", "{reg}");
     // While one install waits, a second one on the same host is refused, not mixed in.
+    // The first has the lock once its run is in the log (it logs right after taking it).
+    let log_path = sb.root.join("var/log/ferry/ferry.log");
+    let runs_logged = || {
+        std::fs::read_to_string(&log_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("install of ") && l.contains(") from "))
+            .count()
+    };
+    let before = runs_logged();
     let mut first = sb
         .cmd()
         .args(["-q", "--skip-preflight", "ports", "--wait-timeout", "6"])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_secs(2));
+    let waiting = std::time::Instant::now();
+    while runs_logged() == before {
+        assert!(
+            waiting.elapsed() < std::time::Duration::from_secs(30),
+            "the first install never logged its run"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let msg = run_fail(sb.cmd().args(["-q", "--skip-preflight", "ports"]));
     assert!(
         msg.contains("another ferry install, join or reset is running")
