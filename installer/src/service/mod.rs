@@ -81,14 +81,32 @@ pub fn supervise_args(host: &Host, spec: &ServiceSpec) -> SuperviseArgs {
     }
 }
 
-/// The supervisor pid recorded for `name`, if that process is alive.
+/// The supervisor pid recorded for `name`, if that process is alive and has not been
+/// asked to stop. (A supervisor removes its pid file when it handles SIGTERM; before it
+/// has, the signal is pending.)
 pub fn running_pid(host: &Host, name: &str) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(host.path(&host.pid_file(name)))
         .ok()?
         .trim()
         .parse()
         .ok()?;
-    alive(pid).then_some(pid)
+    (alive(pid) && !stop_pending(pid)).then_some(pid)
+}
+
+/// True when SIGTERM or SIGINT waits to be handled by `pid`.
+fn stop_pending(pid: i32) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return false;
+    };
+    let stop = (1u64 << (nix::libc::SIGTERM - 1)) | (1u64 << (nix::libc::SIGINT - 1));
+    status
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("SigPnd:")
+                .or_else(|| l.strip_prefix("ShdPnd:"))
+        })
+        .filter_map(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .any(|mask| mask & stop != 0)
 }
 
 /// Whether the running supervisor of `name` (if any) was started with `supervisor` (its
@@ -140,8 +158,17 @@ pub fn log_tail(host: &Host, name: &str) -> String {
 /// Starts a supervised service unless it already runs. `supervisor` is the full argv
 /// that starts its supervisor.
 pub fn ensure_running(host: &Host, spec: &ServiceSpec, supervisor: &[String]) -> io::Result<()> {
-    if running_pid(host, &spec.name).is_some() {
-        return Ok(());
+    if let Some(pid) = running_pid(host, &spec.name) {
+        // Asked to stop a moment ago, it may not have handled the signal at the first look.
+        std::thread::sleep(Duration::from_millis(20));
+        if running_pid(host, &spec.name) == Some(pid) {
+            return Ok(());
+        }
+    }
+    // A supervisor asked to stop by a run killed since (or started by one and not yet
+    // settled) is let go first: it would otherwise count as running, then be gone.
+    for pid in supervisors_of(&host.path(&host.pid_file(&spec.name))) {
+        terminate(pid);
     }
     let log = host.path(&host.log_file(&spec.name));
     std::fs::create_dir_all(log.parent().expect("log files live in a directory"))?;
@@ -213,23 +240,29 @@ pub fn stop(host: &Host, name: &str) -> io::Result<()> {
         }
     }
     for pid in pids {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
-        );
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while alive(pid) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if alive(pid) {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(-pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
-        }
+        terminate(pid);
     }
     let _ = std::fs::remove_file(&pid_path);
     Ok(())
+}
+
+/// Asks supervisor `pid` to stop (again, if it was asked already) and waits for it; kills
+/// its process group after 15 s (it gives its service 10 s).
+fn terminate(pid: i32) {
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if alive(pid) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(-pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }
 
 /// Supervisor processes whose command line names `pid_file`.

@@ -1,6 +1,7 @@
 //! The supervisor process behind every non-systemd service: runs the service, restarts it
 //! with back-off when it exits, and on SIGTERM stops it (TERM, then KILL after 10 s) and
-//! exits. Its own pid is the service's pid file; it removes the file on the way out.
+//! exits. Its own pid is the service's pid file; it removes the file as soon as it is
+//! asked to stop.
 //! Beside the pid file it keeps `<pid file>.json` ([`SuperviseStatus`]): how often the
 //! service exited and how, so that `status` can tell a running service from one that
 //! keeps crashing.
@@ -53,7 +54,22 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// The pid file and the status beside it, for [`on_term`] to remove.
+static OWN_FILES: std::sync::OnceLock<[std::ffi::CString; 2]> = std::sync::OnceLock::new();
+
+/// SIGTERM/SIGINT: remove the pid file at once (unlink is async-signal-safe), then stop.
+/// Once asked to stop, this supervisor no longer counts as running the service, even
+/// while it waits up to 10 s for the service to exit: a run that asked and was killed
+/// then, run again, must start a new supervisor rather than take this one for running
+/// (found by the kill -9 trials: the registry was gone 0.1 s later and health waited for
+/// it for 120 s).
 extern "C" fn on_term(_: i32) {
+    if let Some(files) = OWN_FILES.get() {
+        for f in files {
+            // SAFETY: unlink of a valid NUL-terminated path; async-signal-safe.
+            unsafe { nix::libc::unlink(f.as_ptr()) };
+        }
+    }
     STOP.store(true, Ordering::SeqCst);
 }
 
@@ -64,6 +80,12 @@ pub fn supervise(
     argv: &[String],
 ) -> io::Result<()> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    use std::os::unix::ffi::OsStrExt;
+    let c_path = |p: &Path| {
+        std::ffi::CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| io::Error::other(format!("{}: a NUL in the path", p.display())))
+    };
+    let _ = OWN_FILES.set([c_path(pid_file)?, c_path(&SuperviseStatus::path(pid_file))?]);
     let act = SigAction::new(
         SigHandler::Handler(on_term),
         SaFlags::empty(),
@@ -95,10 +117,12 @@ pub fn supervise(
     }
     let mut status = SuperviseStatus::default();
     let status_path = SuperviseStatus::path(pid_file);
-    let _ = std::fs::write(
-        &status_path,
-        serde_json::to_vec(&status).unwrap_or_default(),
-    );
+    if !STOP.load(Ordering::SeqCst) {
+        let _ = std::fs::write(
+            &status_path,
+            serde_json::to_vec(&status).unwrap_or_default(),
+        );
+    }
     let mut backoff = Duration::from_millis(500);
     while !STOP.load(Ordering::SeqCst) {
         let started = Instant::now();
@@ -122,10 +146,12 @@ pub fn supervise(
                 status.restarts += 1;
                 status.last_exit = st.to_string();
                 status.last_exit_at = now_secs();
-                let _ = std::fs::write(
-                    &status_path,
-                    serde_json::to_vec(&status).unwrap_or_default(),
-                );
+                if !STOP.load(Ordering::SeqCst) {
+                    let _ = std::fs::write(
+                        &status_path,
+                        serde_json::to_vec(&status).unwrap_or_default(),
+                    );
+                }
                 break;
             }
             if STOP.load(Ordering::SeqCst) {
@@ -152,8 +178,16 @@ pub fn supervise(
             backoff = (backoff * 2).min(Duration::from_secs(30));
         }
     }
-    let _ = std::fs::remove_file(pid_file);
-    let _ = std::fs::remove_file(&status_path);
+    // The pid file and the status went when the stop was asked for (`on_term`); removing
+    // them now could remove a new supervisor's. Unless the stop came before the pid file
+    // was made: then the path still names this supervisor's (locked) file. (Compared by
+    // inode: opening the file to read it would drop the lock.)
+    use std::os::unix::fs::MetadataExt;
+    let mine = lock.file().metadata()?;
+    if std::fs::metadata(pid_file).is_ok_and(|m| m.ino() == mine.ino() && m.dev() == mine.dev()) {
+        let _ = std::fs::remove_file(pid_file);
+        let _ = std::fs::remove_file(&status_path);
+    }
     drop(lock);
     Ok(())
 }
