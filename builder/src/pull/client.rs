@@ -104,7 +104,6 @@ pub enum Access {
 pub struct Client {
     /// Replaced by [`Client::close_idle`]; requests clone it (an `Agent` is a handle).
     agent: Mutex<ureq::Agent>,
-    timeouts: (Duration, Duration),
     pub endpoint: Endpoint,
     reference: String,
     creds: Option<Credentials>,
@@ -137,10 +136,8 @@ impl Client {
         let config_name = config_path
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "~/.docker/config.json".to_string());
-        let timeouts = (opts.connect_timeout, opts.read_timeout);
         Ok(Client {
-            agent: Mutex::new(agent(timeouts.0, timeouts.1)),
-            timeouts,
+            agent: Mutex::new(agent(opts.connect_timeout, opts.read_timeout)),
             endpoint,
             reference: reference.to_string(),
             creds,
@@ -157,8 +154,8 @@ impl Client {
     /// ureq's 256 KiB of buffers). The next request, if any, connects again; a request in
     /// flight keeps its connection and closes it when done.
     pub fn close_idle(&self) {
-        let fresh = agent(self.timeouts.0, self.timeouts.1);
-        *self.agent.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
+        let mut agent = self.agent.lock().unwrap_or_else(|e| e.into_inner());
+        *agent = ureq::Agent::new_with_config(agent.config().clone());
     }
 
     fn agent(&self) -> ureq::Agent {

@@ -167,9 +167,7 @@ pub fn ensure_running(host: &Host, spec: &ServiceSpec, supervisor: &[String]) ->
     }
     // A supervisor asked to stop by a run killed since (or started by one and not yet
     // settled) is let go first: it would otherwise count as running, then be gone.
-    for pid in supervisors_of(&host.path(&host.pid_file(&spec.name))) {
-        terminate(pid);
-    }
+    stop_supervised(host, &spec.name);
     let log = host.path(&host.log_file(&spec.name));
     std::fs::create_dir_all(log.parent().expect("log files live in a directory"))?;
     std::fs::create_dir_all(
@@ -230,6 +228,12 @@ pub fn stop(host: &Host, name: &str) -> io::Result<()> {
     if use_systemd(host) {
         return systemd::stop(name);
     }
+    stop_supervised(host, name);
+    Ok(())
+}
+
+/// Stops every supervisor of `name`, running or already stopping, and removes its pid file.
+fn stop_supervised(host: &Host, name: &str) {
     let pid_path = host.path(&host.pid_file(name));
     // A supervisor started a moment ago (by a run killed since) may not have written its
     // pid file yet: it is found by its command line instead.
@@ -243,7 +247,6 @@ pub fn stop(host: &Host, name: &str) -> io::Result<()> {
         terminate(pid);
     }
     let _ = std::fs::remove_file(&pid_path);
-    Ok(())
 }
 
 /// Asks supervisor `pid` to stop (again, if it was asked already) and waits for it; kills
